@@ -1,0 +1,334 @@
+"""Configuration: a typed OmegaConf schema, loaded from conf/base.yaml + a preset + dotlist overrides.
+
+``load_config("conf/demo_cpu.yaml", ["consensus.threshold=0.7"])`` merges, in order:
+
+1. the schema below (types only: every value is MISSING here, so conf/base.yaml is the one place defaults live),
+2. ``conf/base.yaml`` (the ``base.yaml`` next to the preset, or the project's own),
+3. the preset file (skipped when it *is* base.yaml),
+4. the overrides.
+
+An unknown key, a value of the wrong type, a value left unset or an impossible value raises :class:`ConfigError`
+with a one-line message that starts with the key, e.g. ``consensus.threshold: must be in [0, 1], got 1.5``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+__all__ = ["ConfigError", "load_config", "config_hash", "to_yaml", "PROJECT_CONF_DIR"]
+
+PROJECT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message is one line and starts with the offending key."""
+
+
+# --- schema (types only; values come from conf/base.yaml) ---------------------------------------------------------
+
+
+@dataclass
+class RunConf:
+    name: str = MISSING
+    output_dir: str = MISSING
+    seed: int = MISSING
+
+
+@dataclass
+class ModelConf:
+    path: str = MISSING
+    dtype: str = MISSING
+    trust_remote_code: bool = MISSING
+    build_tiny: bool = MISSING
+
+
+@dataclass
+class LoraConf:
+    r: int = MISSING
+    alpha: int = MISSING
+    dropout: float = MISSING
+    target_modules: str = MISSING
+
+
+@dataclass
+class ImagesConf:
+    max_images: int = MISSING
+    size: int = MISSING
+    max_pixels: int = MISSING
+    max_bytes: int = MISSING
+    allowed_schemes: List[str] = MISSING
+
+
+@dataclass
+class TaxonomyConf:
+    path: str = MISSING
+    verticals: List[str] = MISSING
+    skip_non_inferable: bool = MISSING
+    category_question: bool = MISSING
+
+
+@dataclass
+class DataConf:
+    root: str = MISSING
+    seed: str = MISSING
+    unlabeled: str = MISSING
+    test: str = MISSING
+
+
+@dataclass
+class SyntheticConf:
+    listings: int = MISSING
+    seed_per_vertical: int = MISSING
+    test_per_vertical: int = MISSING
+    max_views: int = MISSING
+    difficulty: float = MISSING
+    label_noise: float = MISSING
+
+
+@dataclass
+class GenerationConf:
+    engine: str = MISSING
+    num_chains: int = MISSING
+    temperature: float = MISSING
+    top_p: float = MISSING
+    max_new_tokens: int = MISSING
+    batch_size: int = MISSING
+
+
+@dataclass
+class ConsensusConf:
+    threshold: float = MISSING
+
+
+@dataclass
+class SftConf:
+    learning_rate: float = MISSING
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    gradient_accumulation_steps: int = MISSING
+
+
+@dataclass
+class DpoConf:
+    beta: float = MISSING
+    learning_rate: float = MISSING
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    gradient_accumulation_steps: int = MISSING
+    reference: str = MISSING
+
+
+@dataclass
+class SlConf:
+    learning_rate: float = MISSING
+    epochs: int = MISSING
+
+
+@dataclass
+class EvalConf:
+    max_new_tokens: int = MISSING
+    batch_size: int = MISSING
+
+
+@dataclass
+class RayEngineConf:
+    num_actors: int = MISSING
+    num_gpus_per_actor: float = MISSING
+    num_cpus_per_actor: float = MISSING
+    tensor_parallel_size: int = MISSING
+
+
+@dataclass
+class RayPreprocessConf:
+    num_cpus_per_task: float = MISSING
+
+
+@dataclass
+class RayTrainConf:
+    num_workers: int = MISSING
+    use_gpu: bool = MISSING
+    num_cpus_per_worker: float = MISSING
+    backend: str = MISSING
+
+
+@dataclass
+class RayConf:
+    address: Optional[str] = MISSING
+    engine: RayEngineConf = field(default_factory=RayEngineConf)
+    preprocess: RayPreprocessConf = field(default_factory=RayPreprocessConf)
+    train: RayTrainConf = field(default_factory=RayTrainConf)
+
+
+@dataclass
+class DeepSpeedConf:
+    enabled: bool = MISSING
+    zero_stage: int = MISSING
+    bf16: bool = MISSING
+
+
+@dataclass
+class VllmConf:
+    gpu_memory_utilization: float = MISSING
+    max_model_len: int = MISSING
+    enable_prefix_caching: bool = MISSING
+    max_lora_rank: int = MISSING
+
+
+@dataclass
+class Config:
+    run: RunConf = field(default_factory=RunConf)
+    model: ModelConf = field(default_factory=ModelConf)
+    lora: LoraConf = field(default_factory=LoraConf)
+    images: ImagesConf = field(default_factory=ImagesConf)
+    taxonomy: TaxonomyConf = field(default_factory=TaxonomyConf)
+    data: DataConf = field(default_factory=DataConf)
+    synthetic: SyntheticConf = field(default_factory=SyntheticConf)
+    generation: GenerationConf = field(default_factory=GenerationConf)
+    consensus: ConsensusConf = field(default_factory=ConsensusConf)
+    sft: SftConf = field(default_factory=SftConf)
+    dpo: DpoConf = field(default_factory=DpoConf)
+    sl: SlConf = field(default_factory=SlConf)
+    eval: EvalConf = field(default_factory=EvalConf)
+    ray: RayConf = field(default_factory=RayConf)
+    deepspeed: DeepSpeedConf = field(default_factory=DeepSpeedConf)
+    vllm: VllmConf = field(default_factory=VllmConf)
+
+
+# --- value rules ----------------------------------------------------------------------------------------------------
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "model.dtype": ("auto", "float32", "bfloat16", "float16"),
+    "generation.engine": ("vllm", "hf"),
+    "dpo.reference": ("sft_adapter", "base"),
+    "ray.train.backend": ("nccl", "gloo"),
+}
+_KNOWN_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "abfs", "az")
+
+
+def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
+    """(key, ok, what it must be) for every numeric rule."""
+    return [
+        ("run.seed", c.run.seed >= 0, "must be >= 0"),
+        ("lora.r", c.lora.r >= 1, "must be >= 1"),
+        ("lora.alpha", c.lora.alpha >= 1, "must be >= 1"),
+        ("lora.dropout", 0.0 <= c.lora.dropout < 1.0, "must be in [0, 1)"),
+        ("images.max_images", c.images.max_images >= 1, "must be >= 1"),
+        ("images.size", c.images.size >= 28, "must be >= 28 (one merged vision patch)"),
+        ("images.max_pixels", c.images.max_pixels >= c.images.size**2, "must be >= images.size squared"),
+        ("images.max_bytes", c.images.max_bytes >= 1, "must be >= 1"),
+        ("synthetic.listings", c.synthetic.listings >= 0, "must be >= 0"),
+        ("synthetic.seed_per_vertical", c.synthetic.seed_per_vertical >= 0, "must be >= 0"),
+        ("synthetic.test_per_vertical", c.synthetic.test_per_vertical >= 0, "must be >= 0"),
+        ("synthetic.max_views", 1 <= c.synthetic.max_views <= 20, "must be in [1, 20]"),
+        ("synthetic.difficulty", 0.0 <= c.synthetic.difficulty <= 1.0, "must be in [0, 1]"),
+        ("synthetic.label_noise", 0.0 <= c.synthetic.label_noise <= 1.0, "must be in [0, 1]"),
+        ("generation.num_chains", c.generation.num_chains >= 2, "must be >= 2 (consensus needs several chains)"),
+        ("generation.temperature", c.generation.temperature > 0.0, "must be > 0 (sampling; eval is greedy)"),
+        ("generation.top_p", 0.0 < c.generation.top_p <= 1.0, "must be in (0, 1]"),
+        ("generation.max_new_tokens", c.generation.max_new_tokens >= 1, "must be >= 1"),
+        ("generation.batch_size", c.generation.batch_size >= 1, "must be >= 1"),
+        ("consensus.threshold", 0.0 <= c.consensus.threshold <= 1.0, "must be in [0, 1]"),
+        ("sft.learning_rate", c.sft.learning_rate > 0, "must be > 0"),
+        ("sft.epochs", c.sft.epochs >= 1, "must be >= 1"),
+        ("sft.batch_size", c.sft.batch_size >= 1, "must be >= 1"),
+        ("sft.gradient_accumulation_steps", c.sft.gradient_accumulation_steps >= 1, "must be >= 1"),
+        ("dpo.beta", c.dpo.beta > 0, "must be > 0"),
+        ("dpo.learning_rate", c.dpo.learning_rate > 0, "must be > 0"),
+        ("dpo.epochs", c.dpo.epochs >= 1, "must be >= 1"),
+        ("dpo.batch_size", c.dpo.batch_size >= 1, "must be >= 1"),
+        ("dpo.gradient_accumulation_steps", c.dpo.gradient_accumulation_steps >= 1, "must be >= 1"),
+        ("sl.learning_rate", c.sl.learning_rate > 0, "must be > 0"),
+        ("sl.epochs", c.sl.epochs >= 1, "must be >= 1"),
+        ("eval.max_new_tokens", c.eval.max_new_tokens >= 1, "must be >= 1"),
+        ("eval.batch_size", c.eval.batch_size >= 1, "must be >= 1"),
+        ("ray.engine.num_actors", c.ray.engine.num_actors >= 1, "must be >= 1"),
+        ("ray.engine.num_gpus_per_actor", c.ray.engine.num_gpus_per_actor >= 0, "must be >= 0"),
+        ("ray.engine.num_cpus_per_actor", c.ray.engine.num_cpus_per_actor > 0, "must be > 0"),
+        ("ray.engine.tensor_parallel_size", c.ray.engine.tensor_parallel_size >= 1, "must be >= 1"),
+        ("ray.preprocess.num_cpus_per_task", c.ray.preprocess.num_cpus_per_task > 0, "must be > 0"),
+        ("ray.train.num_workers", c.ray.train.num_workers >= 1, "must be >= 1"),
+        ("ray.train.num_cpus_per_worker", c.ray.train.num_cpus_per_worker > 0, "must be > 0"),
+        ("deepspeed.zero_stage", c.deepspeed.zero_stage in (2, 3), "must be 2 or 3"),
+        ("vllm.gpu_memory_utilization", 0.0 < c.vllm.gpu_memory_utilization <= 1.0, "must be in (0, 1]"),
+        ("vllm.max_model_len", c.vllm.max_model_len >= 1, "must be >= 1"),
+        ("vllm.max_lora_rank", c.vllm.max_lora_rank >= c.lora.r, "must be >= lora.r (vLLM must fit the adapter)"),
+    ]
+
+
+def _validate(cfg: DictConfig) -> None:
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{missing[0]}: no value set (every key needs one; see conf/base.yaml)")
+    for key, ok, rule in _ranges(cfg):
+        if not ok:
+            raise ConfigError(f"{key}: {rule}, got {OmegaConf.select(cfg, key)!r}")
+    for key, choices in _CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in choices:
+            raise ConfigError(f"{key}: must be one of {', '.join(choices)}, got {value!r}")
+    for s in cfg.images.allowed_schemes:
+        if s not in _KNOWN_SCHEMES:
+            raise ConfigError(f"images.allowed_schemes: unknown scheme {s!r}; known: {', '.join(_KNOWN_SCHEMES)}")
+    try:
+        re.compile(cfg.lora.target_modules)
+    except re.error as e:
+        raise ConfigError(f"lora.target_modules: not a valid regular expression ({e})") from None
+    for key in ("run.name",):
+        value = OmegaConf.select(cfg, key)
+        if not value or "/" in value or value in (".", ".."):
+            raise ConfigError(f"{key}: must be a non-empty name without '/', got {value!r}")
+
+
+def _one_line(e: OmegaConfBaseException) -> str:
+    key = getattr(e, "full_key", None) or "config"
+    msg = str(e).splitlines()[0].strip() if str(e) else type(e).__name__
+    return f"{key}: {msg}"
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> DictConfig:
+    """Load, merge and validate a configuration. ``path=None`` means conf/base.yaml alone."""
+    base = PROJECT_CONF_DIR / "base.yaml"
+    layers: list[Any] = []
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config: file {str(path)!r} does not exist")
+        sibling = path.parent / "base.yaml"
+        base = sibling if sibling.is_file() else base
+    try:
+        layers.append(OmegaConf.load(base))
+        if path is not None and path.resolve() != base.resolve():
+            layers.append(OmegaConf.load(path))
+        for o in overrides:
+            if "=" not in o:
+                raise ConfigError(f"{o}: an override must look like key=value")
+        layers.append(OmegaConf.from_dotlist(list(overrides)))
+        cfg = OmegaConf.merge(OmegaConf.structured(Config), *layers)
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as e:
+        raise ConfigError(_one_line(e)) from None
+    except Exception as e:  # yaml syntax errors and the like
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"config: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    _validate(cfg)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """A stable short hash of the resolved configuration (for manifests and caches)."""
+    data = OmegaConf.to_container(cfg, resolve=True)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()[:16]
