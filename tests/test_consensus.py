@@ -83,3 +83,17 @@ def test_pairs_are_deterministic_per_seed_and_example_and_vary_between_them():
 
 def test_example_id():
     assert example_id("L1", "pattern") == "L1::pattern"
+
+
+def test_score_chains_end_to_end_from_texts():
+    from attrpipe.scoring import score_chains
+    from attrpipe.taxonomy import Attribute
+
+    attr = Attribute("pattern", "The pattern.", (S, T, P))
+    texts = [f"<reasoning>r{i}</reasoning><answer>{a}</answer>" for i, a in enumerate(["solid", "Solid", "striped", "SOLID", "x", "solid."])]
+    texts.append("no tags at all")
+    ex = score_chains(texts, attr, threshold=0.5, seed=3, ex_id="L9::pattern")
+    assert ex.consensus.value == S and ex.consensus.n_agree == 4 and ex.kept
+    assert [p.rejected for p in ex.pairs] == [2, 4, 6]
+    assert ex.chains[4].reason == "out_of_set" and ex.chains[6].reason == "no_answer_tag"
+    assert all(ex.chains[p.chosen].value == S for p in ex.pairs)

@@ -1,0 +1,34 @@
+"""From the sampled texts of one (listing, attribute) to parsed chains, consensus, keep decision and pairs.
+
+The one function every caller uses (the Ray pseudo-labeling pipeline, the demo, evaluation with self-consistency),
+so the consensus rules live in exactly one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from attrpipe.consensus import Consensus, Pair, compute_consensus, is_kept, make_pairs
+from attrpipe.parsing import ParsedChain, parse_generation
+from attrpipe.taxonomy import Attribute
+
+__all__ = ["ScoredExample", "score_chains"]
+
+
+@dataclass(frozen=True)
+class ScoredExample:
+    ex_id: str
+    chains: tuple[ParsedChain, ...]
+    consensus: Consensus
+    kept: bool
+    pairs: tuple[Pair, ...]
+
+
+def score_chains(
+    texts: Sequence[str], attribute: Attribute, *, threshold: float, seed: int, ex_id: str
+) -> ScoredExample:
+    chains = tuple(parse_generation(t, attribute.values) for t in texts)
+    consensus = compute_consensus([c.value for c in chains])
+    pairs = tuple(make_pairs(consensus, threshold, seed=seed, ex_id=ex_id))
+    return ScoredExample(ex_id, chains, consensus, is_kept(consensus, threshold), pairs)
