@@ -19,6 +19,7 @@ __all__ = [
     "attribute_label",
     "user_text",
     "build_messages",
+    "messages_for",
     "format_target",
 ]
 
@@ -51,10 +52,15 @@ def build_messages(
     Images come before the text so that every attribute of a listing shares the same prompt prefix (the images),
     which the vLLM engine's prefix cache exploits.
     """
+    return messages_for(user_text(attribute, vertical_display_name), num_images, system=system)
+
+
+def messages_for(text: str, num_images: int, *, system: bool = True) -> list[dict]:
+    """Chat messages for a user text already built by :func:`user_text` (as stored in the pairs shards)."""
     if num_images < 0:
         raise ValueError(f"num_images must be >= 0, got {num_images}")
-    content = [{"type": "image"} for _ in range(num_images)]
-    content.append({"type": "text", "text": user_text(attribute, vertical_display_name)})
+    content: list[dict] = [{"type": "image"} for _ in range(num_images)]
+    content.append({"type": "text", "text": text})
     messages: list[dict] = []
     if system:
         messages.append({"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]})

@@ -39,3 +39,69 @@ LABELED_SCHEMA = CATALOG_SCHEMA.append(pa.field("labels", _STR_MAP, nullable=Fal
 
 REQUIRED_CATALOG_COLUMNS = ("listing_id", "vertical")
 REQUIRED_LABELED_COLUMNS = REQUIRED_CATALOG_COLUMNS + ("labels",)
+
+
+# --- pseudo-labeling outputs and training inputs ---------------------------------------------------------------------
+# Image references in these tables are *resolved*: absolute paths or URIs (never relative to a catalog), so a
+# trainer can read them without knowing where the catalog was. Listings whose images were inline carry the (already
+# validated, original) bytes in `image_bytes` instead.
+
+CHAIN_TYPE = pa.struct(
+    [
+        pa.field("text", pa.string()),  # the raw generated text
+        pa.field("reasoning", pa.string()),  # parsed reasoning (null if none)
+        pa.field("answer", pa.string()),  # the canonical allowed value (null if no answer)
+        pa.field("reason", pa.string()),  # why there is no answer (null if answered)
+    ]
+)
+
+CONSENSUS_SCHEMA = pa.schema(
+    [
+        pa.field("example_id", pa.string(), nullable=False),  # "<listing_id>::<attribute>"
+        pa.field("listing_id", pa.string(), nullable=False),
+        pa.field("vertical", pa.string(), nullable=False),
+        pa.field("attribute", pa.string(), nullable=False),
+        pa.field("consensus", pa.string()),  # null when no chain parsed
+        pa.field("confidence", pa.float64(), nullable=False),  # C = agreeing chains / all chains
+        pa.field("n_chains", pa.int32(), nullable=False),
+        pa.field("n_valid", pa.int32(), nullable=False),  # chains that parsed to an allowed value
+        pa.field("tied", pa.bool_(), nullable=False),
+        pa.field("kept", pa.bool_(), nullable=False),  # consensus is not null and C >= threshold
+        pa.field("chains", pa.list_(CHAIN_TYPE), nullable=False),
+        pa.field("image_uris", pa.list_(pa.string())),
+        pa.field("image_bytes", pa.list_(pa.binary())),
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("adapter", pa.string()),
+        pa.field("adapter_fingerprint", pa.string()),
+    ]
+)
+
+PAIRS_SCHEMA = pa.schema(
+    [
+        pa.field("example_id", pa.string(), nullable=False),
+        pa.field("listing_id", pa.string(), nullable=False),
+        pa.field("vertical", pa.string(), nullable=False),  # the vertical's name (taxonomy key)
+        pa.field("attribute", pa.string(), nullable=False),
+        pa.field("prompt", pa.string(), nullable=False),  # the user text (attrpipe.prompts.user_text)
+        pa.field("image_uris", pa.list_(pa.string())),
+        pa.field("image_bytes", pa.list_(pa.binary())),
+        pa.field("chosen", pa.string(), nullable=False),  # a preferred chain's full text
+        pa.field("rejected", pa.string(), nullable=False),  # a dispreferred chain's full text
+        pa.field("chosen_index", pa.int32(), nullable=False),
+        pa.field("rejected_index", pa.int32(), nullable=False),
+        pa.field("consensus", pa.string(), nullable=False),
+        pa.field("confidence", pa.float64(), nullable=False),
+        pa.field("round", pa.int32(), nullable=False),
+    ]
+)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("listing_id", pa.string()),  # null when the row had none
+        pa.field("vertical", pa.string()),
+        pa.field("source", pa.string(), nullable=False),  # "<file>#<row>" of the input row
+        pa.field("reason", pa.string(), nullable=False),  # a stable code, e.g. missing_image, unknown_vertical
+        pa.field("detail", pa.string()),
+    ]
+)
