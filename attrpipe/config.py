@@ -109,11 +109,22 @@ class ConsensusConf:
 
 
 @dataclass
+class PseudolabelConf:
+    listings_per_unit: int = MISSING
+    output: Optional[str] = MISSING
+    adapter: Optional[str] = MISSING
+    round: int = MISSING
+
+
+@dataclass
 class SftConf:
     learning_rate: float = MISSING
     epochs: int = MISSING
     batch_size: int = MISSING
     gradient_accumulation_steps: int = MISSING
+    max_steps: int = MISSING
+    save_steps: int = MISSING
+    gradient_checkpointing: bool = MISSING
 
 
 @dataclass
@@ -124,12 +135,17 @@ class DpoConf:
     batch_size: int = MISSING
     gradient_accumulation_steps: int = MISSING
     reference: str = MISSING
+    max_steps: int = MISSING
+    save_steps: int = MISSING
+    gradient_checkpointing: bool = MISSING
 
 
 @dataclass
 class SlConf:
     learning_rate: float = MISSING
     epochs: int = MISSING
+    init: str = MISSING
+    max_steps: int = MISSING
 
 
 @dataclass
@@ -157,6 +173,10 @@ class RayTrainConf:
     use_gpu: bool = MISSING
     num_cpus_per_worker: float = MISSING
     backend: str = MISSING
+    max_failures: int = MISSING
+    checkpoints_to_keep: int = MISSING
+    storage_path: Optional[str] = MISSING
+    shuffle_buffer_size: int = MISSING
 
 
 @dataclass
@@ -193,6 +213,7 @@ class Config:
     synthetic: SyntheticConf = field(default_factory=SyntheticConf)
     generation: GenerationConf = field(default_factory=GenerationConf)
     consensus: ConsensusConf = field(default_factory=ConsensusConf)
+    pseudolabel: PseudolabelConf = field(default_factory=PseudolabelConf)
     sft: SftConf = field(default_factory=SftConf)
     dpo: DpoConf = field(default_factory=DpoConf)
     sl: SlConf = field(default_factory=SlConf)
@@ -206,8 +227,8 @@ class Config:
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),
-    "generation.engine": ("vllm", "hf"),
     "dpo.reference": ("sft_adapter", "base"),
+    "sl.init": ("sft_adapter", "base"),
     "ray.train.backend": ("nccl", "gloo"),
 }
 _KNOWN_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "abfs", "az")
@@ -236,6 +257,8 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
         ("generation.max_new_tokens", c.generation.max_new_tokens >= 1, "must be >= 1"),
         ("generation.batch_size", c.generation.batch_size >= 1, "must be >= 1"),
         ("consensus.threshold", 0.0 <= c.consensus.threshold <= 1.0, "must be in [0, 1]"),
+        ("pseudolabel.listings_per_unit", c.pseudolabel.listings_per_unit >= 1, "must be >= 1"),
+        ("pseudolabel.round", c.pseudolabel.round >= 0, "must be >= 0"),
         ("sft.learning_rate", c.sft.learning_rate > 0, "must be > 0"),
         ("sft.epochs", c.sft.epochs >= 1, "must be >= 1"),
         ("sft.batch_size", c.sft.batch_size >= 1, "must be >= 1"),
@@ -247,6 +270,11 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
         ("dpo.gradient_accumulation_steps", c.dpo.gradient_accumulation_steps >= 1, "must be >= 1"),
         ("sl.learning_rate", c.sl.learning_rate > 0, "must be > 0"),
         ("sl.epochs", c.sl.epochs >= 1, "must be >= 1"),
+        ("sft.max_steps", c.sft.max_steps == -1 or c.sft.max_steps >= 1, "must be -1 (from epochs) or >= 1"),
+        ("sft.save_steps", c.sft.save_steps >= 1, "must be >= 1"),
+        ("dpo.max_steps", c.dpo.max_steps == -1 or c.dpo.max_steps >= 1, "must be -1 (from epochs) or >= 1"),
+        ("dpo.save_steps", c.dpo.save_steps >= 1, "must be >= 1"),
+        ("sl.max_steps", c.sl.max_steps == -1 or c.sl.max_steps >= 1, "must be -1 (from epochs) or >= 1"),
         ("eval.max_new_tokens", c.eval.max_new_tokens >= 1, "must be >= 1"),
         ("eval.batch_size", c.eval.batch_size >= 1, "must be >= 1"),
         ("ray.engine.num_actors", c.ray.engine.num_actors >= 1, "must be >= 1"),
@@ -256,6 +284,9 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
         ("ray.preprocess.num_cpus_per_task", c.ray.preprocess.num_cpus_per_task > 0, "must be > 0"),
         ("ray.train.num_workers", c.ray.train.num_workers >= 1, "must be >= 1"),
         ("ray.train.num_cpus_per_worker", c.ray.train.num_cpus_per_worker > 0, "must be > 0"),
+        ("ray.train.max_failures", c.ray.train.max_failures >= -1, "must be >= -1 (-1: retry forever)"),
+        ("ray.train.checkpoints_to_keep", c.ray.train.checkpoints_to_keep >= 1, "must be >= 1"),
+        ("ray.train.shuffle_buffer_size", c.ray.train.shuffle_buffer_size >= 0, "must be >= 0 (0: no shuffle)"),
         ("deepspeed.zero_stage", c.deepspeed.zero_stage in (2, 3), "must be 2 or 3"),
         ("vllm.gpu_memory_utilization", 0.0 < c.vllm.gpu_memory_utilization <= 1.0, "must be in (0, 1]"),
         ("vllm.max_model_len", c.vllm.max_model_len >= 1, "must be >= 1"),
@@ -274,6 +305,9 @@ def _validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in choices:
             raise ConfigError(f"{key}: must be one of {', '.join(choices)}, got {value!r}")
+    engine = cfg.generation.engine
+    if engine not in ("vllm", "hf") and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", engine):
+        raise ConfigError(f"generation.engine: must be vllm, hf or package.module:Class, got {engine!r}")
     for s in cfg.images.allowed_schemes:
         if s not in _KNOWN_SCHEMES:
             raise ConfigError(f"images.allowed_schemes: unknown scheme {s!r}; known: {', '.join(_KNOWN_SCHEMES)}")

@@ -1,0 +1,310 @@
+"""Pseudo-labeling on Ray Data: units of listings stream through CPU preparation tasks, a pool of engine actors
+and CPU scoring/writing tasks. The driver only plans units and sums the markers; it never holds the data.
+
+    plan units (driver) -> [prepare: read rows, validate, load + resize images]  (CPU tasks)
+                        -> [generate: n chains per listing-attribute]              (engine actor pool)
+                        -> [score + write: consensus, pairs, quarantine, marker]   (CPU tasks)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import time
+from collections import Counter
+from dataclasses import asdict
+from typing import Any
+
+import pyarrow as pa
+from omegaconf import OmegaConf
+
+from attrpipe import storage
+from attrpipe.config import config_hash
+from attrpipe.engines.base import SamplingSpec
+from attrpipe.pseudolabel.stages import (
+    ImageSettings,
+    PreparedListing,
+    asked_attributes,
+    listing_requests,
+    prepare_listing,
+    score_listing,
+)
+from attrpipe.pseudolabel.units import Unit, find_duplicate_ids, plan_units, read_unit
+from attrpipe.schemas import CONSENSUS_SCHEMA, PAIRS_SCHEMA, QUARANTINE_SCHEMA
+from attrpipe.taxonomy import load_taxonomy
+
+__all__ = ["run_pseudolabel", "output_dir_for", "summarize", "COUNT_KEYS"]
+
+COUNT_KEYS = (
+    "listings_in",
+    "listings_quarantined",
+    "listings_labeled",
+    "extra_images_dropped",
+    "listing_attributes",
+    "kept",
+    "below_threshold",
+    "no_consensus",
+    "pairs",
+    "chains",
+    "chains_unparsed",
+)
+_CATALOG_COLUMNS = ["listing_id", "vertical", "image_uris", "image_bytes"]
+
+
+def output_dir_for(cfg) -> str:
+    return cfg.pseudolabel.output or storage.join(cfg.run.output_dir, cfg.run.name, "pseudolabels")
+
+
+def _catalog_root(catalog: str) -> str:
+    """Relative image URIs resolve against the directory holding catalog.json: the split's parent, else itself."""
+    base = catalog if not catalog.endswith(".parquet") else posixpath.dirname(catalog)
+    parent = posixpath.dirname(base.rstrip("/"))
+    return parent if storage.exists(storage.join(parent, "catalog.json")) else base
+
+
+def _semantic_key(cfg, catalog: str, identity: dict) -> dict:
+    """What decides the rows a run writes; a resume must agree on all of it."""
+    gen = {k: v for k, v in OmegaConf.to_container(cfg.generation).items() if k != "batch_size"}
+    return {
+        "catalog": catalog,
+        "model": identity.get("model"),
+        "model_fingerprint": identity.get("model_fingerprint"),
+        "adapter_fingerprint": identity.get("adapter_fingerprint"),
+        "images": OmegaConf.to_container(cfg.images),
+        "taxonomy": OmegaConf.to_container(cfg.taxonomy),
+        "generation": gen,
+        "threshold": cfg.consensus.threshold,
+        "seed": cfg.run.seed,
+        "listings_per_unit": cfg.pseudolabel.listings_per_unit,
+        "round": cfg.pseudolabel.round,
+    }
+
+
+# --- stages run by Ray ------------------------------------------------------------------------------------------
+
+
+class _Context:
+    """What every stage needs, rebuilt once per worker/actor from plain values."""
+
+    def __init__(self, cfg_yaml: str):
+        self.cfg = OmegaConf.create(cfg_yaml)
+        self.taxonomy = load_taxonomy(self.cfg.taxonomy.path, self.cfg.taxonomy.verticals or None)
+        self.images = ImageSettings.from_conf(self.cfg.images)
+
+    def attributes(self, vertical: str):
+        t = self.cfg.taxonomy
+        return asked_attributes(self.taxonomy, vertical, skip_non_inferable=t.skip_non_inferable,
+                                category_question=t.category_question)
+
+
+class PrepareUnit:
+    def __init__(self, cfg_yaml: str, root: str, duplicates: list[str]):
+        self.ctx = _Context(cfg_yaml)
+        self.root = root
+        self.duplicates = set(duplicates)
+
+    def __call__(self, row: dict) -> dict:
+        unit = Unit(**row["unit"])
+        listings, quarantine, n_in = [], [], 0
+        for r in read_unit(unit, _CATALOG_COLUMNS):
+            n_in += 1
+            out = prepare_listing(r, taxonomy=self.ctx.taxonomy, duplicates=self.duplicates,
+                                  images=self.ctx.images, root=self.root)
+            if isinstance(out, PreparedListing):
+                listings.append(asdict(out))
+            else:
+                quarantine.append(out)
+        return {"unit": row["unit"], "n_in": n_in, "listings": listings, "quarantine": quarantine}
+
+
+class GenerateUnit:
+    """The engine actor: owns one engine (transformers or vLLM) for its lifetime."""
+
+    def __init__(self, cfg_yaml: str, adapter: str | None):
+        from attrpipe.engines import make_engine
+
+        self.ctx = _Context(cfg_yaml)
+        self.engine = make_engine(self.ctx.cfg, adapter=adapter)
+        self.sampling = SamplingSpec.sampling(self.ctx.cfg.generation, self.ctx.cfg.run.seed)
+
+    def __call__(self, row: dict) -> dict:
+        requests, spans = [], []
+        for d in row["listings"]:
+            listing = PreparedListing(**d)
+            reqs = listing_requests(listing, self.ctx.taxonomy, self.ctx.attributes(listing.vertical))
+            spans.append((len(requests), len(requests) + len(reqs)))
+            requests.extend(reqs)
+        texts = self.engine.generate(requests, self.sampling) if requests else []
+        row["texts"] = [texts[a:b] for a, b in spans]
+        row["identity"] = json.dumps(self.engine.identity(), sort_keys=True)
+        return row
+
+
+class ScoreAndWriteUnit:
+    def __init__(self, cfg_yaml: str, out: str):
+        self.ctx = _Context(cfg_yaml)
+        self.out = out
+
+    def __call__(self, row: dict) -> dict:
+        cfg = self.ctx.cfg
+        unit = Unit(**row["unit"])
+        identity = json.loads(row["identity"]) if row.get("identity") else {}
+        consensus, pairs = [], []
+        extra = 0
+        for d, texts in zip(row["listings"], row.get("texts") or [], strict=True):
+            listing = PreparedListing(**d)
+            extra += listing.extra_images
+            c, p = score_listing(listing, self.ctx.taxonomy, self.ctx.attributes(listing.vertical),
+                                 [list(t) for t in texts], threshold=cfg.consensus.threshold, seed=cfg.run.seed,
+                                 round_index=cfg.pseudolabel.round, identity=identity)
+            consensus.extend(c)
+            pairs.extend(p)
+        quarantine = list(row["quarantine"])
+        files = {}
+        for name, rows, schema in (("consensus", consensus, CONSENSUS_SCHEMA), ("pairs", pairs, PAIRS_SCHEMA),
+                                   ("quarantine", quarantine, QUARANTINE_SCHEMA)):
+            dest = storage.join(self.out, name, f"{unit.unit_id}.parquet")
+            if rows:
+                storage.write_parquet_atomic(dest, pa.Table.from_pylist(rows, schema=schema))
+                files[name] = f"{name}/{unit.unit_id}.parquet"
+            else:
+                storage.remove_file(dest)  # a stale shard of an interrupted earlier attempt
+        counts = unit_counts(row["n_in"], len(row["listings"]), extra, consensus, pairs, quarantine)
+        marker = {"unit": row["unit"], "files": files, "counts": counts}
+        storage.write_json_atomic(storage.join(self.out, "_units", f"{unit.unit_id}.json"), marker)
+        return {"unit_id": unit.unit_id, "counts": json.dumps(counts)}
+
+
+def unit_counts(n_in: int, n_labeled: int, extra: int, consensus: list[dict], pairs: list[dict],
+                quarantine: list[dict]) -> dict:
+    chains = [ch for r in consensus for ch in r["chains"]]
+    return {
+        "listings_in": n_in,
+        "listings_quarantined": len(quarantine),
+        "listings_labeled": n_labeled,
+        "extra_images_dropped": extra,
+        "listing_attributes": len(consensus),
+        "kept": sum(r["kept"] for r in consensus),
+        "below_threshold": sum(not r["kept"] for r in consensus),
+        "no_consensus": sum(r["consensus"] is None for r in consensus),
+        "pairs": len(pairs),
+        "chains": len(chains),
+        "chains_unparsed": sum(ch["answer"] is None for ch in chains),
+        "quarantine_reasons": dict(Counter(q["reason"] for q in quarantine)),
+        "unparsed_reasons": dict(Counter(ch["reason"] for ch in chains if ch["answer"] is None)),
+    }
+
+
+def summarize(markers: list[dict]) -> dict:
+    """Sum unit counts; the invariants the audit checks hold by construction and are asserted here too."""
+    total: dict[str, Any] = {k: 0 for k in COUNT_KEYS}
+    reasons: Counter = Counter()
+    unparsed: Counter = Counter()
+    for m in markers:
+        c = m["counts"]
+        for k in COUNT_KEYS:
+            total[k] += c[k]
+        reasons.update(c["quarantine_reasons"])
+        unparsed.update(c["unparsed_reasons"])
+    total["quarantine_reasons"] = dict(sorted(reasons.items()))
+    total["unparsed_reasons"] = dict(sorted(unparsed.items()))
+    assert total["listings_in"] == total["listings_labeled"] + total["listings_quarantined"], total
+    assert total["listing_attributes"] == total["kept"] + total["below_threshold"], total
+    return total
+
+
+# --- driver -----------------------------------------------------------------------------------------------------
+
+
+def _identity_for(cfg, adapter: str | None) -> dict:
+    from attrpipe.engines.hf import fingerprint
+
+    return {"model": cfg.model.path, "model_fingerprint": fingerprint(cfg.model.path), "adapter": adapter,
+            "adapter_fingerprint": fingerprint(adapter)}
+
+
+def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, adapter: str | None = None,
+                    verbose: bool = True) -> dict:
+    """Pseudo-label a catalog; resumable: rerunning skips units already committed. Returns the manifest."""
+    import ray
+
+    from attrpipe.ray_utils import init_ray
+
+    t0 = time.perf_counter()
+    catalog = catalog or cfg.data.unlabeled
+    out = out or output_dir_for(cfg)
+    adapter = adapter if adapter is not None else cfg.pseudolabel.adapter
+    identity = _identity_for(cfg, adapter)
+    key = _semantic_key(cfg, catalog, identity)
+    key_hash = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    run_file = storage.join(out, "_run.json")
+    if storage.exists(run_file):
+        previous = storage.read_json(run_file)
+        if previous.get("key_hash") != key_hash:
+            changed = sorted(k for k in key if previous.get("key", {}).get(k) != key[k])
+            raise RuntimeError(
+                f"{out} holds pseudo-labels of a different run (differs in: {', '.join(changed) or 'unknown'}); "
+                "use another output directory or remove it"
+            )
+    else:
+        storage.write_json_atomic(run_file, {"key_hash": key_hash, "key": key})
+
+    units = plan_units(catalog, cfg.pseudolabel.listings_per_unit)
+    done = {posixpath.basename(f).removesuffix(".json") for f in storage.list_files(storage.join(out, "_units"), ".json")}
+    pending = [u for u in units if u.unit_id not in done]
+    if verbose:
+        print(f"pseudolabel: {len(units)} units of <= {cfg.pseudolabel.listings_per_unit} listings, "
+              f"{len(units) - len(pending)} already done, {len(pending)} to run -> {out}")
+    if pending:
+        init_ray(cfg)
+        cfg_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+        duplicates = sorted(find_duplicate_ids(catalog))
+        e = cfg.ray.engine
+        ds = ray.data.from_items([{"unit": u.to_dict()} for u in pending], override_num_blocks=len(pending))
+        ds = ds.map(PrepareUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, root=_catalog_root(catalog),
+                                                            duplicates=duplicates),
+                    num_cpus=cfg.ray.preprocess.num_cpus_per_task, concurrency=(1, max(1, len(pending))))
+        ds = ds.map(GenerateUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, adapter=adapter),
+                    concurrency=e.num_actors, num_gpus=e.num_gpus_per_actor * e.tensor_parallel_size or None,
+                    num_cpus=e.num_cpus_per_actor)
+        ds = ds.map(ScoreAndWriteUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, out=out),
+                    num_cpus=cfg.ray.preprocess.num_cpus_per_task, concurrency=(1, max(1, len(pending))))
+        for _ in ds.iter_rows():
+            pass
+    markers = [storage.read_json(storage.join(out, "_units", f"{u.unit_id}.json")) for u in units]
+    totals = summarize(markers)
+    manifest = {
+        "config_hash": config_hash(cfg),
+        "key_hash": key_hash,
+        "catalog": catalog,
+        "output": out,
+        "identity": identity,
+        "threshold": cfg.consensus.threshold,
+        "num_chains": cfg.generation.num_chains,
+        "round": cfg.pseudolabel.round,
+        "units": len(units),
+        "counts": totals,
+        "seconds_this_invocation": round(time.perf_counter() - t0, 2),
+    }
+    storage.write_json_atomic(storage.join(out, "manifest.json"), manifest)
+    if verbose:
+        print(format_summary(manifest))
+    return manifest
+
+
+def format_summary(manifest: dict) -> str:
+    c = manifest["counts"]
+    lines = [f"{'listings in':<28}{c['listings_in']:>10}",
+             f"{'  labeled':<28}{c['listings_labeled']:>10}",
+             f"{'  quarantined':<28}{c['listings_quarantined']:>10}"]
+    lines += [f"{'    ' + r:<28}{n:>10}" for r, n in c["quarantine_reasons"].items()]
+    lines += [f"{'listing-attributes':<28}{c['listing_attributes']:>10}",
+              f"{'  kept (C >= ' + str(manifest['threshold']) + ')':<28}{c['kept']:>10}",
+              f"{'  below threshold':<28}{c['below_threshold']:>10}",
+              f"{'    of which no consensus':<28}{c['no_consensus']:>10}",
+              f"{'chains':<28}{c['chains']:>10}",
+              f"{'  unparsed':<28}{c['chains_unparsed']:>10}",
+              f"{'pairs written':<28}{c['pairs']:>10}",
+              f"{'extra images dropped':<28}{c['extra_images_dropped']:>10}"]
+    return "\n".join(lines) + f"\nmanifest: {storage.join(manifest['output'], 'manifest.json')}"

@@ -1,0 +1,210 @@
+"""The pseudo-labeling stages as plain functions (Ray only strings them together; see pipeline.py).
+
+1. :func:`prepare_listing`  validate one catalog row and load its images  -> a prepared listing or a quarantine row
+2. :func:`listing_requests` one generation request per asked attribute, all sharing the listing's images
+3. :func:`score_listing`    chains -> consensus rows and DPO pair rows (attrpipe.scoring.score_chains)
+
+Quarantine reason codes (listing level; one row per quarantined input row):
+
+- ``missing_listing_id``, ``duplicate_listing_id`` (every row of an id that occurs more than once),
+  ``unknown_vertical``, ``no_images``,
+- ``image_<code>`` when any of the kept images fails, with the codes of attrpipe.images: ``image_bad_uri``,
+  ``image_missing``, ``image_too_many_bytes``, ``image_not_an_image``, ``image_too_many_pixels``,
+  ``image_truncated``. A listing is quarantined whole when one of its views is bad: a partial set of views may hide
+  the very attribute asked about.
+
+A listing with more than ``images.max_images`` images keeps the first ones; ``extra_images`` records how many were
+dropped and the unit's counts add them up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PIL import Image
+
+from attrpipe.consensus import example_id
+from attrpipe.engines.base import GenerationRequest
+from attrpipe.images import ImageError, load_image, resolve_uri
+from attrpipe.prompts import build_messages, user_text
+from attrpipe.scoring import score_chains
+from attrpipe.taxonomy import Attribute, Taxonomy
+
+__all__ = [
+    "ImageSettings",
+    "PreparedListing",
+    "prepare_listing",
+    "asked_attributes",
+    "listing_requests",
+    "score_listing",
+    "quarantine_row",
+]
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    size: int
+    max_images: int
+    max_pixels: int
+    max_bytes: int
+    allowed_schemes: tuple[str, ...]
+
+    @classmethod
+    def from_conf(cls, images_conf) -> "ImageSettings":
+        c = images_conf
+        return cls(c.size, c.max_images, c.max_pixels, c.max_bytes, tuple(c.allowed_schemes))
+
+
+@dataclass
+class PreparedListing:
+    listing_id: str
+    vertical: str
+    source: str
+    pixels: list[bytes]  # raw RGB bytes, size x size x 3 each
+    size: int
+    image_uris: list[str] | None  # resolved URIs (None when the images were inline)
+    image_bytes: list[bytes] | None  # the original inline bytes (None when read from URIs)
+    extra_images: int = 0
+
+    def pil_images(self) -> list[Image.Image]:
+        return [Image.frombytes("RGB", (self.size, self.size), p) for p in self.pixels]
+
+
+def quarantine_row(row: dict, reason: str, detail: str = "") -> dict:
+    lid = row.get("listing_id")
+    vertical = row.get("vertical")
+    return {
+        "listing_id": lid if isinstance(lid, str) else None,
+        "vertical": vertical if isinstance(vertical, str) else None,
+        "source": row.get("_source", ""),
+        "reason": reason,
+        "detail": detail or None,
+    }
+
+
+def prepare_listing(
+    row: dict, *, taxonomy: Taxonomy, duplicates: set[str], images: ImageSettings, root: str | None
+) -> PreparedListing | dict:
+    """Validate a catalog row and load its images; a dict return value is a quarantine row."""
+    lid = row.get("listing_id")
+    if not isinstance(lid, str) or not lid.strip():
+        return quarantine_row(row, "missing_listing_id")
+    if lid in duplicates:
+        return quarantine_row(row, "duplicate_listing_id", "this listing_id occurs more than once in the catalog")
+    vertical = row.get("vertical")
+    if vertical not in taxonomy.verticals:
+        return quarantine_row(row, "unknown_vertical", f"{vertical!r} is not in the taxonomy")
+    inline = [b for b in (row.get("image_bytes") or []) if b is not None]
+    uris = list(row.get("image_uris") or [])
+    sources: list[tuple[str | None, bytes | None]] = [(None, b) for b in inline] if inline else [(u, None) for u in uris]
+    if not sources:
+        return quarantine_row(row, "no_images")
+    extra = max(0, len(sources) - images.max_images)
+    sources = sources[: images.max_images]
+    pixels, resolved = [], []
+    for k, (uri, data) in enumerate(sources):
+        try:
+            location = None
+            if data is None:
+                location = resolve_uri(uri or "", root, images.allowed_schemes)
+                resolved.append(location)
+            img = load_image(location, data, root=None, size=images.size, max_pixels=images.max_pixels,
+                             max_bytes=images.max_bytes, allowed_schemes=images.allowed_schemes)
+        except ImageError as e:
+            return quarantine_row(row, f"image_{e.reason}", f"image {k}: {e.detail or uri or ''}"[:500])
+        pixels.append(img.tobytes())
+    return PreparedListing(
+        listing_id=lid,
+        vertical=vertical,
+        source=row.get("_source", ""),
+        pixels=pixels,
+        size=images.size,
+        image_uris=None if inline else resolved,
+        image_bytes=[s[1] for s in sources] if inline else None,
+        extra_images=extra,
+    )
+
+
+def asked_attributes(taxonomy: Taxonomy, vertical: str, *, skip_non_inferable: bool, category_question: bool
+                     ) -> list[Attribute]:
+    v = taxonomy.vertical(vertical)
+    attrs = [a for a in v.attributes.values() if a.inferable or not skip_non_inferable]
+    if category_question:
+        attrs.append(taxonomy.category_attribute())
+    return attrs
+
+
+def listing_requests(listing: PreparedListing, taxonomy: Taxonomy, attributes: list[Attribute]
+                     ) -> list[GenerationRequest]:
+    """One request per attribute; the images (and so the prompt prefix) are shared across them."""
+    display = taxonomy.vertical(listing.vertical).display_name
+    imgs = listing.pil_images()
+    return [
+        GenerationRequest(example_id(listing.listing_id, a.name), build_messages(a, display, len(imgs)), imgs)
+        for a in attributes
+    ]
+
+
+def score_listing(
+    listing: PreparedListing,
+    taxonomy: Taxonomy,
+    attributes: list[Attribute],
+    texts: list[list[str]],
+    *,
+    threshold: float,
+    seed: int,
+    round_index: int,
+    identity: dict,
+) -> tuple[list[dict], list[dict]]:
+    """Consensus rows (schemas.CONSENSUS_SCHEMA) and pair rows (schemas.PAIRS_SCHEMA) of one listing."""
+    display = taxonomy.vertical(listing.vertical).display_name
+    consensus_rows, pair_rows = [], []
+    for attr, chain_texts in zip(attributes, texts, strict=True):
+        ex = example_id(listing.listing_id, attr.name)
+        s = score_chains(chain_texts, attr, threshold=threshold, seed=seed, ex_id=ex)
+        c = s.consensus
+        consensus_rows.append(
+            {
+                "example_id": ex,
+                "listing_id": listing.listing_id,
+                "vertical": listing.vertical,
+                "attribute": attr.name,
+                "consensus": c.value,
+                "confidence": c.confidence,
+                "n_chains": c.n_chains,
+                "n_valid": c.n_valid,
+                "tied": c.tied,
+                "kept": s.kept,
+                "chains": [
+                    {"text": p.text, "reasoning": p.reasoning, "answer": p.value, "reason": p.reason}
+                    for p in s.chains
+                ],
+                "image_uris": listing.image_uris,
+                "image_bytes": listing.image_bytes,
+                "round": round_index,
+                "model": identity.get("model"),
+                "adapter": identity.get("adapter"),
+                "adapter_fingerprint": identity.get("adapter_fingerprint"),
+            }
+        )
+        prompt = user_text(attr, display)
+        for pair in s.pairs:
+            pair_rows.append(
+                {
+                    "example_id": ex,
+                    "listing_id": listing.listing_id,
+                    "vertical": listing.vertical,
+                    "attribute": attr.name,
+                    "prompt": prompt,
+                    "image_uris": listing.image_uris,
+                    "image_bytes": listing.image_bytes,
+                    "chosen": chain_texts[pair.chosen],
+                    "rejected": chain_texts[pair.rejected],
+                    "chosen_index": pair.chosen,
+                    "rejected_index": pair.rejected,
+                    "consensus": c.value,
+                    "confidence": c.confidence,
+                    "round": round_index,
+                }
+            )
+    return consensus_rows, pair_rows

@@ -1,0 +1,39 @@
+import os
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO = TESTS_DIR.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _run_from_repo_root():
+    """Configs use paths relative to the repository root (conf/taxonomy, ...)."""
+    old = os.getcwd()
+    os.chdir(REPO)
+    yield
+    os.chdir(old)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    from attrpipe.models.tiny import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("models") / "tiny"))
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for the whole session: 2 CPUs, workers can import the tests' fakes."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            runtime_env={"env_vars": {"PYTHONPATH": str(TESTS_DIR), "OMP_NUM_THREADS": "1",
+                                      "TOKENIZERS_PARALLELISM": "false"}},
+        )
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,174 @@
+"""The pseudo-labeling pipeline on a local Ray: counts, schemas, consensus rules, quarantine, resume."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from attrpipe.config import load_config
+from attrpipe.parsing import parse_generation
+from attrpipe.pseudolabel.pipeline import run_pseudolabel
+from attrpipe.schemas import CONSENSUS_SCHEMA, PAIRS_SCHEMA, QUARANTINE_SCHEMA
+from attrpipe.scoring import score_chains
+from attrpipe.taxonomy import load_taxonomy
+from catalogs import write_catalog
+
+VERTICALS = "[suitcase,watch]"
+
+
+def cfg_for(root: Path, out: Path, *extra: str):
+    return load_config("conf/demo_cpu.yaml", [
+        f"data.root={root}", f"pseudolabel.output={out}", "generation.engine=fakes:ScriptedEngine",
+        f"taxonomy.verticals={VERTICALS}", "pseudolabel.listings_per_unit=3", *extra])
+
+
+def read(out: Path, name: str):
+    """Read a shard directory the way a user would: pyarrow dataset discovery (which skips hidden temp files)."""
+    d = out / name
+    return pq.read_table(d) if d.is_dir() and any(p.suffix == ".parquet" for p in d.iterdir()) else None
+
+
+@pytest.fixture(scope="module")
+def scripted_run(tmp_path_factory, ray_local):
+    root = tmp_path_factory.mktemp("catalog")
+    info = write_catalog(root)
+    out = root.parent / "out"
+    manifest = run_pseudolabel(cfg_for(root, out), verbose=False)
+    return root, out, info, manifest
+
+
+def test_counts_add_up_and_quarantine_has_reasons(scripted_run):
+    root, out, info, m = scripted_run
+    c = m["counts"]
+    assert c["listings_in"] == info["rows"]
+    assert c["listings_in"] == c["listings_labeled"] + c["listings_quarantined"]
+    assert c["listing_attributes"] == c["kept"] + c["below_threshold"]
+    q = read(out, "quarantine").to_pylist()
+    got = {}
+    for r in q:
+        got.setdefault(r["listing_id"], set()).add(r["reason"])
+        assert r["source"] and "#" in r["source"]
+    assert {k: {v} for k, v in info["expected_quarantine"].items()} == got
+    assert c["quarantine_reasons"]["duplicate_listing_id"] == 2
+    assert c["extra_images_dropped"] == 15  # the listing with twenty images keeps five
+    tax = load_taxonomy("conf/taxonomy", ["suitcase", "watch"])
+    labeled = info["rows"] - len(q)
+    cons = read(out, "consensus")
+    assert cons.num_rows == c["listing_attributes"]
+    per_listing = {}
+    for r in cons.to_pylist():
+        per_listing.setdefault(r["listing_id"], []).append(r["attribute"])
+    assert len(per_listing) == labeled
+    for lid, attrs in per_listing.items():
+        vertical = next(r["vertical"] for r in cons.to_pylist() if r["listing_id"] == lid)
+        assert attrs == [a.name for a in tax.vertical(vertical).inferable_attributes()]
+
+
+def test_shards_have_the_documented_schemas(scripted_run):
+    _, out, _, _ = scripted_run
+    assert read(out, "consensus").schema.equals(CONSENSUS_SCHEMA)
+    assert read(out, "pairs").schema.equals(PAIRS_SCHEMA)
+    assert read(out, "quarantine").schema.equals(QUARANTINE_SCHEMA)
+    assert not list(out.rglob(".tmp-*"))
+
+
+def test_consensus_rows_obey_the_rules_and_pairs_match_them(scripted_run):
+    _, out, _, m = scripted_run
+    tax = load_taxonomy("conf/taxonomy", ["suitcase", "watch"])
+    cons = read(out, "consensus").to_pylist()
+    pairs = read(out, "pairs").to_pylist()
+    assert m["counts"]["kept"] > 0 and m["counts"]["below_threshold"] > 0 and len(pairs) > 0
+    by_example = {}
+    for p in pairs:
+        by_example.setdefault(p["example_id"], []).append(p)
+    for r in cons:
+        attr = tax.attribute(r["vertical"], r["attribute"])
+        texts = [ch["text"] for ch in r["chains"]]
+        s = score_chains(texts, attr, threshold=0.5, seed=0, ex_id=r["example_id"])
+        assert r["consensus"] == s.consensus.value and r["kept"] == s.kept
+        assert r["confidence"] == pytest.approx(s.consensus.confidence)
+        assert r["n_chains"] == 7 and r["kept"] == (r["consensus"] is not None and r["confidence"] >= 0.5)
+        got = by_example.get(r["example_id"], [])
+        assert len(got) == len(s.pairs)  # one pair per dispreferred chain of a kept example, else none
+        for p in got:
+            assert parse_generation(p["chosen"], attr.values).value == r["consensus"]
+            assert parse_generation(p["rejected"], attr.values).value != r["consensus"]
+            assert p["confidence"] == r["confidence"]
+            assert p["prompt"].startswith(f"what is the most suitable value for {attr.name.replace('_', ' ')}")
+            assert (p["image_uris"] or p["image_bytes"])
+    inline = [r for r in cons if r["listing_id"] == "b-inline"]
+    assert inline and inline[0]["image_bytes"] and inline[0]["image_uris"] is None
+
+
+def test_rerun_skips_everything_and_changed_settings_are_refused(scripted_run):
+    root, out, _, m = scripted_run
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
+    again = run_pseudolabel(cfg_for(root, out), verbose=False)
+    assert again["counts"] == m["counts"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")} == before
+    with pytest.raises(RuntimeError, match="threshold"):
+        run_pseudolabel(cfg_for(root, out, "consensus.threshold=0.7"), verbose=False)
+
+
+def _rows(out: Path, name: str):
+    t = read(out, name)
+    return sorted(t.to_pylist(), key=lambda r: (r.get("example_id") or r["source"], r.get("rejected_index", 0)))
+
+
+def test_resume_after_losing_units_equals_a_clean_run(scripted_run, tmp_path):
+    """A run whose driver died: some units committed, one half-written, the rest never started."""
+    root, clean, _, m = scripted_run
+    out = tmp_path / "resumed"
+    shutil.copytree(clean, out)
+    markers = sorted((out / "_units").glob("*.json"))
+    assert len(markers) >= 4
+    lost = markers[len(markers) // 2:]
+    for marker in lost:
+        unit = marker.stem
+        marker.unlink()
+        for sub in ("consensus", "pairs", "quarantine"):
+            (out / sub / f"{unit}.parquet").unlink(missing_ok=True)
+    # A unit killed while writing: a shard under its final name, truncated, with no marker; and a temp file.
+    half = lost[0].stem
+    (out / "consensus" / f"{half}.parquet").write_bytes(b"PAR1 truncated")
+    (out / "pairs" / f".tmp-deadbeef-{half}.parquet").write_bytes(b"partial")
+    (out / "manifest.json").unlink()
+    resumed = run_pseudolabel(cfg_for(root, out), verbose=False)
+    assert resumed["counts"] == m["counts"]
+    for name in ("consensus", "pairs", "quarantine"):
+        assert _rows(out, name) == _rows(clean, name)
+
+
+@pytest.mark.slow
+def test_killed_driver_then_rerun_equals_clean_run_with_the_tiny_model(tmp_path, tiny_model_dir):
+    """The real thing: SIGKILL the `attrpipe pseudolabel` process mid-run, rerun the same command, compare."""
+    root = tmp_path / "catalog"
+    write_catalog(root, good=10, bad=False, files=1)
+    args = [f"data.root={root}", f"model.path={tiny_model_dir}", "model.build_tiny=false",
+            f"taxonomy.verticals={VERTICALS}", "pseudolabel.listings_per_unit=1", "generation.max_new_tokens=8"]
+    cmd = [sys.executable, "-m", "attrpipe.cli", "pseudolabel", "conf/demo_cpu.yaml"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    subprocess.run(cmd + args + [f"pseudolabel.output={clean}"], check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(cmd + args + [f"pseudolabel.output={killed}"], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list((killed / "_units").glob("*.json"))) < 3:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list((killed / "_units").glob("*.json")))
+    assert 3 <= done < 10, done  # really interrupted in the middle
+    subprocess.run(cmd + args + [f"pseudolabel.output={killed}"], check=True, env=env, capture_output=True)
+    for name in ("consensus", "quarantine"):
+        if read(clean, name) is not None or read(killed, name) is not None:
+            assert _rows(killed, name) == _rows(clean, name)
+    import json
+    assert json.loads((killed / "manifest.json").read_text())["counts"] == \
+        json.loads((clean / "manifest.json").read_text())["counts"]
