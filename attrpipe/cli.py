@@ -1,0 +1,144 @@
+"""The ``attrpipe`` command line. Each command is a thin wrapper over a library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="a YAML config (conf/demo_cpu.yaml, conf/paper.yaml, ...), merged over base.yaml")
+    p.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. consensus.threshold=0.7")
+
+
+def _load(args):
+    from attrpipe.config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def cmd_config(args) -> int:
+    from attrpipe.config import config_hash, to_yaml
+
+    cfg = _load(args)
+    sys.stdout.write(to_yaml(cfg))
+    print(f"# config hash: {config_hash(cfg)}")
+    return 0
+
+
+def cmd_synth_catalog(args) -> int:
+    from attrpipe.synth.catalog import write_synthetic_catalog
+    from attrpipe.taxonomy import load_taxonomy
+
+    tax = load_taxonomy(args.taxonomy, args.verticals or None)
+    t0 = time.perf_counter()
+    summary = write_synthetic_catalog(
+        args.out,
+        taxonomy=tax,
+        listings=args.listings,
+        seed=args.seed,
+        seed_per_vertical=args.seed_per_vertical,
+        test_per_vertical=args.test_per_vertical,
+        max_views=args.max_views,
+        difficulty=args.difficulty,
+        label_noise=args.label_noise,
+    )
+    print(json.dumps(summary.get("counts", summary), indent=2, sort_keys=True))
+    print(f"wrote synthetic catalog to {args.out} in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def cmd_model_tiny(args) -> int:
+    from attrpipe.models.tiny import build_tiny_model
+
+    t0 = time.perf_counter()
+    path = build_tiny_model(args.out, seed=args.seed, force=args.force)
+    print(f"tiny Qwen2.5-VL at {path} ({time.perf_counter() - t0:.1f}s)")
+    return 0
+
+
+def cmd_pseudolabel(args) -> int:
+    from attrpipe.pseudolabel.pipeline import run_pseudolabel
+
+    run_pseudolabel(_load(args), catalog=args.catalog, out=args.out, adapter=args.adapter)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from attrpipe.demo import run_demo
+
+    return run_demo(_load(args), listings=args.preview_listings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="attrpipe",
+        description="Teach compact vision-language models product attributes from few labels and many unlabeled "
+        "listings: seed SFT, 7-chain consensus pseudo-labels, DPO.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("config", help="print the resolved, validated configuration and its hash")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("demo", help="CPU demo: tiny model + synthetic catalog, then 7-chain consensus on a few listings")
+    _add_config_args(p)
+    p.add_argument("--preview-listings", type=int, default=3, help="unlabeled listings to pseudo-label (default 3)")
+    p.set_defaults(func=cmd_demo)
+
+    from attrpipe.config import load_config
+
+    syn = load_config().synthetic  # one place for the defaults: conf/base.yaml
+    p = sub.add_parser("pseudolabel", help="sample n chains per listing-attribute on Ray Data; write consensus, "
+                       "pairs and quarantine shards (resumable)")
+    _add_config_args(p)
+    p.add_argument("--catalog", help="catalog to label (default: data.unlabeled)")
+    p.add_argument("--out", help="output directory or URI (default: pseudolabel.output or the run directory)")
+    p.add_argument("--adapter", help="LoRA adapter to sample with (default: pseudolabel.adapter)")
+    p.set_defaults(func=cmd_pseudolabel)
+
+    synth = sub.add_parser("synth", help="synthetic data with known ground truth")
+    synth_sub = synth.add_subparsers(dest="synth_command", metavar="WHAT", required=True)
+    p = synth_sub.add_parser("catalog", help="render a synthetic catalog: seed, unlabeled and test splits")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--listings", type=int, required=True, help="listings in the unlabeled pool")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed-per-vertical", type=int, default=syn.seed_per_vertical, help="labeled seed listings per vertical")
+    p.add_argument("--test-per-vertical", type=int, default=syn.test_per_vertical, help="labeled test listings per vertical")
+    p.add_argument("--max-views", type=int, default=syn.max_views, help="at most this many images per listing")
+    p.add_argument("--difficulty", type=float, default=syn.difficulty, help="0 = clean centred product, 1 = heavy nuisances")
+    p.add_argument("--label-noise", type=float, default=syn.label_noise, help="fraction of seed labels made wrong")
+    p.add_argument("--taxonomy", default="conf/taxonomy", help="taxonomy directory")
+    p.add_argument("--verticals", nargs="*", help="only these verticals")
+    p.set_defaults(func=cmd_synth_catalog)
+
+    model = sub.add_parser("model", help="model utilities")
+    model_sub = model.add_subparsers(dest="model_command", metavar="WHAT", required=True)
+    p = model_sub.add_parser("tiny", help="build the tiny random-weight Qwen2.5-VL (cached) as a normal HF directory")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="rebuild even if the cache matches")
+    p.set_defaults(func=cmd_model_tiny)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from attrpipe.config import ConfigError
+    from attrpipe.taxonomy import TaxonomyError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, TaxonomyError) as e:
+        print(f"attrpipe: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
