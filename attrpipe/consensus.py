@@ -22,6 +22,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 from typing import Sequence
 
 __all__ = ["Consensus", "Pair", "example_id", "compute_consensus", "is_kept", "make_pairs", "pair_rng"]
@@ -77,7 +78,13 @@ def is_kept(consensus: Consensus, threshold: float) -> bool:
     """Whether an example's consensus is confident enough to keep (C >= threshold, compared exactly)."""
     if consensus.value is None or consensus.n_chains == 0:
         return False
-    return Fraction(consensus.n_agree, consensus.n_chains) >= Fraction(str(threshold))
+    return Fraction(consensus.n_agree, consensus.n_chains) >= _exact(threshold)
+
+
+@lru_cache(maxsize=64)
+def _exact(threshold: float) -> Fraction:
+    """The threshold as written (0.5, 0.7), not its binary float approximation."""
+    return Fraction(str(threshold))
 
 
 def pair_rng(seed: int, ex_id: str) -> random.Random:

@@ -91,11 +91,19 @@ class _Context:
         self.cfg = OmegaConf.create(cfg_yaml)
         self.taxonomy = load_taxonomy(self.cfg.taxonomy.path, self.cfg.taxonomy.verticals or None)
         self.images = ImageSettings.from_conf(self.cfg.images)
+        # Plain values: OmegaConf attribute access is too slow for the per-listing hot path.
+        self.threshold = float(self.cfg.consensus.threshold)
+        self.seed = int(self.cfg.run.seed)
+        self.round = int(self.cfg.pseudolabel.round)
+        t = self.cfg.taxonomy
+        self._attributes = {
+            v: asked_attributes(self.taxonomy, v, skip_non_inferable=t.skip_non_inferable,
+                                category_question=t.category_question)
+            for v in self.taxonomy.verticals
+        }
 
     def attributes(self, vertical: str):
-        t = self.cfg.taxonomy
-        return asked_attributes(self.taxonomy, vertical, skip_non_inferable=t.skip_non_inferable,
-                                category_question=t.category_question)
+        return self._attributes[vertical]
 
 
 class PrepareUnit:
@@ -147,7 +155,7 @@ class ScoreAndWriteUnit:
         self.out = out
 
     def __call__(self, row: dict) -> dict:
-        cfg = self.ctx.cfg
+        ctx = self.ctx
         unit = Unit(**row["unit"])
         identity = json.loads(row["identity"]) if row.get("identity") else {}
         consensus, pairs = [], []
@@ -155,9 +163,8 @@ class ScoreAndWriteUnit:
         for d, texts in zip(row["listings"], row.get("texts") or [], strict=True):
             listing = PreparedListing(**d)
             extra += listing.extra_images
-            c, p = score_listing(listing, self.ctx.taxonomy, self.ctx.attributes(listing.vertical),
-                                 [list(t) for t in texts], threshold=cfg.consensus.threshold, seed=cfg.run.seed,
-                                 round_index=cfg.pseudolabel.round, identity=identity)
+            c, p = score_listing(listing, ctx.taxonomy, ctx.attributes(listing.vertical), [list(t) for t in texts],
+                                 threshold=ctx.threshold, seed=ctx.seed, round_index=ctx.round, identity=identity)
             consensus.extend(c)
             pairs.extend(p)
         quarantine = list(row["quarantine"])
