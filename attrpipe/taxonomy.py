@@ -193,6 +193,11 @@ def load_taxonomy(path: str | Path, verticals: Iterable[str] | None = None) -> T
         displays[v.display_name] = v.name
         out[v.name] = v
     tax = Taxonomy(out)
+    try:
+        if len(out) >= 2:  # the vertical question must be answerable: display names distinct as answers
+            tax.category_attribute()
+    except TaxonomyError as e:
+        raise TaxonomyError(f"{root}: display names of the verticals: {e}") from None
     if verticals:
         tax = tax.subset(verticals)
     return tax

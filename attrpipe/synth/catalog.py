@@ -1,0 +1,440 @@
+"""Write a synthetic catalog with known ground truth: seed, unlabeled and test splits plus the images.
+
+Layout (``docs/data-format.md``)::
+
+    out_dir/
+      catalog.json                  arguments, counts per split and vertical, label noise, format version
+      images/<listing_id>_<k>.jpg   1..max_views views per listing (JPEG, quality 90)
+      seed/part-00000.parquet       LABELED_SCHEMA: seed_per_vertical listings per vertical, labels + reasoning
+      unlabeled/part-00000.parquet  CATALOG_SCHEMA: ``listings`` listings spread round-robin over the verticals
+      test/part-00000.parquet       LABELED_SCHEMA: test_per_vertical listings per vertical, clean labels
+      truth/unlabeled.parquet       listing_id, vertical, labels: ground truth of the unlabeled pool
+
+**Image URIs are relative to the catalog root** (``out_dir``, the directory holding ``catalog.json``), e.g.
+``images/seed-watch-000003_0.jpg``, never ``../images/...`` (relative URIs may not contain ``..``). A reader of
+``out_dir/seed`` resolves them against ``out_dir`` (``data.root``), not against ``out_dir/seed``.
+
+``labels`` of the seed and test splits hold every *inferable* attribute; ``truth/unlabeled.parquet`` holds every
+attribute (non-inferable ones too, for studies that ask them anyway). ``seller_attributes`` carries the
+non-inferable values, as a seller would declare them (fabric, warranty...); it is never a label.
+
+With ``label_noise`` p, round(p * number of seed labels) seed labels, chosen at random, are replaced by a different
+allowed value (and their reasoning argues for the wrong value); ``catalog.json`` lists each one.
+
+Everything is a pure function of the arguments: each listing draws from its own ``random.Random`` derived from
+(seed, split, vertical, index), so listings do not depend on the order they are made in or on the other splits,
+and two runs with the same arguments write byte-identical Parquet, JPEG and JSON files (the same pyarrow and
+Pillow versions assumed). Parquet files and ``catalog.json`` are written atomically; ``catalog.json`` is removed
+first and written last, so a directory with a ``catalog.json`` is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from attrpipe.schemas import CATALOG_SCHEMA, LABELED_SCHEMA
+from attrpipe.synth.render import check_renderable, render_listing, sample_labels
+from attrpipe.taxonomy import Attribute, Taxonomy, Vertical
+
+__all__ = ["FORMAT_VERSION", "TRUTH_SCHEMA", "write_synthetic_catalog", "reasoning_text", "listing_rng"]
+
+FORMAT_VERSION = 1
+JPEG_QUALITY = 90
+SPLITS = ("seed", "unlabeled", "test")
+TRUTH_SCHEMA = pa.schema(
+    [
+        pa.field("listing_id", pa.string(), nullable=False),
+        pa.field("vertical", pa.string(), nullable=False),
+        pa.field("labels", pa.map_(pa.string(), pa.string()), nullable=False),
+    ]
+)
+_IMAGE_RE = re.compile(r"^(seed|unlabeled|test)-[a-z0-9_]+-\d{6}_\d+\.jpg$")
+
+
+def listing_rng(seed: int, *parts: object) -> random.Random:
+    """A ``random.Random`` that depends only on ``seed`` and ``parts`` (stable across runs and Python versions)."""
+    text = "\x1f".join(str(p) for p in (seed, *parts))
+    return random.Random(int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big"))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Teacher-style reasoning from the ground truth: what the image shows, then the value.
+
+_PART = {  # what a colour / pattern attribute describes, by (vertical, attribute) or attribute
+    ("suitcase", "color"): "the shell", ("suitcase", "pattern"): "the shell",
+    ("shoe", "color"): "the upper", ("sandal", "color"): "the straps and sole",
+    ("slipper_flip_flop", "color"): "the footbed", ("sari", "color"): "the body of the sari",
+    ("sari", "pattern"): "the body of the sari", ("trouser", "pattern"): "the trouser fabric",
+    "color": "the {vd}", "pattern": "the {vd}", "top_color": "the top", "top_pattern": "the top",
+    "bottom_color": "the bottom wear", "strap_color": "the strap", "dial_color": "the dial",
+    "border_color": "the border", "sole_color": "the outsole", "footbed_pattern": "the footbed",
+}
+_COLOUR_ATTRS = {"color", "top_color", "bottom_color", "strap_color", "dial_color", "border_color", "sole_color"}
+_PATTERN_ATTRS = {"pattern", "top_pattern", "footbed_pattern"}
+_COLOUR_PHRASES = ("{part} is mostly {c}", "{part} shows a clear {c} colour", "the dominant colour of {part} is {c}")
+_PATTERN_PHRASES = {
+    "Solid": "{part} is one plain colour without any print",
+    "Striped": "parallel stripes run across {part}",
+    "Checkered": "crossing lines form a grid of checks on {part}",
+    "Polka Dot": "evenly spaced round dots cover {part}",
+    "Floral": "small flowers with petals are printed all over {part}",
+    "Geometric": "repeating triangles and diamonds form a geometric print on {part}",
+    "Abstract": "irregular free-form swirls and blobs make an abstract print on {part}",
+    "Animal Print": "broken ring-shaped spots like a leopard's coat cover {part}",
+    "Camouflage": "overlapping irregular blotches in several muted shades cover {part}",
+    "Graphic Print": "one large graphic motif is printed on the front of {part}",
+    "Colorblock": "{part} is divided into large blocks of different solid colours",
+    "Textured": "{part} has a fine hatched texture in a shade of its own colour and no contrasting print",
+    "Chevron": "zigzag V-shaped bands repeat across {part}",
+    "Paisley": "teardrop-shaped paisley motifs repeat across {part}",
+}
+_SLEEVES = {
+    "Sleeveless": "there are no sleeves, only armholes at the shoulders",
+    "Short Sleeve": "the sleeves end well above the elbow",
+    "Three-Quarter Sleeve": "the sleeves end between the elbow and the wrist",
+    "Full Sleeve": "the sleeves reach all the way to the wrist",
+    "Long Sleeve": "the sleeves reach all the way to the wrist",
+    "Roll-Up Sleeve": "the sleeves are folded up into a thick cuff band near the elbow",
+}
+_NECKS = {
+    "Round Neck": "the neckline is a rounded opening with a trim",
+    "V-Neck": "the neckline dips to a point in a V shape",
+    "Square Neck": "the neckline is cut straight across with square corners",
+    "Boat Neck": "the neckline is a wide, shallow opening running towards the shoulders",
+    "Mandarin Collar": "a short stand-up band collar without points sits at the neck",
+    "Polo Collar": "a folded collar with a short buttoned placket sits at the neck",
+    "Henley": "a round neck opens into a short placket with a few buttons",
+    "Spread Collar": "the collar points are angled wide apart",
+    "Button-Down Collar": "small buttons fasten the collar points to the shirt",
+    "Club Collar": "the collar points are rounded instead of sharp",
+}
+_EVIDENCE: dict[object, dict[str, str]] = {
+    "sleeve_length": _SLEEVES,
+    "neck_type": _NECKS,
+    "collar": _NECKS,
+    ("kurta", "length"): {
+        "Hip Length": "the hem stops around the hips",
+        "Knee Length": "the hem falls to around the knee, well below the hips",
+        "Calf Length": "the hem reaches down to mid-calf, making it a long garment",
+    },
+    "detail_placement": {
+        "Yoke": "the embroidery sits in a band across the chest and shoulders",
+        "Hem": "the embroidery runs in a band along the bottom hem",
+        "Sleeves": "the embroidery is placed on the ends of the sleeves",
+        "All Over": "small embroidered motifs are spread over the whole garment",
+        "Placket": "the embroidery runs down the front opening below the neck",
+    },
+    "bottom_type": {
+        "Palazzo": "the bottom has very wide, straight legs",
+        "Churidar": "the bottom has slim legs gathered into ruched folds above the ankle",
+        "Salwar": "the bottom is baggy with a low crotch and narrows into cuffs at the ankle",
+        "Sharara": "the legs are fitted down to the knee and then flare out widely",
+        "Skirt": "the bottom is a single flared A-line skirt rather than two legs",
+    },
+    "dupatta": {
+        "With Dupatta": "a long scarf with fringed ends lies diagonally across the top",
+        "Without Dupatta": "only the top and the bottom are shown, with no scarf",
+    },
+    "heel_type": {
+        "Flat": "the sole is flat with no raised heel",
+        "Block Heel": "the heel is a thick rectangular block",
+        "Wedge": "the sole rises into a solid wedge under the heel with no gap under the arch",
+        "Stiletto": "the heel is tall and thin, tapering to a point",
+        "Platform": "the whole sole is thick and raised, front and back",
+    },
+    ("sandal", "closure"): {
+        "Buckle": "an ankle strap fastens with a metal buckle",
+        "Velcro": "the ankle strap closes with a rectangular hook-and-loop patch",
+        "Lace-Up": "laces criss-cross up around the ankle",
+        "Slip-On": "there is no ankle strap or fastening, so the foot slips in",
+    },
+    ("shoe", "closure"): {
+        "Lace-Up": "laces criss-cross through eyelets along the instep",
+        "Slip-On": "there are no laces, only an elastic gusset and a pull tab",
+        "Velcro": "hook-and-loop straps cross the instep",
+    },
+    "number_of_straps": {
+        "1": "a single strap crosses the front of the foot",
+        "2": "two separate straps cross the front of the foot",
+        "3": "three separate straps cross the front of the foot",
+    },
+    "ankle_height": {
+        "Low Top": "the collar sits below the ankle",
+        "Mid Top": "the collar rises to around the ankle",
+        "High Top": "the shaft rises well above the ankle",
+    },
+    "toe_shape": {
+        "Round": "the toe is rounded and domed",
+        "Pointed": "the toe narrows to a long point",
+        "Square": "the toe ends in a flat, squared-off front",
+    },
+    ("slipper_flip_flop", "strap_type"): {
+        "Thong": "a Y-shaped strap runs from a toe post between the toes to both sides",
+        "Slide": "one wide band crosses the top of the foot",
+        "Cross Strap": "two straps cross each other in an X over the foot",
+        "Double Band": "two parallel bands cross the top of the foot",
+    },
+    ("watch", "strap_type"): {
+        "Leather": "the strap has stitched edges and punched holes",
+        "Metal": "the bracelet is made of linked metal segments",
+        "Silicone": "the strap is smooth and rounded with no stitching, held by a keeper loop",
+        "Mesh": "the strap is a fine woven metal mesh",
+    },
+    "fit": {
+        "Slim Fit": "the legs are narrow from thigh to hem",
+        "Regular Fit": "the legs are straight with a moderate width",
+        "Wide Leg": "the legs widen towards a broad hem",
+        "Tapered": "the legs are roomy at the thigh and narrow sharply towards the ankle",
+    },
+    ("trouser", "length"): {
+        "Full Length": "the legs reach all the way down",
+        "Ankle Length": "the legs stop a little above the ankle",
+        "Three-Quarter": "the legs end around mid-calf, well above the ankle",
+    },
+    "pockets": {
+        "No Pocket": "the chest has no pocket",
+        "Single Pocket": "there is one pocket on the chest",
+        "Double Pocket": "there are two pockets, one on each side of the chest",
+    },
+    "type": {
+        "Hard Body": "the shell is rigid and moulded, with raised ribs and corner guards",
+        "Soft Body": "the body is fabric with visible stitching and a zipped front pocket",
+    },
+    "locking_mechanism": {
+        "Number Lock": "the lock on the front has three number wheels",
+        "Key Lock": "the lock on the front is a round keyhole",
+        "TSA Lock": "the lock has number wheels next to a red diamond TSA mark",
+    },
+    "number_of_wheels": {
+        "2": "the suitcase stands on two wheels visible at the base",
+        "4": "the suitcase stands on four spinner wheels visible at the base",
+        "8": "the suitcase stands on eight wheels, four double-wheel sets, visible at the base",
+    },
+    "border_width": {
+        "Thin": "the border along the hem and the pallu is a narrow strip",
+        "Medium": "the border along the hem and the pallu is of moderate width",
+        "Broad": "the border is a wide band along the hem and the pallu",
+    },
+    "dial_shape": {
+        "Round": "the dial is a circle",
+        "Square": "the dial is square, as wide as it is tall",
+        "Rectangle": "the dial is a rectangle, taller than it is wide",
+        "Oval": "the dial is an ellipse, taller than it is wide",
+    },
+    "display_type": {
+        "Analog": "the time is shown only by hands and hour markers",
+        "Digital": "the time is shown by digits on an LCD, with no hands",
+        "Analog-Digital": "the dial has hands and also a small digital window",
+    },
+}
+_TEMPLATES = (
+    "{E}, so the {label} is {value}.",
+    "Looking at the images, {e}. That matches the option {value}.",
+    "In the product photos {e}; among the options this is best described as {value}.",
+    "{E}. Therefore the most suitable {label} for this {vd} is {value}.",
+    "Across the views {e}, which indicates {label}: {value}.",
+)
+
+
+def _evidence(vertical: Vertical, attr: Attribute, value: str, rng: random.Random) -> str:
+    vd = vertical.display_name
+    part = _PART.get((vertical.name, attr.name), _PART.get(attr.name, "the {vd}")).format(vd=vd)
+    if attr.name in _COLOUR_ATTRS:
+        return rng.choice(_COLOUR_PHRASES).format(part=part, c=value.lower())
+    if attr.name in _PATTERN_ATTRS and value in _PATTERN_PHRASES:
+        return _PATTERN_PHRASES[value].format(part=part)
+    table = _EVIDENCE.get((vertical.name, attr.name)) or _EVIDENCE.get(attr.name) or {}
+    if value in table:
+        return table[value].format(vd=vd)
+    return f"the {attr.name.replace('_', ' ')} visible in the images matches {value}"
+
+
+def reasoning_text(vertical: Vertical, attr: Attribute, value: str, rng: random.Random) -> str:
+    """A short teacher-style rationale for ``value``: the visual evidence, then the answer."""
+    e = _evidence(vertical, attr, value, rng)
+    return rng.choice(_TEMPLATES).format(
+        e=e, E=e[0].upper() + e[1:], label=attr.name.replace("_", " "), value=value, vd=vertical.display_name
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Writing.
+
+def _atomic_parquet(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        # Fixed writer options (and no timestamps in Parquet metadata) keep the bytes reproducible.
+        pq.write_table(table, tmp, compression="snappy", use_dictionary=True, write_statistics=True,
+                       version="2.6", data_page_version="1.0", row_group_size=max(1, table.num_rows))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _atomic_text(text: str, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _pairs(d: dict[str, str] | None):
+    return None if d is None else list(d.items())
+
+
+def _make_listing(out: Path, vertical: Vertical, split: str, index: int, listing_id: str, *, seed: int,
+                  max_views: int, difficulty: float, image_size: int) -> tuple[dict[str, str], list[str]]:
+    """Sample the listing's labels, render and save its views; return (all labels, image URIs)."""
+    labels = sample_labels(vertical, listing_rng(seed, split, vertical.name, index, "labels"))
+    rng = listing_rng(seed, split, vertical.name, index, "images")
+    n_views = rng.randint(1, max_views)
+    views = render_listing(vertical, labels, rng, n_views=n_views, difficulty=difficulty, size=image_size)
+    uris = []
+    for k, img in enumerate(views):
+        rel = f"images/{listing_id}_{k}.jpg"
+        img.save(out / rel, format="JPEG", quality=JPEG_QUALITY, optimize=False, progressive=False, subsampling=0)
+        uris.append(rel)
+    return labels, uris
+
+
+def write_synthetic_catalog(
+    out_dir: str | os.PathLike,
+    *,
+    taxonomy: Taxonomy,
+    listings: int,
+    seed: int,
+    seed_per_vertical: int = 10,
+    test_per_vertical: int = 10,
+    max_views: int = 5,
+    difficulty: float = 0.3,
+    label_noise: float = 0.0,
+    image_size: int = 256,
+) -> dict:
+    """Render a synthetic catalog into ``out_dir`` (see the module docstring); return what ``catalog.json`` holds."""
+    for name, val, ok in (
+        ("listings", listings, listings >= 0),
+        ("seed_per_vertical", seed_per_vertical, seed_per_vertical >= 0),
+        ("test_per_vertical", test_per_vertical, test_per_vertical >= 0),
+        ("max_views", max_views, max_views >= 1),
+        ("difficulty", difficulty, 0.0 <= difficulty <= 1.0),
+        ("label_noise", label_noise, 0.0 <= label_noise <= 1.0),
+        ("image_size", image_size, image_size >= 32),
+    ):
+        if not ok:
+            raise ValueError(f"{name}: invalid value {val!r}")
+    verticals = list(taxonomy.verticals.values())
+    for v in verticals:
+        check_renderable(v)
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    meta = out / "catalog.json"
+    if meta.exists():
+        meta.unlink()  # incomplete until rewritten at the end
+    written: set[str] = set()
+    counts: dict[str, dict] = {}
+
+    def non_inferable(v: Vertical, labels: dict[str, str]) -> list[tuple[str, str]] | None:
+        pairs = [(a.name, labels[a.name]) for a in v.attributes.values() if not a.inferable]
+        return pairs or None
+
+    def visible(v: Vertical, labels: dict[str, str]) -> dict[str, str]:
+        return {a.name: labels[a.name] for a in v.inferable_attributes()}
+
+    def count(split: str, rows: list[dict]) -> None:
+        per_v = {v.name: 0 for v in verticals}
+        for r in rows:
+            per_v[r["vertical"]] += 1
+        counts[split] = {"listings": len(rows), "images": sum(len(r["image_uris"]) for r in rows),
+                         "per_vertical": per_v}
+
+    # labeled splits: seed and test, per vertical
+    labeled: dict[str, list[dict]] = {}
+    for split, per in (("seed", seed_per_vertical), ("test", test_per_vertical)):
+        rows = []
+        for v in verticals:
+            for j in range(per):
+                lid = f"{split}-{v.name}-{j:06d}"
+                labels, uris = _make_listing(out, v, split, j, lid, seed=seed, max_views=max_views,
+                                             difficulty=difficulty, image_size=image_size)
+                written.update(Path(u).name for u in uris)
+                vis = visible(v, labels)
+                reasoning = None
+                if split == "seed":
+                    rrng = listing_rng(seed, split, v.name, j, "reasoning")
+                    reasoning = {a: reasoning_text(v, v.attributes[a], val, rrng) for a, val in vis.items()}
+                rows.append({"listing_id": lid, "vertical": v.name, "image_uris": uris, "image_bytes": None,
+                             "seller_attributes": non_inferable(v, labels), "labels": vis, "reasoning": reasoning})
+        labeled[split] = rows
+
+    # label noise on the seed split: an exact fraction of its labels, each replaced by a wrong allowed value
+    slots = [(i, a) for i, r in enumerate(labeled["seed"]) for a in r["labels"]]
+    n_noisy = int(round(label_noise * len(slots)))
+    noisy = []
+    noise_rng = listing_rng(seed, "label_noise")
+    for i, a in sorted(noise_rng.sample(slots, n_noisy)):
+        row = labeled["seed"][i]
+        v = taxonomy.vertical(row["vertical"])
+        attr = v.attributes[a]
+        true = row["labels"][a]
+        wrong = noise_rng.choice([x for x in attr.values if x != true])
+        row["labels"][a] = wrong
+        row["reasoning"][a] = reasoning_text(v, attr, wrong, listing_rng(seed, "label_noise", row["listing_id"], a))
+        noisy.append({"listing_id": row["listing_id"], "attribute": a, "true": true, "given": wrong})
+
+    for split in ("seed", "test"):
+        rows = labeled[split]
+        for r in rows:
+            r["labels"] = _pairs(r["labels"])
+            r["reasoning"] = _pairs(r["reasoning"])
+        _atomic_parquet(pa.Table.from_pylist(rows, schema=LABELED_SCHEMA), out / split / "part-00000.parquet")
+        count(split, rows)
+
+    # the unlabeled pool, round-robin over the verticals, and its ground truth kept aside
+    rows, truth = [], []
+    for i in range(listings):
+        v = verticals[i % len(verticals)]
+        lid = f"unlabeled-{v.name}-{i:06d}"
+        labels, uris = _make_listing(out, v, "unlabeled", i, lid, seed=seed, max_views=max_views,
+                                     difficulty=difficulty, image_size=image_size)
+        written.update(Path(u).name for u in uris)
+        rows.append({"listing_id": lid, "vertical": v.name, "image_uris": uris, "image_bytes": None,
+                     "seller_attributes": non_inferable(v, labels)})
+        truth.append({"listing_id": lid, "vertical": v.name, "labels": list(labels.items())})
+    _atomic_parquet(pa.Table.from_pylist(rows, schema=CATALOG_SCHEMA), out / "unlabeled" / "part-00000.parquet")
+    _atomic_parquet(pa.Table.from_pylist(truth, schema=TRUTH_SCHEMA), out / "truth" / "unlabeled.parquet")
+    count("unlabeled", rows)
+
+    # images of an earlier, larger catalog in the same directory would otherwise linger
+    for f in (out / "images").iterdir():
+        if _IMAGE_RE.match(f.name) and f.name not in written:
+            f.unlink()
+
+    summary = {
+        "format_version": FORMAT_VERSION,
+        "generator": "attrpipe.synth.catalog",
+        "args": {
+            "listings": listings, "seed": seed, "seed_per_vertical": seed_per_vertical,
+            "test_per_vertical": test_per_vertical, "max_views": max_views, "difficulty": float(difficulty),
+            "label_noise": float(label_noise), "image_size": image_size,
+        },
+        "verticals": [v.name for v in verticals],
+        "image_uris": "relative to the catalog root: the directory holding this catalog.json",
+        "splits": {
+            "seed": "seed/part-00000.parquet", "unlabeled": "unlabeled/part-00000.parquet",
+            "test": "test/part-00000.parquet", "truth": "truth/unlabeled.parquet",
+        },
+        "counts": {**{s: counts[s] for s in SPLITS}, "noisy_labels": len(noisy), "seed_labels": len(slots)},
+        "label_noise": {"rate": float(label_noise), "count": len(noisy), "labels": noisy},
+        "truth_labels": "truth/unlabeled.parquet holds every attribute, inferable or not",
+    }
+    _atomic_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", meta)
+    return summary
