@@ -268,15 +268,16 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
         cfg_yaml = OmegaConf.to_yaml(cfg, resolve=True)
         duplicates = sorted(find_duplicate_ids(catalog))
         e = cfg.ray.engine
+        cpu_pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, len(pending)))
         ds = ray.data.from_items([{"unit": u.to_dict()} for u in pending], override_num_blocks=len(pending))
         ds = ds.map(PrepareUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, root=_catalog_root(catalog),
                                                             duplicates=duplicates),
-                    num_cpus=cfg.ray.preprocess.num_cpus_per_task, concurrency=(1, max(1, len(pending))))
+                    num_cpus=cfg.ray.preprocess.num_cpus_per_task, compute=cpu_pool)
         ds = ds.map(GenerateUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, adapter=adapter),
-                    concurrency=e.num_actors, num_gpus=e.num_gpus_per_actor * e.tensor_parallel_size or None,
-                    num_cpus=e.num_cpus_per_actor)
+                    compute=ray.data.ActorPoolStrategy(size=e.num_actors),
+                    num_gpus=e.num_gpus_per_actor * e.tensor_parallel_size or None, num_cpus=e.num_cpus_per_actor)
         ds = ds.map(ScoreAndWriteUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, out=out),
-                    num_cpus=cfg.ray.preprocess.num_cpus_per_task, concurrency=(1, max(1, len(pending))))
+                    num_cpus=cfg.ray.preprocess.num_cpus_per_task, compute=cpu_pool)
         for _ in ds.iter_rows():
             pass
     markers = [storage.read_json(storage.join(out, "_units", f"{u.unit_id}.json")) for u in units]
