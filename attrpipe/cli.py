@@ -72,7 +72,7 @@ def cmd_pseudolabel(args) -> int:
 def cmd_demo(args) -> int:
     from attrpipe.demo import run_demo
 
-    return run_demo(_load(args), listings=args.preview_listings)
+    return run_demo(_load(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,9 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("demo", help="CPU demo: tiny model + synthetic catalog, then 7-chain consensus on a few listings")
+    p = sub.add_parser("demo", help="CPU demo: build the tiny model and a synthetic catalog, pseudo-label it on Ray")
     _add_config_args(p)
-    p.add_argument("--preview-listings", type=int, default=3, help="unlabeled listings to pseudo-label (default 3)")
     p.set_defaults(func=cmd_demo)
 
     from attrpipe.config import load_config

@@ -43,7 +43,9 @@ def _ray(num_cpus=2):
 
 
 class PeakRSS:
-    """Peak of the summed resident memory of this process and every Ray process, sampled every 0.2 s."""
+    """Peak of the summed proportional memory (PSS: shared pages split between their users, so the object store is
+    not counted once per worker) of this process and its descendants (the local Ray it started: GCS, raylet,
+    workers), sampled every 0.2 s. Other processes on the machine are not counted."""
 
     def __init__(self):
         self.peak = 0
@@ -51,13 +53,11 @@ class PeakRSS:
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> int:
-        total = psutil.Process().memory_info().rss
-        for p in psutil.process_iter(["cmdline"]):
+        me = psutil.Process()
+        total = 0
+        for p in [me, *me.children(recursive=True)]:
             try:
-                cmd = " ".join(p.info["cmdline"] or [])
-                if p.pid != os.getpid() and ("ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd
-                                             or "default_worker.py" in cmd):
-                    total += p.memory_info().rss
+                total += p.memory_full_info().pss
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
         return total
@@ -244,7 +244,7 @@ def bench_dataplane(args):
         print(f"  {n} listings: {t:.0f}s, peak {mem.peak / 2**20:.0f} MiB", flush=True)
     print(f"\ndata plane: stand-in engine ({args.latency * 1000:.1f} ms per request), 8x8 inline images, "
           f"{args.unit} listings per unit, {os.cpu_count()} cores")
-    print("| listings | listings/s | listing-attributes/s | chains/s | seconds | peak RSS, all Ray processes (MiB) | pairs |")
+    print("| listings | listings/s | listing-attributes/s | chains/s | seconds | peak PSS, driver + its Ray (MiB) | pairs |")
     print("|---|---|---|---|---|---|---|")
     for n, l, la, ch, t, mib, pairs in rows:
         print(f"| {n:,} | {l:.0f} | {la:.0f} | {ch:.0f} | {t:.0f} | {mib:.0f} | {pairs:,} |")
