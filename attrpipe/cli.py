@@ -78,24 +78,24 @@ def cmd_demo(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="attrpipe",
+        formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=32, width=110),
         description="Teach compact vision-language models product attributes from few labels and many unlabeled "
         "listings: seed SFT, 7-chain consensus pseudo-labels, DPO.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("config", help="print the resolved, validated configuration and its hash")
+    p = sub.add_parser("config", help="print the resolved, validated config and its hash")
     _add_config_args(p)
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("demo", help="CPU demo: build the tiny model and a synthetic catalog, pseudo-label it on Ray")
+    p = sub.add_parser("demo", help="the CPU demo: tiny model, synthetic catalog, pseudo-labels")
     _add_config_args(p)
     p.set_defaults(func=cmd_demo)
 
     from attrpipe.config import load_config
 
     syn = load_config().synthetic  # one place for the defaults: conf/base.yaml
-    p = sub.add_parser("pseudolabel", help="sample n chains per listing-attribute on Ray Data; write consensus, "
-                       "pairs and quarantine shards (resumable)")
+    p = sub.add_parser("pseudolabel", help="7-chain consensus pseudo-labels and DPO pairs (Ray Data)")
     _add_config_args(p)
     p.add_argument("--catalog", help="catalog to label (default: data.unlabeled)")
     p.add_argument("--out", help="output directory or URI (default: pseudolabel.output or the run directory)")
