@@ -78,7 +78,6 @@ def cmd_demo(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="attrpipe",
-        formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=32, width=110),
         description="Teach compact vision-language models product attributes from few labels and many unlabeled "
         "listings: seed SFT, 7-chain consensus pseudo-labels, DPO.",
     )
