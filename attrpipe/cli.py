@@ -69,6 +69,13 @@ def cmd_pseudolabel(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from attrpipe.evaluation import run_evaluate
+
+    run_evaluate(_load(args), test=args.test, adapter=args.adapter, out=args.out)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from attrpipe.demo import run_demo
 
@@ -100,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory or URI (default: pseudolabel.output or the run directory)")
     p.add_argument("--adapter", help="LoRA adapter to sample with (default: pseudolabel.adapter)")
     p.set_defaults(func=cmd_pseudolabel)
+
+    p = sub.add_parser("evaluate", help="greedy decoding of a labeled test set; accuracy as JSON")
+    _add_config_args(p)
+    p.add_argument("--test", help="labeled test set (default: data.test)")
+    p.add_argument("--adapter", help="LoRA adapter to evaluate (default: the model without adapter)")
+    p.add_argument("--out", help="output directory (default: <run.output_dir>/<run.name>/eval)")
+    p.set_defaults(func=cmd_evaluate)
 
     synth = sub.add_parser("synth", help="synthetic data with known ground truth")
     synth_sub = synth.add_subparsers(dest="synth_command", metavar="WHAT", required=True)

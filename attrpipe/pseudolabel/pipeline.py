@@ -63,9 +63,12 @@ def _catalog_root(catalog: str) -> str:
     return parent if storage.exists(storage.join(parent, "catalog.json")) else base
 
 
-def _semantic_key(cfg, catalog: str, identity: dict) -> dict:
+def _semantic_key(cfg, catalog: str, identity: dict, greedy: bool) -> dict:
     """What decides the rows a run writes; a resume must agree on all of it."""
-    gen = {k: v for k, v in OmegaConf.to_container(cfg.generation).items() if k != "batch_size"}
+    if greedy:
+        gen = {"greedy": True, "max_new_tokens": cfg.eval.max_new_tokens}
+    else:
+        gen = {k: v for k, v in OmegaConf.to_container(cfg.generation).items() if k != "batch_size"}
     return {
         "catalog": catalog,
         "model": identity.get("model"),
@@ -129,12 +132,14 @@ class PrepareUnit:
 class GenerateUnit:
     """The engine actor: owns one engine (transformers or vLLM) for its lifetime."""
 
-    def __init__(self, cfg_yaml: str, adapter: str | None):
+    def __init__(self, cfg_yaml: str, adapter: str | None, greedy: bool = False):
         from attrpipe.engines import make_engine
 
         self.ctx = _Context(cfg_yaml)
         self.engine = make_engine(self.ctx.cfg, adapter=adapter)
-        self.sampling = SamplingSpec.sampling(self.ctx.cfg.generation, self.ctx.cfg.run.seed)
+        cfg = self.ctx.cfg
+        self.sampling = (SamplingSpec.greedy_decoding(cfg.eval.max_new_tokens) if greedy
+                         else SamplingSpec.sampling(cfg.generation, cfg.run.seed))
 
     def __call__(self, row: dict) -> dict:
         requests, spans = [], []
@@ -232,8 +237,12 @@ def _identity_for(cfg, adapter: str | None) -> dict:
 
 
 def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, adapter: str | None = None,
-                    verbose: bool = True) -> dict:
-    """Pseudo-label a catalog; resumable: rerunning skips units already committed. Returns the manifest."""
+                    greedy: bool = False, verbose: bool = True) -> dict:
+    """Pseudo-label a catalog; resumable: rerunning skips units already committed. Returns the manifest.
+
+    ``greedy=True`` decodes one chain per listing-attribute greedily with ``eval.max_new_tokens`` instead of
+    sampling ``generation.num_chains``: evaluation and prediction use the very same pipeline that way.
+    """
     import ray
 
     from attrpipe.ray_utils import init_ray
@@ -243,7 +252,7 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
     out = out or output_dir_for(cfg)
     adapter = adapter if adapter is not None else cfg.pseudolabel.adapter
     identity = _identity_for(cfg, adapter)
-    key = _semantic_key(cfg, catalog, identity)
+    key = _semantic_key(cfg, catalog, identity, greedy)
     key_hash = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     run_file = storage.join(out, "_run.json")
     if storage.exists(run_file):
@@ -273,7 +282,7 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
         ds = ds.map(PrepareUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, root=_catalog_root(catalog),
                                                             duplicates=duplicates),
                     num_cpus=cfg.ray.preprocess.num_cpus_per_task, compute=cpu_pool)
-        ds = ds.map(GenerateUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, adapter=adapter),
+        ds = ds.map(GenerateUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, adapter=adapter, greedy=greedy),
                     compute=ray.data.ActorPoolStrategy(size=e.num_actors),
                     num_gpus=e.num_gpus_per_actor * e.tensor_parallel_size or None, num_cpus=e.num_cpus_per_actor)
         ds = ds.map(ScoreAndWriteUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, out=out),
@@ -289,7 +298,8 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
         "output": out,
         "identity": identity,
         "threshold": cfg.consensus.threshold,
-        "num_chains": cfg.generation.num_chains,
+        "num_chains": 1 if greedy else cfg.generation.num_chains,
+        "greedy": greedy,
         "round": cfg.pseudolabel.round,
         "units": len(units),
         "counts": totals,
