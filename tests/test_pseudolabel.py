@@ -197,3 +197,22 @@ def test_synthetic_catalog_through_the_tiny_model(tmp_path, tiny_model_dir, ray_
     assert all(r["image_uris"] and all(u.startswith(str(tmp_path / "cat")) for u in r["image_uris"]) for r in rows)
     # chains are really sampled: the 7 texts of an example are not all identical
     assert any(len({ch["text"] for ch in r["chains"]}) > 1 for r in rows)
+
+
+def test_duplicate_ids_across_files_and_under_hash_collisions(tmp_path, monkeypatch):
+    import builtins
+
+    import pyarrow as pa
+
+    from attrpipe.pseudolabel import units
+
+    cat = tmp_path / "cat"
+    cat.mkdir()
+    pq.write_table(pa.table({"listing_id": ["a", "b", "c", None, "d"]}), cat / "part-0.parquet")
+    pq.write_table(pa.table({"listing_id": ["e", "b", "f", None, "a", "a"]}), cat / "part-1.parquet")
+    assert units.find_duplicate_ids(str(cat)) == {"a", "b"}
+    # Every id hashing alike must not make distinct ids look duplicated: pass 2 compares the ids themselves.
+    monkeypatch.setattr(builtins, "hash", lambda _: 7)
+    assert units.find_duplicate_ids(str(cat)) == {"a", "b"}
+    pq.write_table(pa.table({"listing_id": ["x", "y"]}), tmp_path / "unique.parquet")
+    assert units.find_duplicate_ids(str(tmp_path / "unique.parquet")) == set()

@@ -90,19 +90,36 @@ def read_unit(unit: Unit, columns: list[str] | None = None) -> Iterator[dict]:
             yield row
 
 
-def find_duplicate_ids(path: str) -> set[str]:
-    """Listing ids that occur more than once in the catalog (reads only the ``listing_id`` column)."""
-    seen: set[str] = set()
-    dups: set[str] = set()
+def _listing_id_batches(path: str):
     for f in catalog_files(path):
         pf = _open(f)
         if "listing_id" not in pf.schema_arrow.names:
             continue
         for batch in pf.iter_batches(columns=["listing_id"], batch_size=65536):
-            for lid in batch.column(0).to_pylist():
-                if lid is None:
-                    continue
-                if lid in seen:
-                    dups.add(lid)
-                seen.add(lid)
-    return dups
+            yield [lid for lid in batch.column(0).to_pylist() if lid is not None]
+
+
+def find_duplicate_ids(path: str) -> set[str]:
+    """Listing ids that occur more than once in the catalog (reads only the ``listing_id`` column).
+
+    Memory is 8 bytes per listing, not a set of every id: pass 1 keeps a 64-bit hash per id and finds the hashes
+    seen twice; pass 2 counts exactly only the ids whose hash is one of those (hash collisions are resolved there).
+    """
+    import numpy as np
+
+    chunks = [np.fromiter((hash(lid) for lid in ids), dtype=np.int64, count=len(ids))
+              for ids in _listing_id_batches(path)]
+    if not chunks:
+        return set()
+    hashes = np.sort(np.concatenate(chunks))
+    del chunks
+    repeated = set(hashes[1:][hashes[1:] == hashes[:-1]].tolist())
+    del hashes
+    if not repeated:
+        return set()
+    counts: dict[str, int] = {}
+    for ids in _listing_id_batches(path):
+        for lid in ids:
+            if hash(lid) in repeated:
+                counts[lid] = counts.get(lid, 0) + 1
+    return {lid for lid, n in counts.items() if n > 1}
