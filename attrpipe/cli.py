@@ -76,6 +76,17 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from attrpipe.train import run_training
+
+    out = run_training(args.kind, _load(args), out_dir=args.out, data=args.data, init_adapter=args.init_adapter,
+                       resume_from=args.resume, reference_adapter=args.reference_adapter)
+    print(f"{args.kind}: {out['global_step']} steps on {out['records']} records in {out['wall_seconds']:.0f}s "
+          f"(train loss {out['train_loss']:.4f})")
+    print(f"adapter: {out['adapter']}\nmetrics: {out['metrics']}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from attrpipe.demo import run_demo
 
@@ -107,6 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory or URI (default: pseudolabel.output or the run directory)")
     p.add_argument("--adapter", help="LoRA adapter to sample with (default: pseudolabel.adapter)")
     p.set_defaults(func=cmd_pseudolabel)
+
+    p = sub.add_parser("train", help="train the LoRA adapter on Ray Train: seed SFT, DPO or self-learning (SL)")
+    p.add_argument("kind", choices=["sft", "dpo", "sl"], help="sft: labeled seed set; dpo: pairs/ shards; sl: "
+                   "preferred chains of consensus/ shards")
+    _add_config_args(p)
+    p.add_argument("--data", help="training data: Parquet file or directory (default: data.seed for sft, "
+                   "<run>/pairs for dpo, <run>/consensus for sl)")
+    p.add_argument("--out", help="output directory (default: <run.output_dir>/<run.name>/<kind>)")
+    p.add_argument("--init-adapter", help="adapter to continue (dpo/sl default: <run>/sft/adapter, unless "
+                   "dpo.reference=base / sl.init=base)")
+    p.add_argument("--reference-adapter", help="dpo: frozen reference adapter other than the start adapter")
+    p.add_argument("--resume", help="checkpoint, or a directory above checkpoints (e.g. a previous --out), to "
+                   "continue from")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="greedy decoding of a labeled test set; accuracy as JSON")
     _add_config_args(p)

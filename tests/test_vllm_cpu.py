@@ -6,8 +6,9 @@ From this (main) venv's pytest, the vllm venv's Python runs
 - the real ``attrpipe pseudolabel`` command with ``generation.engine=vllm`` on the tiny model and a small synthetic
   catalog: Ray Data, the ``GenerateUnit`` engine actor owning ``vllm.LLM``, scoring and writing; twice, into fresh
   output directories, which must agree row for row (per-request seeds make vLLM's sampling reproducible);
-- one request through :class:`attrpipe.engines.vllm.VLLMEngine` with a LoRA adapter (made here with peft and
-  perturbed so that it matters), which must change the chains against the base model with the same seed.
+- one request through :class:`attrpipe.engines.vllm.VLLMEngine` with a LoRA adapter written the way DPO training
+  writes one (TRL's DPOTrainer, ``export_adapter``), which must change the chains against the base model with the
+  same seed.
 
 The CPU-only settings are configuration (``vllm.*`` overrides and vLLM's environment variables), not code: the same
 engine code runs on GPUs with conf/base.yaml's ``vllm`` section.
@@ -155,33 +156,66 @@ LORA_SCRIPT = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def perturbed_adapter(tiny_model_dir, tmp_path_factory) -> str:
-    """A peft LoRA adapter on the tiny model (the method's target modules) whose B matrices are random, not zero."""
+def trained_adapter(tiny_model_dir, tmp_path_factory) -> str:
+    """An adapter the way attrpipe's DPO training writes one: a start adapter on the method's target modules (random
+    B, so it matters), continued by TRL's DPOTrainer with the same trainer pieces the Ray workers use (TRL adds its
+    frozen ``ref`` copy), saved by ``trainer.save_model`` and exported by ``export_adapter``."""
+    import io
+
+    import datasets
     import torch
     from peft import get_peft_model
+    from PIL import Image
 
-    from attrpipe.models.loader import load_model, lora_config
+    from attrpipe.models.loader import load_model, load_processor, lora_config
+    from attrpipe.prompts import format_target, user_text
+    from attrpipe.train.worker import RecordCollator, build_trainer, export_adapter, load_policy, trl_args
 
+    d = tmp_path_factory.mktemp("vllm-adapter")
     model = get_peft_model(load_model(tiny_model_dir, dtype="float32"), lora_config(r=8, alpha=16, dropout=0.0))
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-    out = tmp_path_factory.mktemp("vllm") / "adapter"
-    model.save_pretrained(out)
-    return str(out)
+    model.save_pretrained(d / "start")
+
+    attr = load_taxonomy("conf/taxonomy", ["suitcase"]).vertical("suitcase").inferable_attributes()[0]
+    jpeg = io.BytesIO()
+    Image.new("RGB", (224, 224), (200, 40, 40)).save(jpeg, format="JPEG")
+    records = [{"example_id": f"p{i}", "prompt": user_text(attr, "Suitcase"), "completion": None,
+                "chosen": format_target("plain shell", attr.values[0]),
+                "rejected": format_target("other", attr.values[-1]),
+                "image_uris": [], "image_bytes": [jpeg.getvalue()]} for i in range(4)]
+    images = {"size": 224, "max_pixels": 40_000_000, "max_bytes": 20_000_000, "allowed_schemes": ["file"]}
+    collate = RecordCollator("dpo", images, lambda ex: ex)
+    dataset = datasets.Dataset.from_list(collate.examples(records))
+    policy, peft_config = load_policy({"path": tiny_model_dir, "dtype": "float32", "trust_remote_code": False},
+                                      {}, str(d / "start"))
+    processor = load_processor(tiny_model_dir)
+    hyper = {"batch_size": 2, "gradient_accumulation_steps": 1, "learning_rate": 1e-2, "save_steps": 100,
+             "gradient_checkpointing": False, "beta": 0.2}
+    args = trl_args("dpo", hyper, output_dir=str(d / "hf"), max_steps=2, seed=0, bf16=False, use_cpu=True,
+                    deepspeed=None, save_strategy="no")
+    trainer = build_trainer("dpo", model=policy, peft_config=peft_config, processor=processor, args=args,
+                            train_dataset=dataset)
+    assert "ref" in trainer.model.peft_config  # TRL's frozen reference copy, which must not ship
+    trainer.train()
+    trainer.save_model(str(d / "saved"))
+    adapter = export_adapter(d / "saved", processor, d / "adapter")
+    assert (d / "saved" / "ref").is_dir() and not (adapter / "ref").exists()
+    return str(adapter)
 
 
 @pytest.mark.slow
-def test_vllm_engine_serves_a_lora_adapter(tiny_model_dir, perturbed_adapter, tmp_path):
+def test_vllm_engine_serves_a_lora_adapter(tiny_model_dir, trained_adapter, tmp_path):
     script = tmp_path / "lora_check.py"
     script.write_text(LORA_SCRIPT)
     overrides = [*CPU_VLLM, f"model.path={tiny_model_dir}", "model.build_tiny=false"]
-    proc = run_vllm("VLLMEngine with a LoRA adapter", [str(script), json.dumps(overrides), perturbed_adapter])
+    proc = run_vllm("VLLMEngine with a LoRA adapter", [str(script), json.dumps(overrides), trained_adapter])
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
     out = json.loads(line.removeprefix("RESULT "))
-    assert out["identity"]["adapter"] == perturbed_adapter and out["identity"]["adapter_fingerprint"]
+    assert out["identity"]["adapter"] == trained_adapter and out["identity"]["adapter_fingerprint"]
     (lora,), (again,), (base,) = out["lora"], out["lora_again"], out["base"]
     assert len(lora) == len(base) == 7
     assert lora == again  # seeded: the same request gives the same chains

@@ -1,0 +1,307 @@
+"""``run_training``: one Ray Train ``TorchTrainer`` run of SFT, DPO or self-learning on a LoRA adapter.
+
+The driver reads nothing but Parquet metadata and small columns: it builds the Ray Data pipeline (input rows ->
+records, images still encoded), counts the records once without the image columns to plan the steps, and hands the
+pipeline to Ray Train, which streams an equal shard to every worker (``get_dataset_shard``). Workers
+(:func:`attrpipe.train.worker.train_loop_per_worker`) run TRL under DeepSpeed and report checkpoints through
+``RayTrainReportCallback``; the last checkpoint of a run holds the adapter, the processor files and the metrics,
+which the driver copies to the output directory:
+
+    <out_dir>/adapter/            adapter_config.json + adapter_model.safetensors (PEFT) + processor/tokenizer files
+    <out_dir>/metrics.jsonl       one line per optimizer step (loss, lr, grad norm; DPO: rewards, accuracy, margins)
+    <out_dir>/train_result.json   what ran: kind, plan, start/reference, paths, final step, timings
+    <out_dir>/ray/<kind>-<time>/  Ray Train's checkpoints (unless ray.train.storage_path says elsewhere)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import posixpath
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from attrpipe.ray_utils import init_ray
+
+from attrpipe.train.examples import (
+    CONSENSUS_COLUMNS,
+    IMAGE_COLUMNS,
+    PAIRS_COLUMNS,
+    SEED_COLUMNS,
+    catalog_root,
+    pair_record,
+    records_to_table,
+    seed_records,
+    sl_records,
+)
+from attrpipe.train.plan import (
+    KINDS,
+    default_paths,
+    deepspeed_config,
+    find_resume_checkpoint,
+    hyperparameters,
+    plan_steps,
+    resolve_start,
+)
+from attrpipe.train.worker import ADAPTER_DIR, FINAL_CHECKPOINT_MARKER, METRICS_FILE, train_loop_per_worker
+
+__all__ = ["run_training", "RecordMapper", "training_records", "count_records"]
+
+log = logging.getLogger("attrpipe.train")
+
+
+class RecordMapper:
+    """The Ray Data ``map_batches`` function: a pyarrow batch of input rows -> a pyarrow batch of records."""
+
+    def __init__(self, kind: str, *, taxonomy=None, root: str | None = None, images: dict, taxonomy_opts: dict,
+                 with_images: bool = True):
+        self.kind, self.taxonomy, self.root, self.with_images = kind, taxonomy, root, with_images
+        self.images, self.taxonomy_opts = images, taxonomy_opts
+
+    def rows_to_records(self, rows: list[dict]) -> list[dict]:
+        m = int(self.images["max_images"])
+        out: list[dict] = []
+        for row in rows:
+            if self.kind == "sft":
+                out.extend(seed_records(
+                    row, self.taxonomy, root=self.root, max_images=m,
+                    allowed_schemes=list(self.images["allowed_schemes"]), with_images=self.with_images,
+                    **self.taxonomy_opts,
+                ))
+            elif self.kind == "dpo":
+                out.append(pair_record(row, max_images=m, with_images=self.with_images))
+            else:
+                out.extend(sl_records(row, self.taxonomy, max_images=m, with_images=self.with_images))
+        return out
+
+    def __call__(self, batch):
+        return records_to_table(self.rows_to_records(batch.to_pylist()))
+
+
+def _columns(kind: str) -> tuple[str, ...]:
+    return {"sft": SEED_COLUMNS, "dpo": PAIRS_COLUMNS, "sl": CONSENSUS_COLUMNS}[kind]
+
+
+def _present_columns(path: str, wanted: tuple[str, ...]) -> list[str]:
+    import pyarrow.dataset as pads
+
+    names = set(pads.dataset(path, format="parquet").schema.names)
+    return [c for c in wanted if c in names]
+
+
+def _mapper(kind: str, cfg, data: str, *, with_images: bool) -> RecordMapper:
+    from attrpipe.taxonomy import load_taxonomy
+
+    taxonomy = None
+    if kind in ("sft", "sl"):
+        taxonomy = load_taxonomy(cfg.taxonomy.path, list(cfg.taxonomy.verticals) or None)
+    return RecordMapper(
+        kind, taxonomy=taxonomy, root=catalog_root(data) if kind == "sft" else None,
+        images=OmegaConf.to_container(cfg.images, resolve=True),
+        taxonomy_opts={"skip_non_inferable": bool(cfg.taxonomy.skip_non_inferable),
+                       "category_question": bool(cfg.taxonomy.category_question)},
+        with_images=with_images,
+    )
+
+
+def training_records(kind: str, cfg, data: str, *, with_images: bool = True, num_cpus: float | None = None):
+    """The Ray Data pipeline of a kind's training records (lazy; nothing is read until it is consumed)."""
+    import ray.data
+
+    cols = _present_columns(data, _columns(kind))
+    if not with_images:
+        cols = [c for c in cols if c not in IMAGE_COLUMNS]
+    mapper = _mapper(kind, cfg, data, with_images=with_images)
+    ds = ray.data.read_parquet(data).select_columns(cols)
+    kw = {} if num_cpus is None else {"num_cpus": num_cpus}
+    return ds.map_batches(mapper, batch_format="pyarrow", **kw)
+
+
+def _check_data_cpus(train_cpus: float) -> None:
+    """Ray Data reads the training set while training runs, from the CPUs the workers leave: with none left it would
+    wait forever, so say so up front."""
+    import ray
+
+    total = float(ray.cluster_resources().get("CPU", 0.0))
+    if total - train_cpus < 1.0:
+        log.warning(
+            "the Ray cluster has %.1f CPUs and the training workers take %.1f: Ray Data needs at least one more to "
+            "read the training set (lower ray.train.num_cpus_per_worker or add CPUs), or training may wait forever",
+            total, train_cpus,
+        )
+
+
+def count_records(kind: str, cfg, data: str) -> int:
+    """How many records a kind's data makes, never reading images: pairs from the Parquet metadata (one record a
+    row); the seed split (small by nature: ~10 listings a vertical) by mapping its label columns here; consensus
+    shards (large) with one Ray Data pass over kept/consensus/chains."""
+    import pyarrow.dataset as pads
+
+    if kind == "dpo":
+        return int(pads.dataset(data, format="parquet").count_rows())
+    if kind == "sft":
+        cols = [c for c in _present_columns(data, SEED_COLUMNS) if c not in IMAGE_COLUMNS]
+        mapper = _mapper(kind, cfg, data, with_images=False)
+        n = 0
+        for batch in pads.dataset(data, format="parquet").to_batches(columns=cols):
+            n += len(mapper.rows_to_records(batch.to_pylist()))
+        return n
+    return int(training_records(kind, cfg, data, with_images=False).count())
+
+
+def _abs(p: str) -> str:
+    return p if "://" in p else os.path.abspath(p)
+
+
+def run_training(
+    kind: str,
+    cfg,
+    *,
+    out_dir: str | None = None,
+    data: str | None = None,
+    init_adapter: str | None = None,
+    resume_from: str | None = None,
+    reference_adapter: str | None = None,
+    _fault: dict | None = None,
+) -> dict[str, Any]:
+    """Train ``kind`` (``"sft"``, ``"dpo"`` or ``"sl"``) with Ray Train; return what ran (also written to
+    ``<out_dir>/train_result.json``).
+
+    - ``out_dir``: default ``<run.output_dir>/<run.name>/<kind>``.
+    - ``data``: a Parquet file or directory; default the seed split (``data.seed``) for sft, ``<run>/pairs`` for dpo,
+      ``<run>/consensus`` for sl.
+    - ``init_adapter``: an adapter directory to continue. DPO with ``dpo.reference=sft_adapter`` and SL with
+      ``sl.init=sft_adapter`` default to ``<run>/sft/adapter``; with ``base`` they start a fresh adapter.
+    - ``resume_from``: a checkpoint, or any directory above checkpoints (e.g. a previous ``out_dir``): the run
+      continues from the latest one, step count included.
+    - ``reference_adapter`` (DPO with ``dpo.reference=sft_adapter``): the reference is a frozen copy of this adapter
+      instead of the start adapter (later rounds: continue round k-1's adapter against the SFT adapter). It must have
+      the start adapter's LoRA shape.
+    """
+    import ray
+    import ray.train
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    if kind not in KINDS:
+        raise ValueError(f"unknown training kind {kind!r}; one of {', '.join(KINDS)}")
+    t0 = time.perf_counter()
+    paths = default_paths(kind, cfg)
+    out_dir = _abs(out_dir or paths["out_dir"])
+    data = _abs(data or paths["data"])
+    start = resolve_start(kind, cfg, init_adapter, paths["sft_adapter"], reference_adapter)
+    if start.init_adapter is not None:
+        adapter_path = _abs(start.init_adapter)
+        if "://" not in adapter_path and not (Path(adapter_path) / "adapter_config.json").is_file():
+            raise FileNotFoundError(
+                f"{kind}: start adapter {adapter_path!r} has no adapter_config.json (train sft first, pass an "
+                f"init adapter, or start from the base: {'dpo.reference' if kind == 'dpo' else 'sl.init'}=base)"
+            )
+        ref_path = None if start.reference_adapter is None else _abs(start.reference_adapter)
+        if ref_path is not None and "://" not in ref_path and not (Path(ref_path) / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"dpo: reference adapter {ref_path!r} has no adapter_config.json")
+        start = type(start)(adapter_path, start.reference, ref_path)
+    resume = find_resume_checkpoint(resume_from) if resume_from else None
+    hyper = hyperparameters(kind, cfg)
+    tc = cfg.ray.train
+
+    init_ray(cfg)
+
+    _check_data_cpus(int(tc.num_workers) * float(tc.num_cpus_per_worker))
+    n_records = count_records(kind, cfg, data)
+    plan = plan_steps(
+        n_records, workers=int(tc.num_workers), batch_size=hyper.batch_size,
+        gradient_accumulation_steps=hyper.gradient_accumulation_steps, epochs=hyper.epochs,
+        max_steps=hyper.max_steps,
+    )
+    records = training_records(kind, cfg, data, with_images=True)
+
+    use_gpu = bool(tc.use_gpu)
+    ds_conf = deepspeed_config(int(cfg.deepspeed.zero_stage), bf16=bool(cfg.deepspeed.bf16)) \
+        if cfg.deepspeed.enabled else None
+    job = {
+        "kind": kind,
+        "model": {"path": _abs(str(cfg.model.path)) if Path(str(cfg.model.path)).exists() else str(cfg.model.path),
+                  "dtype": str(cfg.model.dtype), "trust_remote_code": bool(cfg.model.trust_remote_code)},
+        "lora": OmegaConf.to_container(cfg.lora, resolve=True),
+        "images": OmegaConf.to_container(cfg.images, resolve=True),
+        "hyper": hyper.to_dict(),
+        "plan": plan.to_dict(),
+        "start": {"init_adapter": start.init_adapter, "reference": start.reference,
+                  "reference_adapter": start.reference_adapter},
+        "seed": int(cfg.run.seed),
+        "bf16": bool(cfg.deepspeed.bf16),
+        "use_gpu": use_gpu,
+        "cpus_per_worker": float(tc.num_cpus_per_worker),
+        "deepspeed": ds_conf,
+        "checkpoints_to_keep": int(tc.checkpoints_to_keep),
+        "shuffle_buffer_size": int(tc.shuffle_buffer_size),
+        "resume_from": resume,
+        "fault": _fault,
+    }
+    storage = _abs(str(tc.storage_path)) if tc.storage_path else posixpath.join(out_dir, "ray")
+    name = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    resources = {"CPU": float(tc.num_cpus_per_worker)}
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=job,
+        scaling_config=ScalingConfig(num_workers=int(tc.num_workers), use_gpu=use_gpu,
+                                     resources_per_worker=resources),
+        torch_config=TorchConfig(backend=str(tc.backend)),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage,
+            failure_config=FailureConfig(max_failures=int(tc.max_failures)),
+            checkpoint_config=CheckpointConfig(num_to_keep=int(tc.checkpoints_to_keep) + 1),
+        ),
+        datasets={"train": records},
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    final = result.checkpoint
+    if final is None:
+        raise RuntimeError(f"{kind}: the run {name} reported no checkpoint")
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True) if "://" not in out_dir else None
+    with tempfile.TemporaryDirectory() as tmp:
+        local = final.to_directory(tmp)
+        marker = Path(local) / FINAL_CHECKPOINT_MARKER
+        if not marker.is_file():
+            raise RuntimeError(f"{kind}: the last checkpoint of {name} is not a final one ({final.path})")
+        summary = json.loads(marker.read_text(encoding="utf-8"))
+        dest = Path(out_dir) / ADAPTER_DIR
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(Path(local) / ADAPTER_DIR, dest)
+        shutil.copyfile(Path(local) / METRICS_FILE, Path(out_dir) / METRICS_FILE)
+
+    out = {
+        "kind": kind,
+        "out_dir": out_dir,
+        "adapter": str(Path(out_dir) / ADAPTER_DIR),
+        "metrics": str(Path(out_dir) / METRICS_FILE),
+        "data": data,
+        "records": n_records,
+        "plan": plan.to_dict(),
+        "hyper": hyper.to_dict(),
+        "start": {"init_adapter": start.init_adapter, "reference": start.reference,
+                  "reference_adapter": start.reference_adapter},
+        "deepspeed": {"enabled": bool(cfg.deepspeed.enabled), "zero_stage": int(cfg.deepspeed.zero_stage),
+                      "bf16": bool(cfg.deepspeed.bf16)},
+        "workers": int(tc.num_workers),
+        "use_gpu": use_gpu,
+        "ray_run": posixpath.join(storage, name),
+        "resume_from": resume,
+        **summary,
+        "final_step": summary["global_step"],
+        "wall_seconds": round(time.perf_counter() - t0, 2),
+    }
+    (Path(out_dir) / "train_result.json").write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
+    return out

@@ -1,0 +1,428 @@
+"""The TRL side of training: the trainer arguments, the policy model, the trainer, the batch collation of Ray Data
+records, and the Ray Train loop that runs on every worker.
+
+Everything model-specific goes through :mod:`attrpipe.models.loader`; everything data-specific through
+:mod:`attrpipe.train.examples`. :func:`build_trainer` is also what the benchmark uses (without Ray).
+
+How data reaches the trainer on a worker: the worker's Ray Data shard (``ray.train.get_dataset_shard("train")``)
+is iterated with ``iter_torch_batches``, whose ``collate_fn`` (:class:`RecordCollator`) decodes the batch's images
+and calls *TRL's own* vision collator (``trainer.data_collator``); ``prepare_trainer`` then makes the trainer take
+those ready batches as they come, without re-sharding them (each worker already has its own shard). TRL's
+constructors insist on a ``datasets`` dataset and look at one example to pick their vision path, so they are built
+with a one-example probe dataset of the right shape, which the Ray iterable replaces before training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from attrpipe.train.examples import dpo_example, sft_example
+
+__all__ = [
+    "trl_args",
+    "load_policy",
+    "load_reference_adapter",
+    "build_trainer",
+    "export_adapter",
+    "decode_images",
+    "RecordCollator",
+    "probe_dataset",
+    "train_loop_per_worker",
+    "step_logs",
+    "FINAL_CHECKPOINT_MARKER",
+]
+
+log = logging.getLogger("attrpipe.train")
+
+FINAL_CHECKPOINT_MARKER = "attrpipe_final.json"
+ADAPTER_DIR = "adapter"
+METRICS_FILE = "metrics.jsonl"
+
+
+# --- trainer pieces (no Ray) ----------------------------------------------------------------------------------------
+
+
+def trl_args(
+    kind: str,
+    hyper: dict,
+    *,
+    output_dir: str,
+    max_steps: int,
+    seed: int,
+    bf16: bool,
+    use_cpu: bool,
+    deepspeed: dict | None,
+    save_total_limit: int = 2,
+    **overrides: Any,
+):
+    """``SFTConfig`` (sft, sl) or ``DPOConfig`` (dpo) for one run.
+
+    ``max_length=None``: nothing is truncated, so image tokens are never cut. Loss on the completion only (SFT's
+    prompt-completion format). Logging every step (the metrics file is the trainer's log history).
+    """
+    common = dict(
+        output_dir=output_dir,
+        per_device_train_batch_size=int(hyper["batch_size"]),
+        gradient_accumulation_steps=int(hyper["gradient_accumulation_steps"]),
+        learning_rate=float(hyper["learning_rate"]),
+        max_steps=int(max_steps),
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=int(hyper["save_steps"]),
+        save_total_limit=save_total_limit,
+        seed=int(seed),
+        data_seed=int(seed),
+        bf16=bool(bf16),
+        fp16=False,
+        use_cpu=bool(use_cpu),
+        deepspeed=deepspeed,
+        gradient_checkpointing=bool(hyper["gradient_checkpointing"]),
+        max_length=None,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
+    common.update(overrides)
+    if kind in ("sft", "sl"):
+        from trl import SFTConfig
+
+        return SFTConfig(completion_only_loss=True, **common)
+    if kind == "dpo":
+        from trl import DPOConfig
+
+        return DPOConfig(beta=float(hyper["beta"]), precompute_ref_log_probs=False, **common)
+    raise ValueError(f"unknown training kind {kind!r}")
+
+
+def load_policy(model_cfg: dict, lora_cfg: dict, init_adapter: str | None):
+    """(model, peft_config): the pretrained checkpoint with a fresh LoRA config for the trainer to apply, or a
+    ``PeftModel`` continuing ``init_adapter`` (its LoRA weights trainable, everything else frozen)."""
+    from attrpipe.models.loader import load_model, lora_config
+
+    model = load_model(
+        model_cfg["path"],
+        dtype=model_cfg["dtype"],
+        trust_remote_code=bool(model_cfg["trust_remote_code"]),
+        adapter=init_adapter,
+        adapter_trainable=init_adapter is not None,
+    )
+    if init_adapter is not None:
+        return model, None
+    model.train()
+    return model, lora_config(
+        r=int(lora_cfg["r"]),
+        alpha=int(lora_cfg["alpha"]),
+        dropout=float(lora_cfg["dropout"]),
+        target_modules=lora_cfg["target_modules"],
+    )
+
+
+def probe_dataset(kind: str):
+    """A one-example ``datasets.IterableDataset`` of the right shape (vision, conversational, prompt-completion or
+    preference) for TRL's constructor; never trained on."""
+    import datasets
+
+    record = {"example_id": "probe", "prompt": "probe", "completion": "probe", "chosen": "a", "rejected": "b"}
+    example = dpo_example(record, []) if kind == "dpo" else sft_example(record, [])
+    return datasets.IterableDataset.from_generator(_one, gen_kwargs={"example": example})
+
+
+def _one(example):
+    yield example
+
+
+def build_trainer(kind: str, *, model, peft_config, processor, args, train_dataset, callbacks: Iterable = ()):
+    """TRL's ``SFTTrainer`` (sft, sl) or ``DPOTrainer`` (dpo).
+
+    DPO's reference (never a second model): with ``peft_config`` (a fresh adapter on the base) it is the base with the
+    adapter disabled; with a ``PeftModel`` continuing a trained adapter, TRL adds a frozen copy of that adapter named
+    ``ref`` and uses it.
+    """
+    if kind in ("sft", "sl"):
+        from trl import SFTTrainer
+
+        return SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=processor,
+            peft_config=peft_config,
+            callbacks=list(callbacks),
+        )
+    if kind == "dpo":
+        from trl import DPOTrainer
+
+        return DPOTrainer(
+            model=model,
+            ref_model=None,
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=processor,
+            peft_config=peft_config,
+            callbacks=list(callbacks),
+        )
+    raise ValueError(f"unknown training kind {kind!r}")
+
+
+def load_reference_adapter(model, path: str) -> None:
+    """Make DPO's frozen reference adapter (TRL's ``ref``, a copy of the start adapter) a copy of another adapter.
+
+    Called after the trainer is built and before training (the weights are not sharded yet). The two adapters must
+    have the same LoRA shape (rank, target modules).
+    """
+    from peft.utils import load_peft_weights, set_peft_model_state_dict
+
+    if "ref" not in getattr(model, "peft_config", {}):
+        raise ValueError("the policy has no 'ref' adapter: a reference adapter needs a PeftModel start")
+    weights = load_peft_weights(path)
+    result = set_peft_model_state_dict(model, weights, adapter_name="ref")
+    bad = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+    if bad:
+        raise ValueError(f"reference adapter {path!r} does not fit the start adapter (unexpected: {bad[:3]})")
+
+
+def export_adapter(saved_dir: str | Path, processor, dest: str | Path) -> Path:
+    """The shipped adapter directory from what ``trainer.save_model(saved_dir)`` wrote: PEFT's adapter_config.json +
+    adapter_model.safetensors of the trained ("default") adapter only, never TRL's frozen ``ref`` copy or the
+    trainer's pickled ``training_args.bin``, plus the processor and tokenizer files. peft and vLLM's LoRA loading
+    read it as it is."""
+    dest = Path(dest)
+    shutil.copytree(saved_dir, dest)
+    for extra in ("ref", "training_args.bin"):
+        p = dest / extra
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    if not (dest / "adapter_model.safetensors").is_file():
+        raise RuntimeError(f"{saved_dir} holds no adapter_model.safetensors: not a PEFT adapter save")
+    processor.save_pretrained(dest)
+    return dest
+
+
+def decode_images(record: dict, images_cfg: dict) -> list:
+    """The record's images, decoded, validated and resized with :func:`attrpipe.images.load_image` (its URIs are
+    already resolved; inline bytes win). A bad image raises ``ImageError`` naming the example."""
+    from attrpipe.images import ImageError, load_image
+
+    kw = dict(
+        root=None,
+        size=int(images_cfg["size"]),
+        max_pixels=int(images_cfg["max_pixels"]),
+        max_bytes=int(images_cfg["max_bytes"]),
+        allowed_schemes=list(images_cfg["allowed_schemes"]),
+    )
+    try:
+        data = record.get("image_bytes") or []
+        if data:
+            return [load_image(None, bytes(b), **kw) for b in data]
+        return [load_image(u, None, **kw) for u in record.get("image_uris") or []]
+    except ImageError as e:
+        raise ImageError(e.reason, f"example {record.get('example_id')!r}: {e.detail}") from None
+
+
+def _arrow_collate_base():
+    from ray.data.collate_fn import ArrowBatchCollateFn
+
+    return ArrowBatchCollateFn
+
+
+class RecordCollator:
+    """Records (a pyarrow batch from Ray Data, or a list of dicts) -> TRL examples -> TRL's collator -> tensors."""
+
+    def __init__(self, kind: str, images_cfg: dict, trl_collator: Callable):
+        self.to_example = dpo_example if kind == "dpo" else sft_example
+        self.images_cfg = dict(images_cfg)
+        self.trl_collator = trl_collator
+
+    def examples(self, records: list[dict]) -> list[dict]:
+        return [self.to_example(r, decode_images(r, self.images_cfg)) for r in records]
+
+    def __call__(self, batch) -> dict:
+        records = batch.to_pylist() if hasattr(batch, "to_pylist") else list(batch)
+        return self.trl_collator(self.examples(records))
+
+
+def _ray_collate(collator: RecordCollator):
+    """Wrap a RecordCollator as Ray Data's ``ArrowBatchCollateFn`` (pyarrow batches in)."""
+    base = _arrow_collate_base()
+
+    class _Collate(base):
+        def __call__(self, batch):
+            return collator(batch)
+
+    return _Collate()
+
+
+def step_logs(log_history: list[dict]) -> list[dict]:
+    """The per-step entries of a trainer's log history (the final summary entry is not a step)."""
+    return [dict(e) for e in log_history if "loss" in e and "step" in e]
+
+
+# --- the Ray Train loop ---------------------------------------------------------------------------------------------
+
+
+def _fault_callback(spec: dict | None):
+    """Test hook: raise once at a given step (one marker file per rank), to exercise FailureConfig recovery."""
+    if not spec:
+        return None
+    from transformers import TrainerCallback
+
+    class _Fault(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            import ray.train
+
+            rank = ray.train.get_context().get_world_rank()
+            marker = Path(f"{spec['marker']}.{rank}")
+            if state.global_step == int(spec["step"]) and not marker.exists():
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text("failed once\n")
+                raise RuntimeError(f"injected failure at step {state.global_step} (rank {rank})")
+
+    return _Fault()
+
+
+def _adapter_to_model_dtype(model) -> None:
+    """ZeRO-3 gathers parameters in buffers of one dtype: a loaded adapter that peft upcast to float32 on a bf16 base
+    must follow the base (TRL does the same for the adapters it creates, trl#6089)."""
+    base = getattr(model.get_base_model(), "dtype", None)
+    if base is None:
+        return
+    for name, p in model.named_parameters():
+        if "lora_" in name and p.dtype != base:
+            p.data = p.data.to(base)
+
+
+def _local_scratch(experiment: str) -> str:
+    # One directory per node and run: the HF checkpoints before Ray Train copies them to storage.
+    d = Path(tempfile.gettempdir()) / "attrpipe-train" / experiment
+    d.mkdir(parents=True, exist_ok=True)
+    return str(d)
+
+
+def _hf_checkpoint_dir(d: str) -> str:
+    return str(Path(d) / "checkpoint") if (Path(d) / "checkpoint" / "trainer_state.json").is_file() else d
+
+
+def train_loop_per_worker(job: dict) -> None:
+    """The plain-dict ``job`` comes from :func:`attrpipe.train.driver.run_training`. One Ray Train worker: build the TRL trainer, stream its shard, train (resuming if there is a checkpoint), and
+    report the final adapter + metrics as the run's last checkpoint (rank 0 writes it)."""
+    import ray.train
+    import torch
+    from ray.train import Checkpoint
+    from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
+
+    from attrpipe.models.loader import load_processor
+    from attrpipe.train.plan import checkpoint_step
+
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    kind = job["kind"]
+    if not job["use_gpu"]:
+        torch.set_num_threads(max(1, int(job["cpus_per_worker"])))
+
+    processor = load_processor(
+        job["model"]["path"], trust_remote_code=bool(job["model"]["trust_remote_code"]),
+        image_size=int(job["images"]["size"]),
+    )
+    scratch = _local_scratch(ctx.get_experiment_name())
+    if job["deepspeed"] is not None:
+        # DeepSpeed joins the process group Ray Train made (gloo on CPUs, NCCL on GPUs) instead of discovering its
+        # own (MPI discovery fails outside a launcher); ZeRO-3's partitioned loading needs it before the model.
+        import deepspeed
+        import torch.distributed as dist
+
+        deepspeed.init_distributed(dist_backend=dist.get_backend(), auto_mpi_discovery=False)
+    # The arguments come before the model: with ZeRO-3 they make from_pretrained partition the weights as it loads.
+    args = trl_args(
+        kind,
+        job["hyper"],
+        output_dir=os.path.join(scratch, "hf"),
+        max_steps=job["plan"]["max_steps"],
+        seed=job["seed"],
+        bf16=job["bf16"],
+        use_cpu=not job["use_gpu"],
+        deepspeed=job["deepspeed"],
+        save_total_limit=int(job["checkpoints_to_keep"]),
+    )
+    model, peft_config = load_policy(job["model"], job["lora"], job["start"]["init_adapter"])
+    if peft_config is None and job["deepspeed"] and job["deepspeed"]["zero_optimization"]["stage"] == 3:
+        _adapter_to_model_dtype(model)
+    callbacks = [RayTrainReportCallback()]
+    fault = _fault_callback(job.get("fault"))
+    if fault is not None:
+        callbacks.append(fault)
+    trainer = build_trainer(
+        kind, model=model, peft_config=peft_config, processor=processor, args=args,
+        train_dataset=probe_dataset(kind), callbacks=callbacks,
+    )
+
+    if job["start"].get("reference_adapter"):
+        load_reference_adapter(trainer.model, job["start"]["reference_adapter"])
+
+    shard = ray.train.get_dataset_shard("train")
+    collate = _ray_collate(RecordCollator(kind, job["images"], trainer.data_collator))
+    batch_size, passes, seed = int(job["hyper"]["batch_size"]), int(job["plan"]["passes"]), int(job["seed"])
+    shuffle = int(job["shuffle_buffer_size"]) or None
+
+    def stream():
+        # One iterable over every pass: the trainer sees a single stream of max_steps x accumulation batches, so a
+        # resumed run skips exactly the batches it had trained on.
+        for p in range(passes):
+            yield from shard.iter_torch_batches(
+                batch_size=batch_size, collate_fn=collate, local_shuffle_buffer_size=shuffle,
+                local_shuffle_seed=None if shuffle is None else seed + p,
+            )
+
+    from ray.data.iterator import _IterableFromIterator  # what prepare_trainer recognises as a Ray Data iterable
+
+    trainer.train_dataset = _IterableFromIterator(stream)
+    trainer = prepare_trainer(trainer)
+
+    checkpoint = ray.train.get_checkpoint()  # after a worker failure: this run's latest checkpoint
+    if checkpoint is None and job.get("resume_from"):
+        checkpoint = Checkpoint(job["resume_from"])
+    resumed_from = None
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            hf_dir = _hf_checkpoint_dir(d)
+            resumed_from = checkpoint_step(hf_dir)
+            if rank == 0:
+                log.warning("resuming %s from step %s (%s)", kind, resumed_from, hf_dir)
+            output = trainer.train(resume_from_checkpoint=hf_dir)
+    else:
+        output = trainer.train()
+
+    # The final adapter: every rank takes part (ZeRO-3 gathers the weights), the main process writes.
+    final_dir = os.path.join(scratch, "final")
+    trainer.save_model(final_dir)
+    summary = {
+        "global_step": int(trainer.state.global_step),
+        "train_loss": float(output.training_loss),
+        "resumed_from_step": resumed_from,
+        **{k: v for k, v in (output.metrics or {}).items() if isinstance(v, (int, float))},
+    }
+    if rank == 0:
+        with tempfile.TemporaryDirectory() as tmp:
+            export_adapter(final_dir, processor, Path(tmp) / ADAPTER_DIR)
+            with open(Path(tmp) / METRICS_FILE, "w", encoding="utf-8") as f:
+                for entry in step_logs(trainer.state.log_history):
+                    f.write(json.dumps(entry, sort_keys=True) + "\n")
+            (Path(tmp) / FINAL_CHECKPOINT_MARKER).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+            ray.train.report(summary, checkpoint=Checkpoint.from_directory(tmp))
+    else:
+        ray.train.report(summary, checkpoint=None)
+    # Ray Train holds every checkpoint now; the node-local copies (optimizer states included) can go.
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+    if ctx.get_local_rank() == 0:
+        shutil.rmtree(scratch, ignore_errors=True)
