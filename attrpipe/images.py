@@ -57,14 +57,14 @@ def resolve_uri(uri: str, root: str | None, allowed_schemes: tuple[str, ...] | l
 
 
 def read_bytes(location: str, max_bytes: int) -> bytes:
-    """Read an image's bytes from a local path or any URI pyarrow's filesystems understand."""
+    """Read an image's bytes from a local path or any URI pyarrow's filesystems understand (attrpipe/storage.py:
+    the same filesystems, credentials and endpoint as the catalogs and outputs)."""
     from pyarrow import fs as pafs
 
+    from attrpipe.storage import filesystem_for
+
     try:
-        if "://" in location:
-            filesystem, path = pafs.FileSystem.from_uri(location)
-        else:
-            filesystem, path = pafs.LocalFileSystem(), location
+        filesystem, path = filesystem_for(location)
         info = filesystem.get_file_info(path)
         if info.type == pafs.FileType.NotFound:
             raise ImageError("missing", location)

@@ -8,8 +8,10 @@ written last, which is what readers trust (see attrpipe/pseudolabel/units.py).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import posixpath
 import uuid
 from typing import Any
@@ -24,17 +26,30 @@ __all__ = [
     "exists",
     "makedirs",
     "list_files",
+    "find_files",
     "read_json",
     "write_json_atomic",
+    "write_text_atomic",
+    "write_bytes_atomic",
+    "copy_tree",
     "write_parquet_atomic",
     "read_parquet",
     "remove_file",
+    "fingerprint",
+    "local_copy",
     "remove_tree",
 ]
 
 
 def filesystem_for(path: str) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem and the filesystem-relative path of a local path or URI."""
+    """The pyarrow filesystem and the filesystem-relative path of a local path or URI.
+
+    ``s3://`` URIs take their credentials, region and endpoint from the standard AWS settings, which pyarrow reads:
+    AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or an instance/pod role, or ~/.aws), AWS_DEFAULT_REGION, and
+    AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_S3) for an S3-compatible store such as MinIO (tests/test_s3.py runs
+    against moto's server that way). Ray workers read the same variables, so set them where Ray starts (the pods'
+    environment on a cluster), not only in the driver (docs/cluster.md).
+    """
     if "://" in path:
         return pafs.FileSystem.from_uri(path)
     return pafs.LocalFileSystem(), posixpath.abspath(path)
@@ -71,6 +86,17 @@ def list_files(path: str, suffix: str = "") -> list[str]:
     return [join(path, n) for n in names]
 
 
+def find_files(path: str, name: str) -> list[str]:
+    """Every file called ``name`` anywhere below ``path`` (local or URI), as full paths/URIs, sorted."""
+    fs, p = filesystem_for(path)
+    if fs.get_file_info(p).type != pafs.FileType.Directory:
+        return []
+    hits = [i.path for i in fs.get_file_info(pafs.FileSelector(p, recursive=True))
+            if i.type == pafs.FileType.File and i.base_name == name]
+    rel = [posixpath.relpath(h, p.rstrip("/") or "/") for h in hits]
+    return sorted(join(path, r) for r in rel)
+
+
 def _write_atomic(dest: str, data: bytes) -> None:
     fs, p = filesystem_for(dest)
     parent = posixpath.dirname(p)
@@ -79,6 +105,22 @@ def _write_atomic(dest: str, data: bytes) -> None:
     with fs.open_output_stream(tmp) as f:
         f.write(data)
     fs.move(tmp, p)
+
+
+def write_bytes_atomic(dest: str, data: bytes) -> None:
+    _write_atomic(dest, data)
+
+
+def write_text_atomic(dest: str, text: str) -> None:
+    _write_atomic(dest, text.encode("utf-8"))
+
+
+def copy_tree(src: str, dest: str) -> None:
+    """Copy a directory (local or URI) to another place (local or URI)."""
+    sfs, sp = filesystem_for(src)
+    dfs, dp = filesystem_for(dest)
+    dfs.create_dir(dp, recursive=True)
+    pafs.copy_files(sp, dp, source_filesystem=sfs, destination_filesystem=dfs)
 
 
 def write_json_atomic(dest: str, obj: Any) -> None:
@@ -114,3 +156,66 @@ def remove_tree(path: str) -> None:
     fs, p = filesystem_for(path)
     if fs.get_file_info(p).type != pafs.FileType.NotFound:
         fs.delete_dir(p)
+
+
+# Files above this size are fingerprinted by their size, head and tail, not read whole (a 3B model is 7 GB).
+_WHOLE_FILE_LIMIT = 64 << 20
+_EDGE = 4 << 20
+
+
+def fingerprint(path: str | None) -> str | None:
+    """A short content hash of a model or adapter directory's JSON and safetensors files, local or URI (None for
+    None). A name that is neither (a hub id) is its own identity. Big weight files contribute their size and their
+    first and last 4 MiB, which any retraining changes."""
+    if path is None:
+        return None
+    fs, p = filesystem_for(path)
+    if "://" not in path and fs.get_file_info(p).type != pafs.FileType.Directory:
+        return hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    infos = [i for i in fs.get_file_info(pafs.FileSelector(p, recursive=False))
+             if i.type == pafs.FileType.File and i.base_name.endswith((".json", ".safetensors"))]
+    if not infos:
+        raise FileNotFoundError(f"{path!r} holds no .json or .safetensors files to fingerprint")
+    h = hashlib.sha256()
+    for info in sorted(infos, key=lambda i: i.base_name):
+        h.update(info.base_name.encode() + b"\0" + str(info.size).encode() + b"\0")
+        with fs.open_input_file(info.path) as f:
+            if info.size <= _WHOLE_FILE_LIMIT:
+                h.update(f.read())
+            else:
+                h.update(f.read(_EDGE))
+                f.seek(info.size - _EDGE)
+                h.update(f.read(_EDGE))
+    return h.hexdigest()[:16]
+
+
+def _cache_root() -> str:
+    return os.environ.get("ATTRPIPE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "attrpipe")
+
+
+def local_copy(path: str) -> str:
+    """A local directory holding what ``path`` holds: ``path`` itself when it is local; for a URI (an adapter or a
+    model on object storage), a copy under ``$ATTRPIPE_CACHE/remote`` (default ~/.cache/attrpipe/remote) keyed by the
+    URI and its files' names, sizes and modification times. The copy is made under a temporary name and renamed, so
+    concurrent workers never read half a copy, and a changed remote directory is fetched again."""
+    if "://" not in path:
+        return path
+    fs, p = filesystem_for(path)
+    files = sorted((i.path, i.size, i.mtime_ns) for i in fs.get_file_info(pafs.FileSelector(p, recursive=True))
+                   if i.type == pafs.FileType.File)
+    if not files:
+        raise FileNotFoundError(f"{path!r} holds no files")
+    key = hashlib.sha256(json.dumps([path, files]).encode()).hexdigest()[:24]
+    dest = os.path.join(_cache_root(), "remote", key)
+    if os.path.isdir(dest):
+        return dest
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    tmp = f"{dest}.tmp-{uuid.uuid4().hex}"
+    pafs.copy_files(p, tmp, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+    try:
+        os.rename(tmp, dest)
+    except OSError:  # another worker finished the same copy first
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest

@@ -8,30 +8,12 @@ expanded), which is where this engine's parallelism comes from.
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import torch
 
 from attrpipe.engines.base import GenerationRequest, SamplingSpec, request_seed
+from attrpipe.storage import fingerprint
 
-__all__ = ["HFEngine", "fingerprint"]
-
-
-def fingerprint(path: str | None) -> str | None:
-    """A short content hash of a model or adapter directory's config and weights (None for no adapter)."""
-    if path is None:
-        return None
-    p = Path(path)
-    if not p.is_dir():
-        return hashlib.sha256(str(path).encode()).hexdigest()[:16]  # a hub name: its name is its identity
-    h = hashlib.sha256()
-    for f in sorted(p.glob("*.json")) + sorted(p.glob("*.safetensors")):
-        h.update(f.name.encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()[:16]
+__all__ = ["HFEngine"]
 
 
 class HFEngine:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from attrpipe.engines.base import GenerationRequest, SamplingSpec, request_seed
-from attrpipe.engines.hf import fingerprint
+from attrpipe.storage import fingerprint, local_copy
 
 __all__ = ["VLLMEngine", "build_vllm_request", "sampling_params_kwargs", "texts_from_outputs", "engine_kwargs"]
 
@@ -73,6 +73,8 @@ class VLLMEngine:
 
         from attrpipe.models.loader import load_processor
 
+        model = llm_kwargs["model"]
+        llm_kwargs = {**llm_kwargs, "model": local_copy(model)}  # a model on object storage: a local copy
         self.llm = LLM(**llm_kwargs)
         self.processor = load_processor(llm_kwargs["model"], trust_remote_code=llm_kwargs.get("trust_remote_code",
                                                                                                 False),
@@ -82,8 +84,8 @@ class VLLMEngine:
         if adapter:
             from vllm.lora.request import LoRARequest
 
-            self.lora_request = LoRARequest("attrpipe", 1, adapter)
-        self._identity = {"model": llm_kwargs["model"], "model_fingerprint": fingerprint(llm_kwargs["model"]),
+            self.lora_request = LoRARequest("attrpipe", 1, local_copy(adapter))  # vLLM reads a local directory
+        self._identity = {"model": model, "model_fingerprint": fingerprint(model),
                           "adapter": adapter, "adapter_fingerprint": fingerprint(adapter)}
 
     @classmethod

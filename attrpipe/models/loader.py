@@ -43,10 +43,15 @@ def _looks_like_hub_id(path: str) -> bool:
 
 
 def _resolve(path: str | os.PathLike, what: str, required_file: str) -> str:
-    """A local directory (checked to hold ``required_file``) or a hub id; anything else is FileNotFoundError."""
+    """A local directory (checked to hold ``required_file``) or a hub id; anything else is FileNotFoundError. A URI
+    (an adapter or model on object storage) is copied to a local cache first (attrpipe.storage.local_copy)."""
     s = os.fspath(path)
     if not s:
         raise FileNotFoundError(f"{what} path is empty")
+    if "://" in s:
+        from attrpipe.storage import local_copy
+
+        s = local_copy(s)
     p = Path(s).expanduser()
     if p.exists():
         if not p.is_dir():

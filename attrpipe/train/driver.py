@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import posixpath
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from attrpipe import storage
 from attrpipe.ray_utils import init_ray
 
 from attrpipe.train.examples import (
@@ -198,13 +197,13 @@ def run_training(
     start = resolve_start(kind, cfg, init_adapter, paths["sft_adapter"], reference_adapter)
     if start.init_adapter is not None:
         adapter_path = _abs(start.init_adapter)
-        if "://" not in adapter_path and not (Path(adapter_path) / "adapter_config.json").is_file():
+        if not storage.exists(storage.join(adapter_path, "adapter_config.json")):
             raise FileNotFoundError(
                 f"{kind}: start adapter {adapter_path!r} has no adapter_config.json (train sft first, pass an "
                 f"init adapter, or start from the base: {'dpo.reference' if kind == 'dpo' else 'sl.init'}=base)"
             )
         ref_path = None if start.reference_adapter is None else _abs(start.reference_adapter)
-        if ref_path is not None and "://" not in ref_path and not (Path(ref_path) / "adapter_config.json").is_file():
+        if ref_path is not None and not storage.exists(storage.join(ref_path, "adapter_config.json")):
             raise FileNotFoundError(f"dpo: reference adapter {ref_path!r} has no adapter_config.json")
         start = type(start)(adapter_path, start.reference, ref_path)
     resume = find_resume_checkpoint(resume_from) if resume_from else None
@@ -245,7 +244,7 @@ def run_training(
         "resume_from": resume,
         "fault": _fault,
     }
-    storage = _abs(str(tc.storage_path)) if tc.storage_path else posixpath.join(out_dir, "ray")
+    ray_storage = _abs(str(tc.storage_path)) if tc.storage_path else storage.join(out_dir, "ray")
     name = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     resources = {"CPU": float(tc.num_cpus_per_worker)}
     trainer = TorchTrainer(
@@ -256,7 +255,7 @@ def run_training(
         torch_config=TorchConfig(backend=str(tc.backend)),
         run_config=RunConfig(
             name=name,
-            storage_path=storage,
+            storage_path=ray_storage,
             failure_config=FailureConfig(max_failures=int(tc.max_failures)),
             checkpoint_config=CheckpointConfig(num_to_keep=int(tc.checkpoints_to_keep) + 1),
         ),
@@ -269,24 +268,23 @@ def run_training(
     if final is None:
         raise RuntimeError(f"{kind}: the run {name} reported no checkpoint")
 
-    Path(out_dir).mkdir(parents=True, exist_ok=True) if "://" not in out_dir else None
     with tempfile.TemporaryDirectory() as tmp:
         local = final.to_directory(tmp)
         marker = Path(local) / FINAL_CHECKPOINT_MARKER
         if not marker.is_file():
             raise RuntimeError(f"{kind}: the last checkpoint of {name} is not a final one ({final.path})")
         summary = json.loads(marker.read_text(encoding="utf-8"))
-        dest = Path(out_dir) / ADAPTER_DIR
-        if dest.exists():
-            shutil.rmtree(dest)
-        shutil.copytree(Path(local) / ADAPTER_DIR, dest)
-        shutil.copyfile(Path(local) / METRICS_FILE, Path(out_dir) / METRICS_FILE)
+        dest = storage.join(out_dir, ADAPTER_DIR)
+        storage.remove_tree(dest)
+        storage.copy_tree(str(Path(local) / ADAPTER_DIR), dest)
+        storage.write_text_atomic(storage.join(out_dir, METRICS_FILE),
+                                  (Path(local) / METRICS_FILE).read_text(encoding="utf-8"))
 
     out = {
         "kind": kind,
         "out_dir": out_dir,
-        "adapter": str(Path(out_dir) / ADAPTER_DIR),
-        "metrics": str(Path(out_dir) / METRICS_FILE),
+        "adapter": storage.join(out_dir, ADAPTER_DIR),
+        "metrics": storage.join(out_dir, METRICS_FILE),
         "data": data,
         "records": n_records,
         "plan": plan.to_dict(),
@@ -297,11 +295,11 @@ def run_training(
                       "bf16": bool(cfg.deepspeed.bf16)},
         "workers": int(tc.num_workers),
         "use_gpu": use_gpu,
-        "ray_run": posixpath.join(storage, name),
+        "ray_run": storage.join(ray_storage, name),
         "resume_from": resume,
         **summary,
         "final_step": summary["global_step"],
         "wall_seconds": round(time.perf_counter() - t0, 2),
     }
-    (Path(out_dir) / "train_result.json").write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
+    storage.write_json_atomic(storage.join(out_dir, "train_result.json"), out)
     return out

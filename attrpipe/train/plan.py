@@ -201,43 +201,44 @@ _TRAINER_STATE = "trainer_state.json"
 
 
 def checkpoint_step(path: str | Path) -> int | None:
-    """The global step of a checkpoint directory: an HF checkpoint (``trainer_state.json``) or a Ray Train checkpoint
-    holding one under ``checkpoint/``; None if it is neither."""
-    p = Path(path)
-    for d in (p, p / "checkpoint"):
-        f = d / _TRAINER_STATE
-        if f.is_file():
-            try:
-                return int(json.loads(f.read_text(encoding="utf-8"))["global_step"])
-            except (ValueError, KeyError, OSError):
-                return None
+    """The global step of a checkpoint directory (local or URI): an HF checkpoint (``trainer_state.json``) or a Ray
+    Train checkpoint holding one under ``checkpoint/``; None if it is neither."""
+    from attrpipe import storage
+
+    p = str(path)
+    for f in (storage.join(p, _TRAINER_STATE), storage.join(p, "checkpoint", _TRAINER_STATE)):
+        try:
+            if not storage.exists(f):
+                continue
+            return int(storage.read_json(f)["global_step"])
+        except (ValueError, KeyError, OSError):
+            return None
     return None
 
 
 def find_resume_checkpoint(path: str | Path) -> str:
-    """The checkpoint to resume from, given a checkpoint or any directory above checkpoints.
+    """The checkpoint to resume from, given a checkpoint or any directory above checkpoints, local or URI.
 
     ``path`` may be an HF checkpoint (``trainer_state.json``), a Ray Train checkpoint (``checkpoint_*/checkpoint/``),
     a Ray run directory, or a training output directory (``<run>/sft``): the checkpoint with the highest global step
-    found below it wins. (A URI must name the checkpoint itself.)
+    found below it wins.
     """
+    from attrpipe import storage
+
     s = str(path)
-    if "://" in s:
-        return s
-    p = Path(s)
-    if not p.exists():
+    if not storage.exists(s):
         raise FileNotFoundError(f"resume path {s!r} does not exist")
-    if checkpoint_step(p) is not None:
-        return str(p)
+    if checkpoint_step(s) is not None:
+        return s
     best: tuple[int, str] | None = None
-    for state in p.rglob(_TRAINER_STATE):
-        ckpt = state.parent
+    for state in storage.find_files(s, _TRAINER_STATE):
+        ckpt = posixpath.dirname(state)
         # A Ray checkpoint wraps the HF one as <ray ckpt>/checkpoint/; prefer the Ray directory (what Ray reports).
-        if ckpt.name == "checkpoint":
-            ckpt = ckpt.parent
+        if posixpath.basename(ckpt) == "checkpoint":
+            ckpt = posixpath.dirname(ckpt)
         step = checkpoint_step(ckpt)
-        if step is not None and (best is None or (step, str(ckpt)) > best):
-            best = (step, str(ckpt))
+        if step is not None and (best is None or (step, ckpt) > best):
+            best = (step, ckpt)
     if best is None:
         raise FileNotFoundError(f"no training checkpoint (trainer_state.json) under {s!r}")
     return best[1]

@@ -181,7 +181,9 @@ def load_reference_adapter(model, path: str) -> None:
 
     if "ref" not in getattr(model, "peft_config", {}):
         raise ValueError("the policy has no 'ref' adapter: a reference adapter needs a PeftModel start")
-    weights = load_peft_weights(path)
+    from attrpipe.storage import local_copy
+
+    weights = load_peft_weights(local_copy(path))
     result = set_peft_model_state_dict(model, weights, adapter_name="ref")
     bad = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
     if bad:
