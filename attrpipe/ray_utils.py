@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 __all__ = ["init_ray"]
+
+# Ray Data lets a stage run ahead of the next one until half of the stage's object-store budget is used before its
+# downstream-capacity backpressure starts: for pseudo-labeling, CPU preparation would queue decoded images far ahead
+# of the engines, and the queue would grow with the run's length up to that budget. At 0 the backpressure always
+# applies (a stage may queue up to `downstream_capacity_backpressure_ratio`, 2, times what the next stage has in
+# flight). Ray reads this when ray.data is first imported, so it is set when attrpipe is imported (attrpipe/__init__);
+# an explicit value in the environment wins.
+os.environ.setdefault("RAY_DATA_DOWNSTREAM_CAPACITY_OBJECT_STORE_BUDGET_UTIL_THRESHOLD", "0")
 
 
 def init_ray(cfg) -> None:
@@ -18,5 +27,10 @@ def init_ray(cfg) -> None:
         return
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS") or None
     # Every worker of this project runs single-threaded torch unless its resources say otherwise.
-    env = {"env_vars": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "TOKENIZERS_PARALLELISM": "false"}}
-    ray.init(address=address, runtime_env=env, include_dashboard=False, log_to_driver=True)
+    env_vars = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "TOKENIZERS_PARALLELISM": "false"}
+    # Inside `ray job submit`, Ray refuses a ray.init runtime env that sets a key the job's runtime env already sets
+    # (ray_jobs/runtime_env.yaml sets these): the job's values win, ours fill in only what it leaves unset.
+    job_env = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}").get("runtime_env") or {}
+    env_vars = {k: v for k, v in env_vars.items() if k not in (job_env.get("env_vars") or {})}
+    ray.init(address=address, runtime_env={"env_vars": env_vars} if env_vars else None, include_dashboard=False,
+             log_to_driver=True)

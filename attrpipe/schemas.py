@@ -70,6 +70,7 @@ CONSENSUS_SCHEMA = pa.schema(
         pa.field("chains", pa.list_(CHAIN_TYPE), nullable=False),
         pa.field("image_uris", pa.list_(pa.string())),
         pa.field("image_bytes", pa.list_(pa.binary())),
+        pa.field("images_dropped", pa.int32(), nullable=False),  # images past images.max_images, not used
         pa.field("round", pa.int32(), nullable=False),
         pa.field("model", pa.string(), nullable=False),
         pa.field("adapter", pa.string()),
@@ -104,4 +105,27 @@ QUARANTINE_SCHEMA = pa.schema(
         pa.field("reason", pa.string(), nullable=False),  # a stable code, e.g. missing_image, unknown_vertical
         pa.field("detail", pa.string()),
     ]
+)
+
+# `attrpipe predict`: one row per listing-attribute of the catalog; the rows that need a human go to review/ too.
+PREDICTIONS_SCHEMA = pa.schema(
+    [
+        pa.field("listing_id", pa.string(), nullable=False),
+        pa.field("vertical", pa.string(), nullable=False),
+        pa.field("attribute", pa.string(), nullable=False),
+        pa.field("value", pa.string()),  # the predicted allowed value; null when no chain parsed
+        pa.field("confidence", pa.float64()),  # self-consistency: C; greedy: null (one chain has no C)
+        pa.field("n_chains", pa.int32(), nullable=False),
+        pa.field("n_valid", pa.int32(), nullable=False),
+        pa.field("needs_review", pa.bool_(), nullable=False),
+        pa.field("review_reason", pa.string()),  # no_answer | low_confidence; null when not for review
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("adapter", pa.string()),
+    ]
+)
+
+REVIEW_SCHEMA = (
+    PREDICTIONS_SCHEMA.append(pa.field("votes", pa.map_(pa.string(), pa.int32())))
+    .append(pa.field("image_uris", pa.list_(pa.string())))
+    .append(pa.field("image_bytes", pa.list_(pa.binary())))
 )

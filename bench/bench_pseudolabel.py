@@ -323,7 +323,8 @@ def bench_dataplane(args):
         cfg = _cfg([f"data.root={tmp}", f"data.unlabeled={tmp / 'cat'}", "generation.engine=stand_in_engine:FixedLatencyEngine",
                     "images.size=28", f"pseudolabel.listings_per_unit={args.unit}", f"pseudolabel.output={tmp / 'out'}",
                     "ray.engine.num_actors=1", "ray.engine.num_cpus_per_actor=0.5",
-                    "ray.preprocess.num_cpus_per_task=0.5", "taxonomy.verticals=[suitcase,watch,kurta]"])
+                    "ray.preprocess.num_cpus_per_task=0.5", f"ray.preprocess.max_actors={args.cpu_actors}",
+                    "taxonomy.verticals=[suitcase,watch,kurta]"])
         with PeakRSS() as mem:
             t0 = time.perf_counter()
             m = run_pseudolabel(cfg, verbose=False)
@@ -333,7 +334,7 @@ def bench_dataplane(args):
               f"{os.getloadavg()[0]:.1f}", flush=True)
         shutil.rmtree(tmp, ignore_errors=True)  # the 1M run writes gigabytes
     print(f"\ndata plane: stand-in engine ({args.latency * 1000:.1f} ms per request), 8x8 inline images, "
-          f"{args.unit} listings per unit, {os.cpu_count()} cores")
+          f"{args.unit} listings per unit, {args.cpu_actors} actor(s) per CPU stage, {os.cpu_count()} cores")
     print("| listings | listings/s | listing-attributes/s | chains/s | seconds | peak PSS, driver + its Ray (MiB) | pairs |")
     print("|---|---|---|---|---|---|---|")
     for n, l, la, ch, t, mib, pairs in rows:
@@ -352,6 +353,8 @@ def main():
     p.add_argument("--block-size", type=int, default=None,
                    help="prefill-vllm: vLLM KV block size (a multiple of 32 on the CPU)")
     p.add_argument("--latency", type=float, default=0.0005, help="dataplane: stand-in seconds per request")
+    p.add_argument("--cpu-actors", type=int, default=1,
+                   help="dataplane: ray.preprocess.max_actors (fixed pools: memory then depends on the data alone)")
     args = p.parse_args()
     if args.unit is None:
         args.unit = 4 if args.part == "engine" else 256

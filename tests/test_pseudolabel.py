@@ -216,3 +216,66 @@ def test_duplicate_ids_across_files_and_under_hash_collisions(tmp_path, monkeypa
     assert units.find_duplicate_ids(str(cat)) == {"a", "b"}
     pq.write_table(pa.table({"listing_id": ["x", "y"]}), tmp_path / "unique.parquet")
     assert units.find_duplicate_ids(str(tmp_path / "unique.parquet")) == set()
+
+
+def _comparable(out: Path, name: str):
+    return _rows(out, name) if read(out, name) is not None else None
+
+
+def test_reused_chains_give_exactly_the_rows_of_a_fresh_run(scripted_run, tmp_path):
+    """Round 1 of a study's arms: another threshold and a smaller pool over chains sampled once."""
+    root, first, _, m = scripted_run
+    fresh = run_pseudolabel(cfg_for(root, tmp_path / "fresh", "consensus.threshold=0.7"), limit=16, verbose=False)
+    reused = run_pseudolabel(cfg_for(root, tmp_path / "reused", "consensus.threshold=0.7"), limit=16,
+                             reuse_chains_from=str(first), verbose=False)
+    assert fresh["counts"]["chains_reused"] == 0
+    c = reused["counts"]
+    assert c["chains_reused"] == c["chains"] > 0 and reused["reused_chains_from"] == str(first)
+    assert {k: v for k, v in c.items() if k != "chains_reused"} == \
+        {k: v for k, v in fresh["counts"].items() if k != "chains_reused"}
+    assert c["listings_in"] == 16 < m["counts"]["listings_in"] and c["listings_quarantined"] == 4
+    assert c["kept"] < m["counts"]["kept"] or c["listing_attributes"] < m["counts"]["listing_attributes"]
+    for name in ("consensus", "pairs", "quarantine"):
+        assert _comparable(tmp_path / "reused", name) == _comparable(tmp_path / "fresh", name) is not None
+    # chains sampled with another seed are not this run's chains: refused, naming why
+    with pytest.raises(ValueError, match="seed"):
+        run_pseudolabel(cfg_for(root, tmp_path / "bad", "run.seed=5"), reuse_chains_from=str(first), verbose=False)
+
+
+def test_predict_writes_predictions_and_the_rows_for_review(scripted_run, tmp_path):
+    from attrpipe.predict import run_predict
+    from attrpipe.schemas import PREDICTIONS_SCHEMA, REVIEW_SCHEMA
+
+    root, _, info, _ = scripted_run
+    cfg = cfg_for(root, tmp_path / "unused", "predict.review_below=0.8")
+    m = run_predict(cfg, out=str(tmp_path / "sc"), mode="self_consistency", verbose=False)
+    preds = read(tmp_path / "sc", "predictions")
+    review = read(tmp_path / "sc", "review")
+    assert preds.schema.equals(PREDICTIONS_SCHEMA) and review.schema.equals(REVIEW_SCHEMA)
+    assert preds.num_rows == m["counts"]["listing_attributes"]
+    rows = preds.to_pylist()
+    low = [r for r in rows if r["value"] is None or r["confidence"] < 0.8]
+    assert 0 < len(low) < len(rows) and m["counts"]["predictions_for_review"] == len(low) == review.num_rows
+    assert {(r["listing_id"], r["attribute"]) for r in review.to_pylist()} == \
+        {(r["listing_id"], r["attribute"]) for r in low}
+    assert all(r["needs_review"] == (r in low) for r in rows)
+    assert all(r["review_reason"] == ("no_answer" if r["value"] is None else "low_confidence") for r in low)
+    assert all(sum(r["votes"].values()) if isinstance(r["votes"], dict) else sum(v for _, v in r["votes"]) <= 7
+               for r in review.to_pylist())
+    assert m["counts"]["listings_quarantined"] == len(info["expected_quarantine"]) + 1  # b-dup twice
+    g = run_predict(cfg, out=str(tmp_path / "greedy"), mode="greedy", verbose=False)
+    greedy = read(tmp_path / "greedy", "predictions").to_pylist()
+    assert all(r["confidence"] is None and r["n_chains"] == 1 for r in greedy)
+    assert g["counts"]["predictions_for_review"] == sum(r["value"] is None for r in greedy)
+
+
+def test_self_learning_record_count_matches_the_records(scripted_run):
+    """The training driver counts SL records from C and n_chains alone; the mapper must make exactly that many."""
+    from attrpipe.train.driver import count_records
+    from attrpipe.train.examples import sl_records
+
+    root, out, _, _ = scripted_run
+    tax = load_taxonomy("conf/taxonomy", ["suitcase", "watch"])
+    rows = read(out, "consensus").to_pylist()
+    made = sum(len(sl_records(r, tax, max_images=5, with_images=False)) for r in rows)
+    assert made > 0 and count_records("sl", cfg_for(root, out), str(out / "consensus")) == made

@@ -113,7 +113,7 @@ def write_consensus(d: Path, image_dir: Path, n: int = 6, seed: int = 0) -> Path
             "example_id": f"c{i}::pattern", "listing_id": f"c{i}", "vertical": "suitcase", "attribute": "pattern",
             "consensus": "Striped", "confidence": agree / 7, "n_chains": 7, "n_valid": agree, "tied": False,
             "kept": agree >= 4, "chains": chains, "image_uris": [str(img)], "image_bytes": None, "round": 0,
-            "model": "tiny", "adapter": None, "adapter_fingerprint": None,
+            "images_dropped": 0, "model": "tiny", "adapter": None, "adapter_fingerprint": None,
         })
     pq.write_table(pa.Table.from_pylist(rows, schema=CONSENSUS_SCHEMA), d / "part-00000.parquet")
     return d

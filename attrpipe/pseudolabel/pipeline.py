@@ -29,9 +29,11 @@ from attrpipe.pseudolabel.stages import (
     listing_requests,
     prepare_listing,
     score_listing,
+    texts_with_cache,
 )
 from attrpipe.pseudolabel.units import Unit, find_duplicate_ids, plan_units, read_unit
-from attrpipe.schemas import CONSENSUS_SCHEMA, PAIRS_SCHEMA, QUARANTINE_SCHEMA
+from attrpipe.predict import prediction_rows
+from attrpipe.schemas import CONSENSUS_SCHEMA, PAIRS_SCHEMA, PREDICTIONS_SCHEMA, QUARANTINE_SCHEMA, REVIEW_SCHEMA
 from attrpipe.taxonomy import load_taxonomy
 
 __all__ = ["run_pseudolabel", "output_dir_for", "summarize", "COUNT_KEYS"]
@@ -48,6 +50,8 @@ COUNT_KEYS = (
     "pairs",
     "chains",
     "chains_unparsed",
+    "chains_reused",
+    "predictions_for_review",
 )
 _CATALOG_COLUMNS = ["listing_id", "vertical", "image_uris", "image_bytes"]
 
@@ -63,7 +67,8 @@ def _catalog_root(catalog: str) -> str:
     return parent if storage.exists(storage.join(parent, "catalog.json")) else base
 
 
-def _semantic_key(cfg, catalog: str, identity: dict, greedy: bool) -> dict:
+def _semantic_key(cfg, catalog: str, identity: dict, greedy: bool, limit: int | None,
+                  review_below: float | None) -> dict:
     """What decides the rows a run writes; a resume must agree on all of it."""
     if greedy:
         gen = {"greedy": True, "max_new_tokens": cfg.eval.max_new_tokens}
@@ -71,6 +76,7 @@ def _semantic_key(cfg, catalog: str, identity: dict, greedy: bool) -> dict:
         gen = {k: v for k, v in OmegaConf.to_container(cfg.generation).items() if k != "batch_size"}
     return {
         "catalog": catalog,
+        "limit": limit,
         "model": identity.get("model"),
         "model_fingerprint": identity.get("model_fingerprint"),
         "adapter_fingerprint": identity.get("adapter_fingerprint"),
@@ -81,7 +87,27 @@ def _semantic_key(cfg, catalog: str, identity: dict, greedy: bool) -> dict:
         "seed": cfg.run.seed,
         "listings_per_unit": cfg.pseudolabel.listings_per_unit,
         "round": cfg.pseudolabel.round,
+        "review_below": review_below,
     }
+
+
+# What must agree for an earlier run's chains to be the very chains this run would sample (the threshold, the pool
+# size and the round may differ: they change what is kept and paired, not what is sampled).
+CHAIN_KEYS = ("catalog", "model_fingerprint", "adapter_fingerprint", "images", "taxonomy", "generation", "seed",
+              "listings_per_unit")
+
+
+def _check_reusable(source: str, key: dict) -> None:
+    run_file = storage.join(source, "_run.json")
+    if not storage.exists(run_file):
+        raise FileNotFoundError(f"{source} is not a pseudo-labeling output (no _run.json): no chains to reuse")
+    src = storage.read_json(run_file).get("key", {})
+    if src.get("generation", {}).get("greedy"):
+        raise ValueError(f"{source} holds greedy decodes, not sampled chains")
+    differ = [k for k in CHAIN_KEYS if src.get(k) != key[k]]
+    if differ:
+        raise ValueError(f"the chains in {source} were sampled differently (differs in: {', '.join(differ)}); "
+                         "they cannot stand in for this run's")
 
 
 # --- stages run by Ray ------------------------------------------------------------------------------------------
@@ -110,10 +136,22 @@ class _Context:
 
 
 class PrepareUnit:
-    def __init__(self, cfg_yaml: str, root: str, duplicates: list[str]):
+    def __init__(self, cfg_yaml: str, root: str, duplicates: list[str], reuse_chains_from: str | None = None):
         self.ctx = _Context(cfg_yaml)
         self.root = root
         self.duplicates = set(duplicates)
+        self.reuse = reuse_chains_from
+
+    def cached_chains(self, unit_id: str, listing_ids: set[str]) -> dict[str, list[str]]:
+        """example id -> chain texts from the same unit of the run whose chains are reused (none if it has no shard:
+        the unit is then generated)."""
+        if not self.reuse:
+            return {}
+        shard = storage.join(self.reuse, "consensus", f"{unit_id}.parquet")
+        if not storage.exists(shard):
+            return {}
+        rows = storage.read_parquet(shard, columns=["example_id", "listing_id", "chains"]).to_pylist()
+        return {r["example_id"]: [c["text"] for c in r["chains"]] for r in rows if r["listing_id"] in listing_ids}
 
     def __call__(self, row: dict) -> dict:
         unit = Unit(**row["unit"])
@@ -126,7 +164,9 @@ class PrepareUnit:
                 listings.append(asdict(out))
             else:
                 quarantine.append(out)
-        return {"unit": row["unit"], "n_in": n_in, "listings": listings, "quarantine": quarantine}
+        cached = self.cached_chains(unit.unit_id, {d["listing_id"] for d in listings})
+        return {"unit": row["unit"], "n_in": n_in, "listings": listings, "quarantine": quarantine,
+                "cached": json.dumps(cached)}
 
 
 class GenerateUnit:
@@ -148,16 +188,22 @@ class GenerateUnit:
             reqs = listing_requests(listing, self.ctx.taxonomy, self.ctx.attributes(listing.vertical))
             spans.append((len(requests), len(requests) + len(reqs)))
             requests.extend(reqs)
-        texts = self.engine.generate(requests, self.sampling) if requests else []
+        cached = json.loads(row.pop("cached", None) or "{}")
+        texts, reused = texts_with_cache(requests, cached, self.sampling.n,
+                                         lambda todo: self.engine.generate(todo, self.sampling))
         row["texts"] = [texts[a:b] for a, b in spans]
+        for d in row["listings"]:  # scoring needs the image references, not the decoded pixels: don't ship them on
+            d["pixels"] = []
+        row["reused"] = reused * self.sampling.n  # chains
         row["identity"] = json.dumps(self.engine.identity(), sort_keys=True)
         return row
 
 
 class ScoreAndWriteUnit:
-    def __init__(self, cfg_yaml: str, out: str):
+    def __init__(self, cfg_yaml: str, out: str, predict: dict | None = None):
         self.ctx = _Context(cfg_yaml)
         self.out = out
+        self.predict = predict  # {"review_below": float, "greedy": bool}: also write predictions/ and review/
 
     def __call__(self, row: dict) -> dict:
         ctx = self.ctx
@@ -173,23 +219,30 @@ class ScoreAndWriteUnit:
             consensus.extend(c)
             pairs.extend(p)
         quarantine = list(row["quarantine"])
+        outputs = [("consensus", consensus, CONSENSUS_SCHEMA), ("pairs", pairs, PAIRS_SCHEMA),
+                   ("quarantine", quarantine, QUARANTINE_SCHEMA)]
+        review: list[dict] = []
+        if self.predict is not None:
+            predictions, review = prediction_rows(consensus, review_below=self.predict["review_below"],
+                                                  greedy=self.predict["greedy"])
+            outputs += [("predictions", predictions, PREDICTIONS_SCHEMA), ("review", review, REVIEW_SCHEMA)]
         files = {}
-        for name, rows, schema in (("consensus", consensus, CONSENSUS_SCHEMA), ("pairs", pairs, PAIRS_SCHEMA),
-                                   ("quarantine", quarantine, QUARANTINE_SCHEMA)):
+        for name, rows, schema in outputs:
             dest = storage.join(self.out, name, f"{unit.unit_id}.parquet")
             if rows:
                 storage.write_parquet_atomic(dest, pa.Table.from_pylist(rows, schema=schema))
                 files[name] = f"{name}/{unit.unit_id}.parquet"
             else:
                 storage.remove_file(dest)  # a stale shard of an interrupted earlier attempt
-        counts = unit_counts(row["n_in"], len(row["listings"]), extra, consensus, pairs, quarantine)
+        counts = unit_counts(row["n_in"], len(row["listings"]), extra, consensus, pairs, quarantine,
+                             reused=int(row.get("reused") or 0), review=len(review))
         marker = {"unit": row["unit"], "files": files, "counts": counts}
         storage.write_json_atomic(storage.join(self.out, "_units", f"{unit.unit_id}.json"), marker)
         return {"unit_id": unit.unit_id, "counts": json.dumps(counts)}
 
 
 def unit_counts(n_in: int, n_labeled: int, extra: int, consensus: list[dict], pairs: list[dict],
-                quarantine: list[dict]) -> dict:
+                quarantine: list[dict], *, reused: int = 0, review: int = 0) -> dict:
     chains = [ch for r in consensus for ch in r["chains"]]
     return {
         "listings_in": n_in,
@@ -203,6 +256,8 @@ def unit_counts(n_in: int, n_labeled: int, extra: int, consensus: list[dict], pa
         "pairs": len(pairs),
         "chains": len(chains),
         "chains_unparsed": sum(ch["answer"] is None for ch in chains),
+        "chains_reused": reused,
+        "predictions_for_review": review,
         "quarantine_reasons": dict(Counter(q["reason"] for q in quarantine)),
         "unparsed_reasons": dict(Counter(ch["reason"] for ch in chains if ch["answer"] is None)),
     }
@@ -216,7 +271,7 @@ def summarize(markers: list[dict]) -> dict:
     for m in markers:
         c = m["counts"]
         for k in COUNT_KEYS:
-            total[k] += c[k]
+            total[k] += c.get(k, 0)
         reasons.update(c["quarantine_reasons"])
         unparsed.update(c["unparsed_reasons"])
     total["quarantine_reasons"] = dict(sorted(reasons.items()))
@@ -230,18 +285,25 @@ def summarize(markers: list[dict]) -> dict:
 
 
 def _identity_for(cfg, adapter: str | None) -> dict:
-    from attrpipe.engines.hf import fingerprint
+    from attrpipe.storage import fingerprint
 
     return {"model": cfg.model.path, "model_fingerprint": fingerprint(cfg.model.path), "adapter": adapter,
             "adapter_fingerprint": fingerprint(adapter)}
 
 
 def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, adapter: str | None = None,
-                    greedy: bool = False, verbose: bool = True) -> dict:
+                    greedy: bool = False, limit: int | None = None, reuse_chains_from: str | None = None,
+                    review_below: float | None = None, verbose: bool = True) -> dict:
     """Pseudo-label a catalog; resumable: rerunning skips units already committed. Returns the manifest.
 
-    ``greedy=True`` decodes one chain per listing-attribute greedily with ``eval.max_new_tokens`` instead of
-    sampling ``generation.num_chains``: evaluation and prediction use the very same pipeline that way.
+    - ``greedy=True`` decodes one chain per listing-attribute greedily with ``eval.max_new_tokens`` instead of
+      sampling ``generation.num_chains``: evaluation and prediction use the very same pipeline that way.
+    - ``limit``: only the first ``limit`` listings of the catalog (a pool of that size).
+    - ``reuse_chains_from``: an earlier output whose chains were sampled with the same model, adapter, sampling
+      settings and seed (checked): its chains are taken instead of sampling again, unit by unit, and only the scoring
+      (threshold, pairs) is redone. Studies use it to sweep the threshold or the pool size over one generation.
+    - ``review_below``: also write ``predictions/`` (one row per listing-attribute) and ``review/`` (those with no
+      answer or, with sampled chains, C below this) for ``attrpipe predict``.
     """
     import ray
 
@@ -252,7 +314,11 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
     out = out or output_dir_for(cfg)
     adapter = adapter if adapter is not None else cfg.pseudolabel.adapter
     identity = _identity_for(cfg, adapter)
-    key = _semantic_key(cfg, catalog, identity, greedy)
+    key = _semantic_key(cfg, catalog, identity, greedy, limit, review_below)
+    if reuse_chains_from is not None:
+        if greedy:
+            raise ValueError("reuse_chains_from is for sampled chains, not greedy decoding")
+        _check_reusable(reuse_chains_from, key)
     key_hash = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     run_file = storage.join(out, "_run.json")
     if storage.exists(run_file):
@@ -266,7 +332,7 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
     else:
         storage.write_json_atomic(run_file, {"key_hash": key_hash, "key": key})
 
-    units = plan_units(catalog, cfg.pseudolabel.listings_per_unit)
+    units = plan_units(catalog, cfg.pseudolabel.listings_per_unit, limit)
     done = {posixpath.basename(f).removesuffix(".json") for f in storage.list_files(storage.join(out, "_units"), ".json")}
     pending = [u for u in units if u.unit_id not in done]
     if verbose:
@@ -277,15 +343,20 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
         cfg_yaml = OmegaConf.to_yaml(cfg, resolve=True)
         duplicates = sorted(find_duplicate_ids(catalog))
         e = cfg.ray.engine
-        cpu_pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, len(pending)))
+        # Each CPU stage is an actor pool that Ray Data scales with its backlog; every actor holds a taxonomy and
+        # its buffers (~150 MB), so ray.preprocess.max_actors caps a pool where memory matters more than speed.
+        cap = cfg.ray.preprocess.max_actors
+        cpu_pool = ray.data.ActorPoolStrategy(min_size=1, max_size=min(cap or len(pending), len(pending)))
         ds = ray.data.from_items([{"unit": u.to_dict()} for u in pending], override_num_blocks=len(pending))
         ds = ds.map(PrepareUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, root=_catalog_root(catalog),
-                                                            duplicates=duplicates),
+                                                            duplicates=duplicates,
+                                                            reuse_chains_from=reuse_chains_from),
                     num_cpus=cfg.ray.preprocess.num_cpus_per_task, compute=cpu_pool)
         ds = ds.map(GenerateUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, adapter=adapter, greedy=greedy),
                     compute=ray.data.ActorPoolStrategy(size=e.num_actors),
                     num_gpus=e.num_gpus_per_actor * e.tensor_parallel_size or None, num_cpus=e.num_cpus_per_actor)
-        ds = ds.map(ScoreAndWriteUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, out=out),
+        predict = None if review_below is None else {"review_below": review_below, "greedy": greedy}
+        ds = ds.map(ScoreAndWriteUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, out=out, predict=predict),
                     num_cpus=cfg.ray.preprocess.num_cpus_per_task, compute=cpu_pool)
         for _ in ds.iter_rows():
             pass
@@ -300,6 +371,9 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
         "threshold": cfg.consensus.threshold,
         "num_chains": 1 if greedy else cfg.generation.num_chains,
         "greedy": greedy,
+        "limit": limit,
+        "reused_chains_from": reuse_chains_from,
+        "review_below": review_below,
         "round": cfg.pseudolabel.round,
         "units": len(units),
         "counts": totals,
@@ -322,7 +396,11 @@ def format_summary(manifest: dict) -> str:
               f"{'  below threshold':<28}{c['below_threshold']:>10}",
               f"{'    of which no consensus':<28}{c['no_consensus']:>10}",
               f"{'chains':<28}{c['chains']:>10}",
-              f"{'  unparsed':<28}{c['chains_unparsed']:>10}",
-              f"{'pairs written':<28}{c['pairs']:>10}",
+              f"{'  unparsed':<28}{c['chains_unparsed']:>10}"]
+    if c.get("chains_reused"):
+        lines.append(f"{'  reused, not sampled':<28}{c['chains_reused']:>10}")
+    lines += [f"{'pairs written':<28}{c['pairs']:>10}",
               f"{'extra images dropped':<28}{c['extra_images_dropped']:>10}"]
+    if manifest.get("review_below") is not None:
+        lines.append(f"{'predictions for review':<28}{c['predictions_for_review']:>10}")
     return "\n".join(lines) + f"\nmanifest: {storage.join(manifest['output'], 'manifest.json')}"

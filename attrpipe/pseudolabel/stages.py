@@ -38,6 +38,7 @@ __all__ = [
     "listing_requests",
     "score_listing",
     "quarantine_row",
+    "texts_with_cache",
 ]
 
 
@@ -145,6 +146,24 @@ def listing_requests(listing: PreparedListing, taxonomy: Taxonomy, attributes: l
     ]
 
 
+def texts_with_cache(requests: list[GenerationRequest], cached: dict[str, list[str]], n: int,
+                     generate) -> tuple[list[list[str]], int]:
+    """The texts of every request, in order: from ``cached`` (example id -> chain texts of an earlier run with the same
+    model, adapter, sampling and seed: the very chains a new generation would sample) where present, from
+    ``generate(requests)`` for the others. Returns the texts and how many requests came from the cache."""
+    todo = [r for r in requests if r.request_id not in cached]
+    generated = dict(zip((r.request_id for r in todo), generate(todo) if todo else [], strict=True))
+    out = []
+    for r in requests:
+        texts = cached.get(r.request_id)
+        if texts is None:
+            texts = generated[r.request_id]
+        elif len(texts) != n:
+            raise ValueError(f"cached chains of {r.request_id} are {len(texts)}, expected {n}")
+        out.append(list(texts))
+    return out, len(requests) - len(todo)
+
+
 def score_listing(
     listing: PreparedListing,
     taxonomy: Taxonomy,
@@ -181,6 +200,7 @@ def score_listing(
                 ],
                 "image_uris": listing.image_uris,
                 "image_bytes": listing.image_bytes,
+                "images_dropped": listing.extra_images,
                 "round": round_index,
                 "model": identity.get("model"),
                 "adapter": identity.get("adapter"),

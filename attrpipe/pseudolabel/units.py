@@ -53,16 +53,26 @@ def _open(path: str) -> pq.ParquetFile:
     return pq.ParquetFile(fs.open_input_file(p))
 
 
-def plan_units(path: str, listings_per_unit: int) -> list[Unit]:
+def plan_units(path: str, listings_per_unit: int, limit: int | None = None) -> list[Unit]:
+    """The catalog's units, in file and row order; ``limit``: only the first ``limit`` rows of the catalog (a pool of
+    that size: the same rows, and units with the same ids, as the larger pool's first ones)."""
     if listings_per_unit < 1:
         raise ValueError("listings_per_unit must be >= 1")
+    if limit is not None and limit < 0:
+        raise ValueError("limit must be >= 0")
     units = []
+    remaining = limit
     for f in catalog_files(path):
         n = _open(f).metadata.num_rows
+        if remaining is not None:
+            n = min(n, remaining)
+            remaining -= n
         stem = _SAFE.sub("_", posixpath.basename(f).removesuffix(".parquet"))
         for start in range(0, n, listings_per_unit):
             stop = min(n, start + listings_per_unit)
             units.append(Unit(f"{stem}-{start:010d}", f, start, stop))
+        if remaining == 0:
+            break
     ids = [u.unit_id for u in units]
     if len(set(ids)) != len(ids):
         raise ValueError(f"catalog {path!r} has Parquet files whose names collide after sanitising")

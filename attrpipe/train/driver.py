@@ -137,21 +137,29 @@ def _check_data_cpus(train_cpus: float) -> None:
 
 
 def count_records(kind: str, cfg, data: str) -> int:
-    """How many records a kind's data makes, never reading images: pairs from the Parquet metadata (one record a
-    row); the seed split (small by nature: ~10 listings a vertical) by mapping its label columns here; consensus
-    shards (large) with one Ray Data pass over kept/consensus/chains."""
+    """How many records a kind's data makes, never reading images or texts: pairs from the Parquet metadata (one
+    record a row); the seed split (small by nature: ~10 listings a vertical) by mapping its label columns here;
+    consensus shards (large) from three numeric columns, streamed: a kept row gives one record per chain agreeing with
+    its consensus, and those are round(C x n_chains) by the definition of C (tests check it against the mapper)."""
+    import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
+    dataset = pads.dataset(data, format="parquet")
     if kind == "dpo":
-        return int(pads.dataset(data, format="parquet").count_rows())
+        return int(dataset.count_rows())
     if kind == "sft":
         cols = [c for c in _present_columns(data, SEED_COLUMNS) if c not in IMAGE_COLUMNS]
         mapper = _mapper(kind, cfg, data, with_images=False)
         n = 0
-        for batch in pads.dataset(data, format="parquet").to_batches(columns=cols):
+        for batch in dataset.to_batches(columns=cols):
             n += len(mapper.rows_to_records(batch.to_pylist()))
         return n
-    return int(training_records(kind, cfg, data, with_images=False).count())
+    n = 0
+    for batch in dataset.to_batches(columns=["kept", "consensus", "confidence", "n_chains"],
+                                    filter=(pc.field("kept") == True) & pc.field("consensus").is_valid()):  # noqa: E712
+        agree = pc.round(pc.multiply(batch.column("confidence"), pc.cast(batch.column("n_chains"), "float64")))
+        n += int(pc.sum(agree).as_py() or 0)
+    return n
 
 
 def _abs(p: str) -> str:

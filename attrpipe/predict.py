@@ -1,0 +1,79 @@
+"""Catalog prediction (``attrpipe predict``): every inferable attribute of every listing of a catalog, with the trained
+adapter, through the pseudo-labeling pipeline (so it streams, resumes and quarantines bad rows the same way).
+
+Two modes (``predict.mode``):
+
+- ``greedy``: one greedy chain per listing-attribute (``eval.max_new_tokens``), as evaluation decodes. There is no
+  confidence; a row goes to review when its chain gives no allowed value.
+- ``self_consistency``: ``generation.num_chains`` sampled chains; the value is their consensus and the confidence its
+  C (docs/method.md). A row goes to review when there is no consensus or C < ``predict.review_below``.
+
+Outputs under ``predict.output`` (default ``<run.output_dir>/<run.name>/predict``)::
+
+    predictions/<unit>.parquet  schemas.PREDICTIONS_SCHEMA: listing_id, vertical, attribute, value, confidence, ...
+    review/<unit>.parquet       schemas.REVIEW_SCHEMA: the rows for a human, with the votes and the images
+    consensus/, quarantine/     as pseudo-labeling writes them (every chain; the input rows that could not be read)
+    manifest.json               counts, including predictions_for_review
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from attrpipe import storage
+
+__all__ = ["MODES", "prediction_rows", "run_predict"]
+
+MODES = ("greedy", "self_consistency")
+
+
+def prediction_rows(consensus_rows: list[dict], *, review_below: float, greedy: bool) -> tuple[list[dict], list[dict]]:
+    """Prediction rows (PREDICTIONS_SCHEMA) and review rows (REVIEW_SCHEMA) from a unit's consensus rows."""
+    predictions, review = [], []
+    for r in consensus_rows:
+        value = r["consensus"]
+        confidence = None if greedy else float(r["confidence"])
+        if value is None:
+            reason = "no_answer"
+        elif confidence is not None and confidence < review_below:
+            reason = "low_confidence"
+        else:
+            reason = None
+        p = {
+            "listing_id": r["listing_id"],
+            "vertical": r["vertical"],
+            "attribute": r["attribute"],
+            "value": value,
+            "confidence": confidence,
+            "n_chains": r["n_chains"],
+            "n_valid": r["n_valid"],
+            "needs_review": reason is not None,
+            "review_reason": reason,
+            "model": r["model"],
+            "adapter": r["adapter"],
+        }
+        predictions.append(p)
+        if reason is not None:
+            votes = Counter(ch["answer"] for ch in r["chains"] if ch["answer"] is not None)
+            review.append({**p, "votes": dict(votes), "image_uris": r["image_uris"], "image_bytes": r["image_bytes"]})
+    return predictions, review
+
+
+def run_predict(cfg, *, catalog: str | None = None, adapter: str | None = None, out: str | None = None,
+                mode: str | None = None, verbose: bool = True) -> dict:
+    from attrpipe.pseudolabel.pipeline import run_pseudolabel
+
+    mode = mode or cfg.predict.mode
+    if mode not in MODES:
+        raise ValueError(f"predict mode must be one of {', '.join(MODES)}, got {mode!r}")
+    catalog = catalog or cfg.data.unlabeled
+    adapter = adapter if adapter is not None else cfg.predict.adapter
+    out = out or cfg.predict.output or storage.join(cfg.run.output_dir, cfg.run.name, "predict")
+    manifest = run_pseudolabel(cfg, catalog=catalog, out=out, adapter=adapter, greedy=mode == "greedy",
+                               review_below=float(cfg.predict.review_below), verbose=verbose)
+    if verbose:
+        c = manifest["counts"]
+        print(f"predict ({mode}): {c['listing_attributes']} listing-attributes of {c['listings_labeled']} listings "
+              f"-> {storage.join(out, 'predictions')}; {c['predictions_for_review']} for review "
+              f"-> {storage.join(out, 'review')}")
+    return manifest
