@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.attrpipe-installed
 
-.PHONY: setup setup-vllm test test-fast demo clean
+.PHONY: setup setup-vllm setup-browser test test-fast demo clean
 
 setup: $(STAMP)
 
@@ -38,7 +38,14 @@ $(VLLM_STAMP): $(VLLM_DEPS_STAMP) pyproject.toml
 	$(VLLM_VENV)/bin/python -c "import attrpipe.engines.vllm, attrpipe.pseudolabel.pipeline, ray.data, peft"
 	touch $@
 
-test: setup setup-vllm
+# `make setup-browser`: Debian's chromium, with which tests/test_study_report.py renders the HTML report and checks
+# the screenshot. Installed once (needs root, or sudo).
+setup-browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+
+test: setup setup-vllm setup-browser
 	$(VENV)/bin/python -m pytest
 
 test-fast: setup

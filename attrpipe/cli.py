@@ -87,6 +87,35 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_loop(args) -> int:
+    from attrpipe.loop import run_loop
+
+    run_loop(_load(args))
+    return 0
+
+
+def cmd_study(args) -> int:
+    from attrpipe.study import run_study
+
+    run_study(_load(args), args.kind)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from attrpipe.report import write_report
+
+    index = write_report(args.run_dirs, out=args.out)
+    print(f"report: {index}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from attrpipe.predict import run_predict
+
+    run_predict(_load(args), catalog=args.catalog, adapter=args.adapter, out=args.out, mode=args.mode)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from attrpipe.demo import run_demo
 
@@ -105,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("demo", help="the CPU demo: tiny model, synthetic catalog, pseudo-labels")
+    p = sub.add_parser("demo", help="the CPU demo: tiny model, synthetic catalog, the whole loop and its report")
     _add_config_args(p)
     p.set_defaults(func=cmd_demo)
 
@@ -133,12 +162,40 @@ def build_parser() -> argparse.ArgumentParser:
                    "continue from")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("loop", help="seed SFT, then rounds of pseudo-label -> DPO/SL -> evaluate (resumable)")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_loop)
+
+    p = sub.add_parser("study", help="the paper's tables: a threshold or pool-size sweep, DPO and SL side by side")
+    p.add_argument("kind", choices=["threshold", "pool-size"], help="threshold: study.thresholds; pool-size: "
+                   "study.pool_sizes (the first N listings of the pool)")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("report", help="static HTML report with PNG plots of loop runs and studies")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (<run.output_dir>/<run.name>); "
+                   "several: their loops side by side")
+    p.add_argument("--out", help="report directory (default: <first RUN_DIR>/report)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("predict", help="predict every inferable attribute of a catalog; low-confidence rows to review")
+    _add_config_args(p)
+    p.add_argument("--catalog", help="catalog to predict (default: data.unlabeled)")
+    p.add_argument("--adapter", help="trained LoRA adapter (default: predict.adapter)")
+    p.add_argument("--out", help="output directory or URI (default: predict.output or <run>/predict)")
+    p.add_argument("--mode", choices=["greedy", "self_consistency"], help="default: predict.mode")
+    p.set_defaults(func=cmd_predict)
+
     p = sub.add_parser("evaluate", help="greedy decoding of a labeled test set; accuracy as JSON")
     _add_config_args(p)
     p.add_argument("--test", help="labeled test set (default: data.test)")
     p.add_argument("--adapter", help="LoRA adapter to evaluate (default: the model without adapter)")
     p.add_argument("--out", help="output directory (default: <run.output_dir>/<run.name>/eval)")
     p.set_defaults(func=cmd_evaluate)
+
+    from attrpipe.plan import add_plan_parser
+
+    add_plan_parser(sub)
 
     synth = sub.add_parser("synth", help="synthetic data with known ground truth")
     synth_sub = synth.add_subparsers(dest="synth_command", metavar="WHAT", required=True)

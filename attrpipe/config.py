@@ -81,6 +81,8 @@ class DataConf:
     seed: str = MISSING
     unlabeled: str = MISSING
     test: str = MISSING
+    unlabeled_limit: Optional[int] = MISSING
+    truth: Optional[str] = MISSING
 
 
 @dataclass
@@ -149,6 +151,31 @@ class SlConf:
 
 
 @dataclass
+class LoopConf:
+    rounds: int = MISSING
+    method: str = MISSING
+    seed_sft: bool = MISSING
+    reference: str = MISSING
+
+
+@dataclass
+class StudyConf:
+    thresholds: List[float] = MISSING
+    pool_sizes: List[int] = MISSING
+    methods: List[str] = MISSING
+    seeds: List[int] = MISSING
+    rounds: int = MISSING
+
+
+@dataclass
+class PredictConf:
+    mode: str = MISSING
+    review_below: float = MISSING
+    adapter: Optional[str] = MISSING
+    output: Optional[str] = MISSING
+
+
+@dataclass
 class EvalConf:
     max_new_tokens: int = MISSING
     batch_size: int = MISSING
@@ -165,6 +192,7 @@ class RayEngineConf:
 @dataclass
 class RayPreprocessConf:
     num_cpus_per_task: float = MISSING
+    max_actors: Optional[int] = MISSING
 
 
 @dataclass
@@ -219,6 +247,9 @@ class Config:
     sft: SftConf = field(default_factory=SftConf)
     dpo: DpoConf = field(default_factory=DpoConf)
     sl: SlConf = field(default_factory=SlConf)
+    loop: LoopConf = field(default_factory=LoopConf)
+    study: StudyConf = field(default_factory=StudyConf)
+    predict: PredictConf = field(default_factory=PredictConf)
     eval: EvalConf = field(default_factory=EvalConf)
     ray: RayConf = field(default_factory=RayConf)
     deepspeed: DeepSpeedConf = field(default_factory=DeepSpeedConf)
@@ -230,6 +261,9 @@ class Config:
 _CHOICES: dict[str, tuple[str, ...]] = {
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),
     "dpo.reference": ("sft_adapter", "base"),
+    "loop.method": ("dpo", "sl"),
+    "loop.reference": ("sft", "previous"),
+    "predict.mode": ("greedy", "self_consistency"),
     "sl.init": ("sft_adapter", "base"),
     "ray.train.backend": ("nccl", "gloo"),
 }
@@ -277,6 +311,19 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
         ("dpo.max_steps", c.dpo.max_steps == -1 or c.dpo.max_steps >= 1, "must be -1 (from epochs) or >= 1"),
         ("dpo.save_steps", c.dpo.save_steps >= 1, "must be >= 1"),
         ("sl.max_steps", c.sl.max_steps == -1 or c.sl.max_steps >= 1, "must be -1 (from epochs) or >= 1"),
+        ("loop.rounds", c.loop.rounds >= 0, "must be >= 0"),
+        ("data.unlabeled_limit", c.data.unlabeled_limit is None or c.data.unlabeled_limit >= 1,
+         "must be null (the whole pool) or >= 1"),
+        ("study.thresholds", len(c.study.thresholds) >= 1 and all(0.0 <= t <= 1.0 for t in c.study.thresholds),
+         "must be a non-empty list of values in [0, 1]"),
+        ("study.pool_sizes", len(c.study.pool_sizes) >= 1 and all(n >= 1 for n in c.study.pool_sizes),
+         "must be a non-empty list of sizes >= 1"),
+        ("study.methods", len(c.study.methods) >= 1 and set(c.study.methods) <= {"dpo", "sl"}
+         and len(set(c.study.methods)) == len(c.study.methods), "must be a non-empty list of distinct dpo, sl"),
+        ("study.seeds", len(c.study.seeds) >= 1 and len(set(c.study.seeds)) == len(c.study.seeds)
+         and all(x >= 0 for x in c.study.seeds), "must be a non-empty list of distinct seeds >= 0"),
+        ("study.rounds", c.study.rounds >= 1, "must be >= 1"),
+        ("predict.review_below", 0.0 <= c.predict.review_below <= 1.0, "must be in [0, 1]"),
         ("eval.max_new_tokens", c.eval.max_new_tokens >= 1, "must be >= 1"),
         ("eval.batch_size", c.eval.batch_size >= 1, "must be >= 1"),
         ("ray.engine.num_actors", c.ray.engine.num_actors >= 1, "must be >= 1"),
@@ -284,6 +331,8 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
         ("ray.engine.num_cpus_per_actor", c.ray.engine.num_cpus_per_actor > 0, "must be > 0"),
         ("ray.engine.tensor_parallel_size", c.ray.engine.tensor_parallel_size >= 1, "must be >= 1"),
         ("ray.preprocess.num_cpus_per_task", c.ray.preprocess.num_cpus_per_task > 0, "must be > 0"),
+        ("ray.preprocess.max_actors", c.ray.preprocess.max_actors is None or c.ray.preprocess.max_actors >= 1,
+         "must be null (scale with the work) or >= 1"),
         ("ray.train.num_workers", c.ray.train.num_workers >= 1, "must be >= 1"),
         ("ray.train.num_cpus_per_worker", c.ray.train.num_cpus_per_worker > 0, "must be > 0"),
         ("ray.train.max_failures", c.ray.train.max_failures >= -1, "must be >= -1 (-1: retry forever)"),

@@ -1,0 +1,197 @@
+"""The self-improvement loop: optional seed SFT, then per round pseudo-label -> DPO (or SL) -> evaluate.
+
+Run directory (``<run.output_dir>/<run.name>``, a local path or a URI)::
+
+    loop.json                  the run manifest: config hash, the planned stages and each finished stage's result
+    sft/adapter, sft/eval/     the seed SFT adapter and its evaluation (round 0)
+    round-1/pseudolabels/      consensus, pairs, quarantine shards of round 1 (sampled with the previous adapter)
+    round-1/adapter/           the adapter trained in round 1 (DPO or SL), metrics.jsonl beside it
+    round-1/eval/              its evaluation
+    round-2/...
+
+Resume is at stage granularity: rerunning the same command skips every stage recorded as finished in loop.json
+and continues from the first unfinished one (which itself resumes: pseudo-labeling skips committed units,
+training continues from its last checkpoint). A rerun with a configuration that changes results is refused.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from attrpipe import storage
+from attrpipe.config import config_hash, to_yaml
+
+__all__ = ["Stage", "plan_stages", "run_loop", "loop_table"]
+
+LOOP_FILE = "loop.json"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # "sft", "eval-sft", "round-1/pseudolabel", "round-1/train", "round-1/eval", ...
+    kind: str  # sft | eval | pseudolabel | dpo | sl
+    round: int
+    adapter_in: str | None  # the adapter this stage samples with / starts from (relative to the run dir)
+    out: str  # its output (relative to the run dir)
+
+
+def plan_stages(*, rounds: int, method: str, seed_sft: bool, evaluate: bool = True) -> list[Stage]:
+    """The ordered stages of a loop (pure)."""
+    stages: list[Stage] = []
+    prev = None
+    if seed_sft:
+        stages.append(Stage("sft", "sft", 0, None, "sft"))
+        prev = "sft/adapter"
+        if evaluate:
+            stages.append(Stage("sft/eval", "eval", 0, prev, "sft/eval"))
+    for r in range(1, rounds + 1):
+        d = f"round-{r}"
+        stages.append(Stage(f"{d}/pseudolabel", "pseudolabel", r, prev, f"{d}/pseudolabels"))
+        stages.append(Stage(f"{d}/train", method, r, prev, d))
+        prev = f"{d}/adapter"
+        if evaluate:
+            stages.append(Stage(f"{d}/eval", "eval", r, prev, f"{d}/eval"))
+    return stages
+
+
+def _result_key(cfg) -> str:
+    """Everything but where the run lives and how many rounds it has: a loop may be extended by more rounds."""
+    from omegaconf import OmegaConf
+
+    c = OmegaConf.to_container(cfg, resolve=True)
+    c["loop"] = {k: v for k, v in c["loop"].items() if k != "rounds"}
+    for section in ("ray", "study", "predict"):  # how it runs, and what other commands do: not the loop's results
+        c.pop(section, None)
+    return config_hash(OmegaConf.create(c))
+
+
+def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_after: str | None = None) -> dict:
+    """Run (or resume) the loop; return the run manifest. ``_stop_after`` (tests) stops after the named stage.
+
+    ``shared`` (studies): stages another run already did, for the arms of a study to share instead of redoing:
+    ``{"sft": RUN_DIR}`` takes the seed SFT adapter and its evaluation from that loop run (copied into this run), and
+    ``{"chains": DIR}`` makes round 1 reuse the chains of that pseudo-labeling output (sampled with the same SFT
+    adapter, settings and seed: the chains this run would sample), re-scoring them with this run's threshold and pool.
+    """
+    from omegaconf import OmegaConf
+
+    from attrpipe.evaluation import run_evaluate
+    from attrpipe.pseudolabel.pipeline import run_pseudolabel
+    from attrpipe.train import run_training
+
+    run_dir = storage.join(cfg.run.output_dir, cfg.run.name)
+    if "://" not in run_dir:
+        run_dir = str(Path(run_dir).resolve())
+    loop_file = storage.join(run_dir, LOOP_FILE)
+    key = _result_key(cfg)
+    stages = plan_stages(rounds=cfg.loop.rounds, method=cfg.loop.method, seed_sft=cfg.loop.seed_sft)
+    if storage.exists(loop_file):
+        manifest = storage.read_json(loop_file)
+        if manifest["result_key"] != key:
+            raise RuntimeError(f"{run_dir} holds a loop run with a different configuration; choose another run.name "
+                               "or remove the directory")
+    else:
+        storage.makedirs(run_dir)
+        manifest = {"result_key": key, "config_hash": config_hash(cfg), "finished": {}}
+        storage.write_text_atomic(storage.join(run_dir, "config.yaml"), to_yaml(cfg))
+    manifest["stages"] = [s.name for s in stages]
+    manifest["method"] = cfg.loop.method
+    storage.write_json_atomic(loop_file, manifest)
+
+    def path(rel: str | None) -> str | None:
+        return None if rel is None else storage.join(run_dir, rel)
+
+    sft_adapter = path("sft/adapter") if cfg.loop.seed_sft else None
+    shared = shared or {}
+    for st in stages:
+        if st.name in manifest["finished"]:
+            if verbose:
+                print(f"[loop] {st.name}: done earlier, skipped")
+            continue
+        if verbose:
+            print(f"[loop] {st.name} ...", flush=True)
+        t0 = time.perf_counter()
+        if st.kind == "sft" and "sft" in shared:
+            src = storage.join(shared["sft"], "sft", "adapter")
+            storage.remove_tree(path("sft/adapter"))
+            storage.copy_tree(src, path("sft/adapter"))
+            result = {"adapter": path("sft/adapter"), "shared_from": src}
+        elif st.kind == "eval" and st.round == 0 and "sft" in shared:
+            src = storage.read_json(storage.join(shared["sft"], LOOP_FILE))["finished"]["sft/eval"]
+            result = {**src, "shared_from": storage.join(shared["sft"], "sft/eval")}
+        elif st.kind == "sft":
+            res = run_training("sft", cfg, out_dir=path(st.out), resume_from=_resume(path(st.out)))
+            result = {"adapter": storage.join(path(st.out), "adapter"), "final_step": res.get("final_step")}
+        elif st.kind == "pseudolabel":
+            rcfg = OmegaConf.merge(cfg, {"pseudolabel": {"round": st.round}})
+            reuse = shared.get("chains") if st.round == 1 else None
+            m = run_pseudolabel(rcfg, catalog=cfg.data.unlabeled, out=path(st.out), adapter=path(st.adapter_in),
+                                limit=cfg.data.unlabeled_limit, reuse_chains_from=reuse, verbose=verbose)
+            result = {"counts": m["counts"]}
+            if reuse:
+                result["reused_chains_from"] = reuse
+        elif st.kind in ("dpo", "sl") and _nothing_to_train(st, manifest):
+            # No pairs (DPO) or no kept example (SL) this round: the adapter carries over unchanged, said so.
+            adapter = storage.join(path(st.out), "adapter")
+            if st.adapter_in is None:
+                raise RuntimeError(f"{st.name}: no training data and no adapter to carry over")
+            storage.copy_tree(path(st.adapter_in), adapter)
+            result = {"adapter": adapter, "skipped": f"no {'pairs' if st.kind == 'dpo' else 'kept examples'}; "
+                      f"adapter copied unchanged from {st.adapter_in}"}
+            if verbose:
+                print(f"[loop] {st.name}: {result['skipped']}")
+        elif st.kind in ("dpo", "sl"):
+            data = storage.join(path(f"round-{st.round}/pseudolabels"), "pairs" if st.kind == "dpo" else "consensus")
+            tcfg, extra = cfg, {}
+            if st.adapter_in is None:  # no seed SFT: round 1 starts from the pretrained checkpoint ("PT")
+                tcfg = OmegaConf.merge(cfg, {"dpo": {"reference": "base"}, "sl": {"init": "base"}})
+            elif (st.kind == "dpo" and cfg.loop.reference == "sft" and sft_adapter is not None
+                  and path(st.adapter_in) != sft_adapter):
+                # rounds >= 2 continue the previous adapter, scored against the frozen SFT adapter (the paper)
+                extra["reference_adapter"] = sft_adapter
+            res = run_training(st.kind, tcfg, out_dir=path(st.out), data=data, init_adapter=path(st.adapter_in),
+                               resume_from=_resume(path(st.out)), **extra)
+            result = {"adapter": storage.join(path(st.out), "adapter"), "final_step": res.get("final_step")}
+        elif st.kind == "eval":
+            m = run_evaluate(cfg, adapter=path(st.adapter_in), out=path(st.out), verbose=False)
+            result = {"accuracy": m["accuracy"], "parse_failure_rate": m["parse_failure_rate"], "scored": m["scored"],
+                      "per_vertical": {v: s["accuracy"] for v, s in m["per_vertical"].items()}}
+        else:  # pragma: no cover - plan_stages makes only the kinds above
+            raise ValueError(st.kind)
+        result["seconds"] = round(time.perf_counter() - t0, 1)
+        manifest["finished"][st.name] = result
+        storage.write_json_atomic(loop_file, manifest)
+        if _stop_after == st.name:
+            return manifest
+    if verbose:
+        print(loop_table(manifest))
+    return manifest
+
+
+def _nothing_to_train(st: Stage, manifest: dict) -> bool:
+    counts = manifest["finished"].get(f"round-{st.round}/pseudolabel", {}).get("counts", {})
+    return counts.get("pairs" if st.kind == "dpo" else "kept", 0) == 0
+
+
+def _resume(out_dir: str) -> str | None:
+    """Continue an interrupted training stage from its checkpoints, if it left any (local or URI)."""
+    ray_dir = storage.join(out_dir, "ray")
+    return out_dir if storage.find_files(ray_dir, "trainer_state.json") else None
+
+
+def loop_table(manifest: dict) -> str:
+    """Per-round accuracy table from the run manifest."""
+    rows = [f"{'stage':<16}{'accuracy':>10}{'parse fail':>12}{'kept':>8}{'pairs':>8}"]
+    fin = manifest["finished"]
+    for name in manifest["stages"]:
+        if not name.endswith("eval") or name not in fin:
+            continue
+        e = fin[name]
+        rnd = name.split("/")[0]
+        pl = fin.get(f"{rnd}/pseudolabel", {}).get("counts", {})
+        acc = "n/a" if e["accuracy"] is None else f"{100 * e['accuracy']:.1f}%"
+        pf = "n/a" if e["parse_failure_rate"] is None else f"{100 * e['parse_failure_rate']:.1f}%"
+        rows.append(f"{rnd:<16}{acc:>10}{pf:>12}{pl.get('kept', ''):>8}{pl.get('pairs', ''):>8}")
+    return "\n".join(rows)

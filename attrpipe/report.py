@@ -1,0 +1,289 @@
+"""Static HTML reports with PNG plots (matplotlib, Agg backend: no display needed).
+
+``attrpipe report RUN_DIR [RUN_DIR ...]`` writes ``<first RUN_DIR>/report/index.html`` and its PNGs:
+
+- accuracy by round, one line per loop run (DPO and SL side by side when both ran: several run directories, or the
+  arms of a study);
+- accuracy by vertical after the seed SFT and after the last round;
+- the distribution of the confidence C of each round's pseudo-labels;
+- calibration of the consensus: how often the consensus label is right at each C, measured on the labeled slice of
+  the unlabeled pool named by ``data.truth`` (listing_id + labels; a synthetic catalog has one for every listing);
+- the curves of any study under the run directory (``study-*/study.json``).
+
+The numbers come from the runs' manifests (loop.json, study.json) and pseudo-labeling shards; nothing is recomputed
+by a model. Pure helpers (:func:`calibration_table`, :func:`round_series`) are unit-tested without plotting.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from collections import defaultdict
+
+from attrpipe import storage
+
+__all__ = ["calibration_table", "round_series", "plot_study", "write_report"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, dest: str) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    storage.write_bytes_atomic(dest, buf.getvalue())
+
+
+# --- pure helpers -----------------------------------------------------------------------------------------------------
+
+
+def calibration_table(rows, truth: dict[str, dict[str, str]]) -> list[dict]:
+    """Per distinct C: examples with a consensus and a true label, how many consensus labels are right, accuracy.
+    ``rows``: consensus rows (listing_id, attribute, consensus, confidence); rows without a label are skipped."""
+    acc: dict[float, list[int]] = defaultdict(lambda: [0, 0])
+    for r in rows:
+        label = truth.get(r["listing_id"], {}).get(r["attribute"])
+        if label is None or r["consensus"] is None:
+            continue
+        c = round(float(r["confidence"]), 6)
+        acc[c][0] += r["consensus"] == label
+        acc[c][1] += 1
+    return [{"confidence": c, "right": a, "n": n, "accuracy": a / n} for c, (a, n) in sorted(acc.items())]
+
+
+def round_series(manifest: dict) -> tuple[list[str], list[float | None]]:
+    """(stage labels, accuracies) of a loop manifest's evaluations, in stage order: ``sft``, ``round-1``, ..."""
+    labels, accs = [], []
+    for name in manifest["stages"]:
+        if name.endswith("eval") and name in manifest["finished"]:
+            labels.append(name.split("/")[0])
+            accs.append(manifest["finished"][name].get("accuracy"))
+    return labels, accs
+
+
+# --- plots ----------------------------------------------------------------------------------------------------------
+
+
+def plot_study(study: dict, dest: str) -> None:
+    """Accuracy against the study's variable, one line per method (mean over seeds, bars = std), SFT dashed."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    summary = study["summary"]
+    for method, style in (("dpo", "o-"), ("sl", "s--")):
+        pts = [r for r in summary if r["method"] == method and r["accuracy"] is not None]
+        if pts:
+            ax.errorbar([r["value"] for r in pts], [100 * r["accuracy"] for r in pts],
+                        yerr=[100 * (r["accuracy_std"] or 0) for r in pts], fmt=style, capsize=3,
+                        label=method.upper())
+    sft = [r["sft_accuracy"] for r in summary if r["sft_accuracy"] is not None]
+    if sft:
+        ax.axhline(100 * sum(sft) / len(sft), color="grey", linestyle=":", label="seed SFT")
+    ax.set_xlabel("consensus threshold C" if study["kind"] == "threshold" else "unlabeled listings")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"study: {study['kind']} ({len(study['seeds'])} seed(s), {study['rounds']} round(s))")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, dest)
+
+
+def _plot_rounds(runs: list[tuple[str, dict]], dest: str) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, m in runs:
+        labels, accs = round_series(m)
+        pts = [(i, 100 * a) for i, a in enumerate(accs) if a is not None]
+        if pts:
+            method = m.get("method", "")
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "s--" if method == "sl" else "o-",
+                    label=f"{name} ({method.upper()})" if method else name)
+            ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("accuracy by round")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, dest)
+
+
+def _plot_verticals(m: dict, dest: str) -> None:
+    plt = _plt()
+    evals = [s for s in m["stages"] if s.endswith("eval") and s in m["finished"]]
+    first, last = m["finished"][evals[0]], m["finished"][evals[-1]]
+    verticals = sorted(set(first.get("per_vertical", {})) | set(last.get("per_vertical", {})))
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.7 * len(verticals)), 4.2))
+    xs = range(len(verticals))
+    for off, e, lab in ((-0.2, first, evals[0].split("/")[0]), (0.2, last, evals[-1].split("/")[0])):
+        ax.bar([x + off for x in xs], [100 * (e.get("per_vertical", {}).get(v) or 0) for v in verticals], width=0.4,
+               label=lab)
+    ax.set_xticks(list(xs), verticals, rotation=40, ha="right")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("accuracy by vertical")
+    ax.legend()
+    _save(fig, dest)
+
+
+def _consensus_rows(pl_dir: str) -> list[dict]:
+    d = storage.join(pl_dir, "consensus")
+    if not storage.list_files(d, ".parquet"):
+        return []
+    cols = ["listing_id", "attribute", "consensus", "confidence"]
+    return storage.read_parquet(d, columns=cols).to_pylist()
+
+
+def _plot_confidence(per_round: dict[str, list[dict]], dest: str) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for rnd, rows in per_round.items():
+        cs = [r["confidence"] for r in rows]
+        if cs:
+            ax.hist(cs, bins=[i / 7 - 1 / 14 for i in range(9)], alpha=0.5, label=f"{rnd} ({len(cs)})")
+    ax.set_xlabel("confidence C (share of chains agreeing with the consensus)")
+    ax.set_ylabel("listing-attributes")
+    ax.set_title("distribution of C")
+    ax.legend(fontsize=8)
+    _save(fig, dest)
+
+
+def _plot_calibration(tables: dict[str, list[dict]], dest: str) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for rnd, table in tables.items():
+        if table:
+            ax.plot([t["confidence"] for t in table], [100 * t["accuracy"] for t in table], "o-", label=rnd)
+    ax.plot([0, 1], [0, 100], ":", color="grey", label="accuracy = C")
+    ax.set_xlabel("confidence C")
+    ax.set_ylabel("consensus labels right (%)")
+    ax.set_title("calibration of consensus")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 102)
+    ax.legend(fontsize=8)
+    _save(fig, dest)
+
+
+# --- the report -----------------------------------------------------------------------------------------------------
+
+
+def _loop_runs(run_dir: str) -> list[tuple[str, str]]:
+    """(name, directory) of the loop runs at or under a run directory: itself, or a study's arms."""
+    if storage.exists(storage.join(run_dir, "loop.json")):
+        return [(run_dir.rstrip("/").rsplit("/", 1)[-1], run_dir)]
+    found = []
+    for f in storage.find_files(run_dir, "loop.json"):
+        d = f.rsplit("/", 1)[0]
+        if not d.endswith("/base"):  # a study's shared seed SFT
+            found.append((d.split("study-", 1)[-1], d))
+    return found
+
+
+def _truth(run_dir: str) -> dict[str, dict[str, str]] | None:
+    from omegaconf import OmegaConf
+
+    conf = storage.join(run_dir, "config.yaml")
+    if not storage.exists(conf):
+        return None
+    fs, p = storage.filesystem_for(conf)
+    with fs.open_input_stream(p) as f:
+        path = OmegaConf.create(f.read().decode("utf-8")).data.get("truth")
+    if not path or not storage.exists(path):
+        return None
+    return {r["listing_id"]: dict(r["labels"] or {})
+            for r in storage.read_parquet(path, columns=["listing_id", "labels"]).to_pylist()}
+
+
+def write_report(run_dirs: list[str], out: str | None = None) -> str:
+    """Write the report of one or more runs (loop runs or study directories); return the path of index.html."""
+    if not run_dirs:
+        raise ValueError("no run directory given")
+    main = run_dirs[0]
+    out = out or storage.join(main, "report")
+    loops: list[tuple[str, str, dict]] = []
+    for rd in run_dirs:
+        for name, d in _loop_runs(rd):
+            if all(d != seen for _, seen, _ in loops):
+                loops.append((name, d, storage.read_json(storage.join(d, "loop.json"))))
+    studies = [storage.read_json(f) for rd in run_dirs for f in storage.find_files(rd, "study.json")]
+    if not loops and not studies:
+        raise FileNotFoundError(f"no loop run (loop.json) or study (study.json) under {', '.join(run_dirs)}")
+    sections: list[str] = []
+    if loops:
+        _plot_rounds([(n, m) for n, _, m in loops], storage.join(out, "accuracy_by_round.png"))
+        sections.append(_figure("Accuracy by round", "accuracy_by_round.png",
+                                "Greedy decoding of the labeled test set after the seed SFT and after each round."))
+        sections.append(_rounds_table(loops))
+        name, d, m = loops[0]
+        if sum(1 for s in m["stages"] if s.endswith("eval") and s in m["finished"]) >= 1:
+            _plot_verticals(m, storage.join(out, "by_vertical.png"))
+            sections.append(_figure(f"Accuracy by vertical ({html.escape(name)})", "by_vertical.png",
+                                    "After the seed SFT and after the last round."))
+        per_round = {s.split("/")[0]: _consensus_rows(storage.join(d, s.split("/")[0], "pseudolabels"))
+                     for s in m["stages"] if s.endswith("/pseudolabel") and s in m["finished"]}
+        if any(per_round.values()):
+            _plot_confidence(per_round, storage.join(out, "confidence.png"))
+            sections.append(_figure(f"Distribution of C ({html.escape(name)})", "confidence.png",
+                                    "Share of the 7 chains agreeing with the consensus, per listing-attribute."))
+            truth = _truth(d)
+            if truth is None:
+                sections.append("<h2>Calibration of consensus</h2><p>No labeled slice of the pool "
+                                "(<code>data.truth</code> is unset or missing): not measured.</p>")
+            else:
+                tables = {rnd: calibration_table(rows, truth) for rnd, rows in per_round.items()}
+                _plot_calibration(tables, storage.join(out, "calibration.png"))
+                sections.append(_figure(f"Calibration of consensus ({html.escape(name)})", "calibration.png",
+                                        "How often the consensus label equals the true label, at each C, on the "
+                                        "labeled slice of the unlabeled pool (data.truth)."))
+                sections.append(_calibration_html(tables))
+    for i, st in enumerate(studies):
+        png = f"study_{st['kind']}_{i}.png"
+        plot_study(st, storage.join(out, png))
+        sections.append(_figure(f"Study: {html.escape(st['kind'])}", png,
+                                f"{len(st['seeds'])} seed(s), {st['rounds']} round(s) per arm."))
+        sections.append(f"<pre>{html.escape(st['table'])}</pre>")
+    title = "attrpipe report: " + ", ".join(html.escape(r) for r in run_dirs)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>"
+            "body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}"
+            "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
+            "img{max-width:100%;border:1px solid #ddd}</style></head><body>"
+            f"<h1>{title}</h1>" + "\n".join(sections) + "</body></html>\n")
+    index = storage.join(out, "index.html")
+    storage.write_text_atomic(index, page)
+    return index
+
+
+def _figure(title: str, png: str, caption: str) -> str:
+    return f"<h2>{title}</h2><img src='{png}' alt='{html.escape(title)}'><p>{html.escape(caption)}</p>"
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _rounds_table(loops) -> str:
+    rows = ["<table><tr><th>run</th><th>method</th><th>stage</th><th>accuracy</th><th>parse failures</th>"
+            "<th>kept</th><th>pairs</th></tr>"]
+    for name, _, m in loops:
+        for s in m["stages"]:
+            if not (s.endswith("eval") and s in m["finished"]):
+                continue
+            e = m["finished"][s]
+            rnd = s.split("/")[0]
+            c = m["finished"].get(f"{rnd}/pseudolabel", {}).get("counts", {})
+            rows.append(f"<tr><td>{html.escape(name)}</td><td>{m.get('method', '').upper()}</td><td>{rnd}</td>"
+                        f"<td>{_pct(e.get('accuracy'))}</td>"
+                        f"<td>{_pct(e.get('parse_failure_rate'))}</td><td>{c.get('kept', '')}</td>"
+                        f"<td>{c.get('pairs', '')}</td></tr>")
+    return "".join(rows) + "</table>"
+
+
+def _calibration_html(tables: dict[str, list[dict]]) -> str:
+    rows = ["<table><tr><th>round</th><th>C</th><th>consensus right</th><th>examples</th></tr>"]
+    for rnd, table in tables.items():
+        for t in table:
+            rows.append(f"<tr><td>{rnd}</td><td>{t['confidence']:.3f}</td><td>{_pct(t['accuracy'])}</td>"
+                        f"<td>{t['n']}</td></tr>")
+    return "".join(rows) + "</table>"

@@ -1,0 +1,176 @@
+"""Studies: the paper's tables as one command each.
+
+- ``attrpipe study threshold CONFIG``: the consensus threshold C over ``study.thresholds`` (the paper's Table 5);
+- ``attrpipe study pool-size CONFIG``: the unlabeled pool over ``study.pool_sizes`` listings, the first N of
+  ``data.unlabeled`` (its Table 6);
+
+each for every method of ``study.methods`` (DPO and the self-learning baseline side by side) and every seed of
+``study.seeds`` (mean and spread). An *arm* (value x method x seed) is an ordinary loop run of ``study.rounds`` rounds.
+What the arms of a seed have in common is done once and shared, never redone:
+
+- the seed SFT and its evaluation (a loop run with no rounds, ``seed-<s>/base``);
+- round 1's chains: the largest pool sampled once with the SFT adapter (``seed-<s>/chains``). Round 1 of every arm
+  reuses them (the very chains it would sample: same adapter, settings and seed, checked) and only re-scores them
+  with its own threshold and pool (attrpipe.pseudolabel.pipeline.run_pseudolabel ``reuse_chains_from``).
+
+Layout under ``<run.output_dir>/<run.name>/study-<kind>/``::
+
+    seed-<s>/base/                         the shared seed SFT (sft/adapter, sft/eval, loop.json)
+    seed-<s>/chains/                       the shared round-1 chains (a pseudo-labeling output)
+    seed-<s>/<method>-<var>-<value>/       an arm: a loop run directory (loop.json, round-k/...)
+    study.json  study.md  study.png        every arm's results, the table, the plot
+
+Rerunning the command resumes: finished arms are skipped stage by stage, as loops are.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+from omegaconf import OmegaConf
+
+from attrpipe import storage
+
+__all__ = ["KINDS", "Arm", "plan_arms", "arm_overrides", "summarize_arms", "study_table", "run_study"]
+
+KINDS = {"threshold": "consensus.threshold", "pool-size": "data.unlabeled_limit"}
+
+
+@dataclass(frozen=True)
+class Arm:
+    kind: str  # threshold | pool-size
+    value: float | int
+    method: str  # dpo | sl
+    seed: int
+
+    @property
+    def name(self) -> str:
+        var = "C" if self.kind == "threshold" else "pool"
+        return f"{self.method}-{var}-{self.value}"
+
+
+def plan_arms(kind: str, values, methods, seeds) -> list[Arm]:
+    """Every (value, method, seed), seeds outermost so a seed's shared stages are made once, then used."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown study {kind!r}; one of {', '.join(KINDS)}")
+    return [Arm(kind, v, m, s) for s in seeds for v in values for m in methods]
+
+
+def arm_overrides(arm: Arm, *, rounds: int) -> dict:
+    """What an arm changes in the study's configuration (besides where it runs)."""
+    o: dict = {"run": {"seed": arm.seed}, "loop": {"rounds": rounds, "method": arm.method, "seed_sft": True}}
+    if arm.kind == "threshold":
+        o["consensus"] = {"threshold": float(arm.value)}
+    else:
+        o["data"] = {"unlabeled_limit": int(arm.value)}
+    return o
+
+
+def _mean_std(xs: list[float]) -> tuple[float | None, float | None]:
+    if not xs:
+        return None, None
+    m = sum(xs) / len(xs)
+    if len(xs) < 2:
+        return m, None
+    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def summarize_arms(results: list[dict]) -> list[dict]:
+    """Per (value, method): mean and sample standard deviation over seeds of the final accuracy, the SFT accuracy and
+    the lift (final - SFT), plus round 1's kept examples and pairs (means). ``results`` are the per-arm rows."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["value"], r["method"]), []).append(r)
+    rows = []
+    for (value, method), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        final = [r["accuracy"] for r in rs if r["accuracy"] is not None]
+        sft = [r["sft_accuracy"] for r in rs if r["sft_accuracy"] is not None]
+        lift = [r["accuracy"] - r["sft_accuracy"] for r in rs
+                if r["accuracy"] is not None and r["sft_accuracy"] is not None]
+        (am, asd), (sm, _), (lm, lsd) = _mean_std(final), _mean_std(sft), _mean_std(lift)
+        rows.append({"value": value, "method": method, "seeds": len(rs), "accuracy": am, "accuracy_std": asd,
+                     "sft_accuracy": sm, "lift": lm, "lift_std": lsd,
+                     "kept": _mean_std([r["kept"] for r in rs])[0], "pairs": _mean_std([r["pairs"] for r in rs])[0]})
+    return rows
+
+
+def study_table(kind: str, summary: list[dict]) -> str:
+    """The study as a Markdown table (accuracies in percent; +- is the standard deviation over seeds)."""
+    var = "C" if kind == "threshold" else "unlabeled listings"
+
+    def pct(m, sd=None):
+        if m is None:
+            return "n/a"
+        return f"{100 * m:.1f}" + ("" if sd is None else f" ± {100 * sd:.1f}")
+
+    lines = [f"| {var} | method | seeds | accuracy % | SFT % | lift (points) | kept (round 1) | pairs (round 1) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in summary:
+        kept = "n/a" if r["kept"] is None else f"{r['kept']:.0f}"
+        pairs = "n/a" if r["pairs"] is None else f"{r['pairs']:.0f}"
+        lines.append(f"| {r['value']} | {r['method'].upper()} | {r['seeds']} | {pct(r['accuracy'], r['accuracy_std'])} "
+                     f"| {pct(r['sft_accuracy'])} | {pct(r['lift'], r['lift_std'])} | {kept} | {pairs} |")
+    return "\n".join(lines)
+
+
+def _arm_result(arm: Arm, manifest: dict) -> dict:
+    fin = manifest["finished"]
+    evals = [s for s in manifest["stages"] if s.endswith("/eval") and s != "sft/eval"]
+    last = fin.get(evals[-1], {}) if evals else {}
+    r1 = fin.get("round-1/pseudolabel", {}).get("counts", {})
+    return {**asdict(arm), "arm": arm.name, "accuracy": last.get("accuracy"),
+            "sft_accuracy": fin.get("sft/eval", {}).get("accuracy"),
+            "per_round": [fin.get(s, {}).get("accuracy") for s in ["sft/eval", *evals]],
+            "kept": r1.get("kept", 0), "pairs": r1.get("pairs", 0)}
+
+
+def run_study(cfg, kind: str, *, verbose: bool = True) -> dict:
+    """Run (or resume) a study; write study.json, study.md and study.png; return the study manifest."""
+    from attrpipe.loop import run_loop
+    from attrpipe.pseudolabel.pipeline import run_pseudolabel
+    from attrpipe.report import plot_study
+
+    t0 = time.perf_counter()
+    sc = cfg.study
+    values = list(sc.thresholds) if kind == "threshold" else sorted(int(n) for n in sc.pool_sizes)
+    arms = plan_arms(kind, values, list(sc.methods), list(sc.seeds))
+    study_dir = storage.join(cfg.run.output_dir, cfg.run.name, f"study-{kind}")
+    # The pool the shared chains cover: the largest arm's (pool-size), else the configured pool.
+    chains_limit = max(values) if kind == "pool-size" else cfg.data.unlabeled_limit
+    results = []
+    for seed in sc.seeds:
+        seed_dir = storage.join(study_dir, f"seed-{seed}")
+        base_cfg = OmegaConf.merge(cfg, {"run": {"output_dir": seed_dir, "name": "base", "seed": seed},
+                                         "loop": {"rounds": 0, "seed_sft": True}})
+        if verbose:
+            print(f"[study {kind}] seed {seed}: seed SFT (shared by every arm)", flush=True)
+        run_loop(base_cfg, verbose=verbose)
+        base_dir = storage.join(seed_dir, "base")
+        chains = storage.join(seed_dir, "chains")
+        if verbose:
+            print(f"[study {kind}] seed {seed}: round-1 chains over {chains_limit or 'all'} listings (shared)",
+                  flush=True)
+        chains_cfg = OmegaConf.merge(base_cfg, {"pseudolabel": {"round": 1}})
+        run_pseudolabel(chains_cfg, catalog=cfg.data.unlabeled, out=chains,
+                        adapter=storage.join(base_dir, "sft", "adapter"), limit=chains_limit, verbose=verbose)
+        for arm in (a for a in arms if a.seed == seed):
+            if verbose:
+                print(f"[study {kind}] seed {seed}: arm {arm.name}", flush=True)
+            acfg = OmegaConf.merge(cfg, {"run": {"output_dir": seed_dir, "name": arm.name}},
+                                   arm_overrides(arm, rounds=int(sc.rounds)))
+            manifest = run_loop(acfg, shared={"sft": base_dir, "chains": chains}, verbose=verbose)
+            results.append(_arm_result(arm, manifest))
+    summary = summarize_arms(results)
+    table = study_table(kind, summary)
+    out = {"kind": kind, "variable": KINDS[kind], "values": values, "methods": list(sc.methods),
+           "seeds": list(sc.seeds), "rounds": int(sc.rounds), "arms": results, "summary": summary,
+           "table": table, "seconds_this_invocation": round(time.perf_counter() - t0, 1)}
+    storage.write_json_atomic(storage.join(study_dir, "study.json"), out)
+    storage.write_text_atomic(storage.join(study_dir, "study.md"), f"# Study: {kind}\n\n{table}\n")
+    plot_study(out, storage.join(study_dir, "study.png"))
+    if verbose:
+        print(table)
+        print(f"study results: {study_dir} (study.json, study.md, study.png)")
+    return out

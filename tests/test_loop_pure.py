@@ -1,0 +1,104 @@
+"""Pure pieces of the loop, studies, reports and prediction (no Ray, no model)."""
+
+import pytest
+
+from attrpipe.engines.base import GenerationRequest
+from attrpipe.predict import prediction_rows
+from attrpipe.pseudolabel.stages import texts_with_cache
+from attrpipe.report import calibration_table, round_series
+from attrpipe.study import Arm, arm_overrides, plan_arms, study_table, summarize_arms
+
+
+def test_texts_with_cache_generates_only_what_is_missing():
+    reqs = [GenerationRequest(f"L::{a}", []) for a in "abc"]
+    asked = []
+
+    def generate(todo):
+        asked.append([r.request_id for r in todo])
+        return [[f"new {r.request_id}"] * 2 for r in todo]
+
+    texts, reused = texts_with_cache(reqs, {"L::b": ["old1", "old2"]}, 2, generate)
+    assert texts == [["new L::a"] * 2, ["old1", "old2"], ["new L::c"] * 2] and reused == 1
+    assert asked == [["L::a", "L::c"]]
+    texts, reused = texts_with_cache(reqs, {r.request_id: ["x", "y"] for r in reqs}, 2, generate)
+    assert reused == 3 and len(asked) == 1  # nothing left to generate: the engine is not called
+    with pytest.raises(ValueError, match="expected 2"):
+        texts_with_cache(reqs, {"L::a": ["only one"]}, 2, generate)
+
+
+def test_plan_units_limit_is_a_prefix_of_the_pool(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from attrpipe.pseudolabel.units import plan_units
+
+    for f, n in (("part-0", 7), ("part-1", 5)):
+        pq.write_table(pa.table({"listing_id": [f"{f}-{i}" for i in range(n)]}), tmp_path / f"{f}.parquet")
+    full = plan_units(str(tmp_path), 3)
+    assert [(u.start, u.stop) for u in full] == [(0, 3), (3, 6), (6, 7), (0, 3), (3, 5)]
+    nine = plan_units(str(tmp_path), 3, limit=9)
+    assert [(u.unit_id, u.start, u.stop) for u in nine] == [
+        (full[0].unit_id, 0, 3), (full[1].unit_id, 3, 6), (full[2].unit_id, 6, 7), (full[3].unit_id, 0, 2)]
+    assert plan_units(str(tmp_path), 3, limit=100) == full and plan_units(str(tmp_path), 3, limit=0) == []
+
+
+def _cons(value, c, answers):
+    chains = [{"text": "t", "reasoning": None, "answer": a, "reason": None if a else "no_answer_tag"} for a in answers]
+    return {"listing_id": "L", "vertical": "watch", "attribute": "dial_shape", "consensus": value, "confidence": c,
+            "n_chains": len(answers), "n_valid": sum(a is not None for a in answers), "chains": chains,
+            "image_uris": ["/i.jpg"], "image_bytes": None, "model": "m", "adapter": None}
+
+
+def test_prediction_rows_review_rule():
+    rows = [_cons("Round", 5 / 7, ["Round"] * 5 + ["Square", None]), _cons("Square", 4 / 7, ["Square"] * 4 + [None] * 3),
+            _cons(None, 0.0, [None] * 7)]
+    preds, review = prediction_rows(rows, review_below=0.7, greedy=False)
+    assert [p["needs_review"] for p in preds] == [False, True, True]
+    assert [r["review_reason"] for r in review] == ["low_confidence", "no_answer"]
+    assert review[0]["votes"] == {"Square": 4} and review[0]["image_uris"] == ["/i.jpg"]
+    preds, review = prediction_rows(rows, review_below=0.7, greedy=True)
+    assert [p["confidence"] for p in preds] == [None] * 3 and [r["review_reason"] for r in review] == ["no_answer"]
+
+
+def test_calibration_table_counts_right_consensus_labels_per_c():
+    truth = {"a": {"x": "Red"}, "b": {"x": "Blue"}, "c": {"x": "Red"}}
+    rows = [{"listing_id": "a", "attribute": "x", "consensus": "Red", "confidence": 5 / 7},
+            {"listing_id": "b", "attribute": "x", "consensus": "Red", "confidence": 5 / 7},
+            {"listing_id": "c", "attribute": "x", "consensus": "Red", "confidence": 1.0},
+            {"listing_id": "c", "attribute": "y", "consensus": "Red", "confidence": 1.0},  # no label: skipped
+            {"listing_id": "a", "attribute": "x", "consensus": None, "confidence": 0.0}]  # no consensus: skipped
+    t = calibration_table(rows, truth)
+    assert t == [{"confidence": round(5 / 7, 6), "right": 1, "n": 2, "accuracy": 0.5},
+                 {"confidence": 1.0, "right": 1, "n": 1, "accuracy": 1.0}]
+
+
+def test_round_series_follows_the_stage_order():
+    m = {"stages": ["sft", "sft/eval", "round-1/pseudolabel", "round-1/train", "round-1/eval", "round-2/eval"],
+         "finished": {"sft/eval": {"accuracy": 0.5}, "round-1/eval": {"accuracy": 0.6}}}
+    assert round_series(m) == (["sft", "round-1"], [0.5, 0.6])
+
+
+def test_study_arms_overrides_and_summary():
+    arms = plan_arms("threshold", [0.5, 0.7], ["dpo", "sl"], [0, 1])
+    assert len(arms) == 8 and arms[0] == Arm("threshold", 0.5, "dpo", 0) and arms[4].seed == 1
+    assert arms[0].name == "dpo-C-0.5" and Arm("pool-size", 1000, "sl", 0).name == "sl-pool-1000"
+    o = arm_overrides(Arm("pool-size", 1000, "sl", 3), rounds=2)
+    assert o == {"run": {"seed": 3}, "loop": {"rounds": 2, "method": "sl", "seed_sft": True},
+                 "data": {"unlabeled_limit": 1000}}
+    assert arm_overrides(arms[1], rounds=1)["consensus"] == {"threshold": 0.5}
+    with pytest.raises(ValueError):
+        plan_arms("temperature", [1.0], ["dpo"], [0])
+    results = [
+        {"value": 0.5, "method": "dpo", "seed": 0, "accuracy": 0.60, "sft_accuracy": 0.50, "kept": 10, "pairs": 20},
+        {"value": 0.5, "method": "dpo", "seed": 1, "accuracy": 0.70, "sft_accuracy": 0.50, "kept": 12, "pairs": 22},
+        {"value": 0.5, "method": "sl", "seed": 0, "accuracy": 0.40, "sft_accuracy": 0.50, "kept": 10, "pairs": 20},
+    ]
+    s = summarize_arms(results)
+    dpo = next(r for r in s if r["method"] == "dpo")
+    assert dpo["seeds"] == 2 and dpo["accuracy"] == pytest.approx(0.65) and dpo["accuracy_std"] == pytest.approx(0.0707, abs=1e-4)
+    assert dpo["lift"] == pytest.approx(0.15) and dpo["kept"] == 11
+    sl = next(r for r in s if r["method"] == "sl")
+    assert sl["accuracy_std"] is None and sl["lift"] == pytest.approx(-0.10)
+    table = study_table("threshold", s)
+    assert "| 0.5 | DPO | 2 | 65.0 ± 7.1 | 50.0 | 15.0 ± 7.1 | 11 | 21 |" in table
+    assert "| 0.5 | SL | 1 | 40.0 | 50.0 | -10.0 | 10 | 20 |" in table

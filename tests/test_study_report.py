@@ -1,0 +1,134 @@
+"""Studies and the report, end to end on a small synthetic catalog on a local Ray: the threshold study (DPO and SL
+side by side), the pool-size study, then the HTML report, rendered by headless Chromium and checked on screen.
+
+The generation engine is the scripted one (tests/fakes.py) so that consensus, kept examples and pairs vary as they do
+with a trained model; training (SFT, DPO, SL) is real, on the tiny Qwen2.5-VL.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from attrpipe.config import load_config
+
+pytestmark = pytest.mark.slow
+
+VERTICALS = ["suitcase", "watch"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_model_dir, ray_local):
+    from attrpipe.synth.catalog import write_synthetic_catalog
+    from attrpipe.taxonomy import load_taxonomy
+
+    d = tmp_path_factory.mktemp("study")
+    write_synthetic_catalog(d / "cat", taxonomy=load_taxonomy("conf/taxonomy", VERTICALS), listings=8, seed=1,
+                            seed_per_vertical=2, test_per_vertical=2)
+    return d
+
+
+def _cfg(d: Path, model: str, *extra: str):
+    return load_config("conf/demo_cpu.yaml", [
+        f"data.root={d / 'cat'}", f"model.path={model}", "model.build_tiny=false",
+        f"taxonomy.verticals=[{','.join(VERTICALS)}]", "generation.engine=fakes:ScriptedEngine",
+        "pseudolabel.listings_per_unit=4", "sft.max_steps=2", "dpo.max_steps=2", "sl.max_steps=2",
+        f"run.output_dir={d / 'runs'}", "run.name=s", "study.seeds=[0]", "study.rounds=1", *extra])
+
+
+@pytest.fixture(scope="module")
+def threshold_study(setup, tiny_model_dir):
+    from attrpipe.study import run_study
+
+    cfg = _cfg(setup, tiny_model_dir, "study.thresholds=[0.5,0.8]", "study.methods=[dpo,sl]")
+    return run_study(cfg, "threshold", verbose=False)
+
+
+def _loop(setup: Path, kind: str, arm: str) -> dict:
+    return json.loads((setup / "runs" / "s" / f"study-{kind}" / "seed-0" / arm / "loop.json").read_text())
+
+
+def test_threshold_study_runs_dpo_and_sl_arms_over_shared_sft_and_chains(setup, threshold_study):
+    st = threshold_study
+    d = setup / "runs" / "s" / "study-threshold"
+    for f in ("study.json", "study.md", "study.png"):
+        assert (d / f).is_file(), f
+    assert (d / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(a["arm"] for a in st["arms"]) == ["dpo-C-0.5", "dpo-C-0.8", "sl-C-0.5", "sl-C-0.8"]
+    assert all(a["accuracy"] is not None and a["sft_accuracy"] is not None for a in st["arms"])
+    assert len({a["sft_accuracy"] for a in st["arms"]}) == 1  # one seed SFT, shared
+    assert [(r["value"], r["method"]) for r in st["summary"]] == [(0.5, "dpo"), (0.5, "sl"), (0.8, "dpo"),
+                                                                  (0.8, "sl")]
+    assert "| 0.5 | DPO | 1 |" in st["table"] and "| 0.8 | SL | 1 |" in st["table"]
+    kept = {a["value"]: a["kept"] for a in st["arms"] if a["method"] == "dpo"}
+    assert kept[0.8] <= kept[0.5] and kept[0.5] > 0  # a stricter C keeps fewer pseudo-labels
+    for arm in ("dpo-C-0.5", "sl-C-0.8"):
+        m = _loop(setup, "threshold", arm)
+        assert "shared_from" in m["finished"]["sft"] and "shared_from" in m["finished"]["sft/eval"]
+        pl = m["finished"]["round-1/pseudolabel"]
+        assert pl["reused_chains_from"].endswith("seed-0/chains")
+        assert pl["counts"]["chains_reused"] == pl["counts"]["chains"] > 0  # nothing sampled twice
+        assert "skipped" not in m["finished"]["round-1/train"]  # DPO had pairs, SL kept examples: both trained
+        assert m["method"] == arm.split("-")[0]
+    # the arms' adapters were trained from the shared SFT adapter, and differ from it
+    base = (d / "seed-0" / "base" / "sft" / "adapter" / "adapter_model.safetensors").read_bytes()
+    for arm in ("dpo-C-0.5", "sl-C-0.5"):
+        assert (d / "seed-0" / arm / "sft" / "adapter" / "adapter_model.safetensors").read_bytes() == base
+        assert (d / "seed-0" / arm / "round-1" / "adapter" / "adapter_model.safetensors").read_bytes() != base
+
+
+def test_pool_size_study_pools_are_prefixes_of_one_generation(setup, tiny_model_dir):
+    from attrpipe.study import run_study
+
+    cfg = _cfg(setup, tiny_model_dir, "study.pool_sizes=[8,4]", "study.methods=[dpo]")
+    st = run_study(cfg, "pool-size", verbose=False)
+    assert st["values"] == [4, 8] and [a["arm"] for a in st["arms"]] == ["dpo-pool-4", "dpo-pool-8"]
+    small, large = (_loop(setup, "pool-size", a)["finished"]["round-1/pseudolabel"]["counts"]
+                    for a in ("dpo-pool-4", "dpo-pool-8"))
+    assert small["listings_in"] == 4 and large["listings_in"] == 8
+    assert small["chains_reused"] == small["chains"] and large["chains_reused"] == large["chains"]
+    assert small["listing_attributes"] < large["listing_attributes"]
+    chains = json.loads((setup / "runs" / "s" / "study-pool-size" / "seed-0" / "chains" / "manifest.json").read_text())
+    assert chains["limit"] == 8 and chains["counts"]["listings_in"] == 8
+
+
+def _screenshot(html: Path, png: Path, profile: Path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("headless Chromium is missing: `make setup-browser` (run by `make test`) installs Debian's "
+                    "chromium package", pytrace=False)
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={profile}", "--hide-scrollbars", "--window-size=1100,3000",
+                    f"--screenshot={png}", html.as_uri()], check=True, capture_output=True, timeout=120)
+
+
+def test_report_renders_with_every_plot(setup, threshold_study, tmp_path):
+    from PIL import Image
+
+    from attrpipe.cli import main
+
+    run_dir = setup / "runs" / "s"  # the studies' arms are its loop runs: DPO and SL side by side
+    out = tmp_path / "report"
+    assert main(["report", str(run_dir), "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    for png in ("accuracy_by_round.png", "by_vertical.png", "confidence.png", "calibration.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG" and f"src='{png}'" in page, png
+    assert "study_threshold_" in page and "<td>DPO</td>" in page and "<td>SL</td>" in page and "Calibration of consensus" in page
+    assert "No labeled slice" not in page  # the synthetic catalog's truth file measures calibration
+
+    shot = tmp_path / "shot.png"
+    _screenshot(out / "index.html", shot, tmp_path / "chromium-profile")
+    img = Image.open(shot).convert("RGB")
+    assert img.size == (1100, 3000)
+    small = img.resize((275, 750))
+    pixels = list(small.getdata())
+    non_white = sum(1 for p in pixels if min(p) < 235) / len(pixels)
+    assert non_white > 0.03, f"the page looks blank ({non_white:.1%} non-white)"
+    assert len(set(small.quantize(64).getdata())) > 8  # text, axes, coloured lines: not one flat colour
+    # matplotlib's first line colour (#1f77b4) on screen: the plots loaded, not broken-image icons
+    assert any(abs(r - 31) < 30 and abs(g - 119) < 30 and abs(b - 180) < 30 for r, g, b in img.getdata())
