@@ -116,6 +116,14 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    from attrpipe.audit import audit, format_report
+
+    rep = audit(args.run_dir)
+    print(format_report(rep))
+    return 0 if rep.ok else 1
+
+
 def cmd_demo(args) -> int:
     from attrpipe.demo import run_demo
 
@@ -192,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", help="LoRA adapter to evaluate (default: the model without adapter)")
     p.add_argument("--out", help="output directory (default: <run.output_dir>/<run.name>/eval)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("audit", help="check a run from its manifests and shards: every input row accounted for "
+                       "once, pairs by the rules, adapters whole")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a loop run (<run.output_dir>/<run.name>), a study directory, "
+                   "or a pseudo-labeling / evaluation / prediction output (local path or URI)")
+    p.set_defaults(func=cmd_audit)
 
     from attrpipe.plan import add_plan_parser
 

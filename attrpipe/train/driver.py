@@ -87,11 +87,25 @@ def _columns(kind: str) -> tuple[str, ...]:
     return {"sft": SEED_COLUMNS, "dpo": PAIRS_COLUMNS, "sl": CONSENSUS_COLUMNS}[kind]
 
 
-def _present_columns(path: str, wanted: tuple[str, ...]) -> list[str]:
+def _present_columns(path: str | list[str], wanted: tuple[str, ...]) -> list[str]:
     import pyarrow.dataset as pads
 
-    names = set(pads.dataset(path, format="parquet").schema.names)
+    fs, p = storage.filesystem_for(path[0] if isinstance(path, list) else path)
+    names = set(pads.dataset(p, format="parquet", filesystem=fs).schema.names)
     return [c for c in wanted if c in names]
+
+
+def data_files(data: str) -> str | list[str]:
+    """What to read of ``data``: inside a pseudo-labeling output (``<out>/pairs``, ``<out>/consensus``) only the shards
+    its unit markers name, so a shard left behind by a killed run is never trained on; any other Parquet as it is."""
+    from attrpipe.audit import committed_files
+
+    files = committed_files(data)
+    if files is None:
+        return data
+    if not files:
+        raise ValueError(f"{data}: no committed shards (no finished unit of that pseudo-labeling output wrote one)")
+    return files
 
 
 def _mapper(kind: str, cfg, data: str, *, with_images: bool) -> RecordMapper:
@@ -113,11 +127,12 @@ def training_records(kind: str, cfg, data: str, *, with_images: bool = True, num
     """The Ray Data pipeline of a kind's training records (lazy; nothing is read until it is consumed)."""
     import ray.data
 
-    cols = _present_columns(data, _columns(kind))
+    files = data_files(data)
+    cols = _present_columns(files, _columns(kind))
     if not with_images:
         cols = [c for c in cols if c not in IMAGE_COLUMNS]
     mapper = _mapper(kind, cfg, data, with_images=with_images)
-    ds = ray.data.read_parquet(data).select_columns(cols)
+    ds = ray.data.read_parquet(files).select_columns(cols)
     kw = {} if num_cpus is None else {"num_cpus": num_cpus}
     return ds.map_batches(mapper, batch_format="pyarrow", **kw)
 
@@ -144,7 +159,11 @@ def count_records(kind: str, cfg, data: str) -> int:
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
-    dataset = pads.dataset(data, format="parquet")
+    files = data_files(data)
+    fs, _ = storage.filesystem_for(files[0] if isinstance(files, list) else files)
+    strip = lambda p: storage.filesystem_for(p)[1]  # noqa: E731
+    dataset = pads.dataset([strip(f) for f in files] if isinstance(files, list) else strip(files), format="parquet",
+                           filesystem=fs)
     if kind == "dpo":
         return int(dataset.count_rows())
     if kind == "sft":
