@@ -7,7 +7,9 @@ and pairs get exercised with known, varied outcomes, without a trained model.
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 
 from attrpipe.engines.base import GenerationRequest, SamplingSpec, request_seed
 
@@ -50,3 +52,22 @@ class ScriptedEngine:
                 chains.append(f"<reasoning> chain {i} looked at {len(r.images)} images </reasoning><answer> {answer} </answer>")
             out.append(chains)
         return out
+
+
+class CrashOnceEngine(ScriptedEngine):
+    """ScriptedEngine whose actor process dies (SIGKILL, as on a preempted node) in its second batch, once per crash
+    directory: ``model.path`` names that directory, and the engine leaves ``crashed`` in it before dying."""
+
+    def __init__(self, model: str):
+        super().__init__(model)
+        self.marker = os.path.join(model, "crashed")
+
+    def identity(self) -> dict:
+        return {**super().identity(), "model": "scripted"}
+
+    def generate(self, requests, sampling):
+        if self.calls == 1 and not os.path.exists(self.marker):
+            with open(self.marker, "w") as f:
+                f.write(f"engine actor {os.getpid()} killed itself in its second batch\n")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().generate(requests, sampling)

@@ -6,6 +6,8 @@
 
 Quarantine reason codes (listing level; one row per quarantined input row):
 
+- ``unreadable_catalog_rows``: a catalog file that is not Parquet (one row: the file) or a corrupt row group (one
+  row per row it holds),
 - ``missing_listing_id``, ``duplicate_listing_id`` (every row of an id that occurs more than once),
   ``unknown_vertical``, ``no_images``,
 - ``image_<code>`` when any of the kept images fails, with the codes of attrpipe.images: ``image_bad_uri``,
@@ -87,6 +89,8 @@ def prepare_listing(
     row: dict, *, taxonomy: Taxonomy, duplicates: set[str], images: ImageSettings, root: str | None
 ) -> PreparedListing | dict:
     """Validate a catalog row and load its images; a dict return value is a quarantine row."""
+    if "_error" in row:  # rows the catalog file would not give up (attrpipe.pseudolabel.units.read_unit)
+        return quarantine_row(row, "unreadable_catalog_rows", row["_error"])
     lid = row.get("listing_id")
     if not isinstance(lid, str) or not lid.strip():
         return quarantine_row(row, "missing_listing_id")

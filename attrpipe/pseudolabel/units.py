@@ -33,6 +33,7 @@ class Unit:
     file: str  # full path or URI of the Parquet file
     start: int  # first row (inclusive)
     stop: int  # last row (exclusive)
+    error: str | None = None  # the file could not be opened as Parquet: the unit is that one quarantined file
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,11 +64,20 @@ def plan_units(path: str, listings_per_unit: int, limit: int | None = None) -> l
     units = []
     remaining = limit
     for f in catalog_files(path):
-        n = _open(f).metadata.num_rows
+        stem = _SAFE.sub("_", posixpath.basename(f).removesuffix(".parquet"))
+        try:
+            n = _open(f).metadata.num_rows
+        except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError: not a Parquet file
+            # Its rows cannot be counted: the file is one input of the run, quarantined whole (one row).
+            units.append(Unit(f"{stem}-unreadable", f, 0, 1, error=f"{type(e).__name__}: {e}"[:500]))
+            if remaining is not None:
+                remaining -= 1
+                if remaining <= 0:
+                    break
+            continue
         if remaining is not None:
             n = min(n, remaining)
             remaining -= n
-        stem = _SAFE.sub("_", posixpath.basename(f).removesuffix(".parquet"))
         for start in range(0, n, listings_per_unit):
             stop = min(n, start + listings_per_unit)
             units.append(Unit(f"{stem}-{start:010d}", f, start, stop))
@@ -80,7 +90,15 @@ def plan_units(path: str, listings_per_unit: int, limit: int | None = None) -> l
 
 
 def read_unit(unit: Unit, columns: list[str] | None = None) -> Iterator[dict]:
-    """The unit's rows as dicts, each with ``_source`` = ``<file name>#<row>``; reads only the row groups needed."""
+    """The unit's rows as dicts, each with ``_source`` = ``<file name>#<row>``; reads only the row groups needed.
+
+    What cannot be read is still yielded, as rows carrying ``_error`` (quarantined as ``unreadable_catalog_rows``):
+    a whole file that is not Parquet as one row (source ``<file name>``), a corrupt row group as one row per row it
+    holds (the footer knows how many)."""
+    name = posixpath.basename(unit.file)
+    if unit.error is not None:
+        yield {"_source": name, "_error": unit.error}
+        return
     pf = _open(unit.file)
     available = set(pf.schema_arrow.names)
     cols = [c for c in columns if c in available] if columns else None
@@ -91,10 +109,15 @@ def read_unit(unit: Unit, columns: list[str] | None = None) -> Iterator[dict]:
         if offset < unit.stop and offset + n > unit.start:
             groups.append((g, offset))
         offset += n
-    name = posixpath.basename(unit.file)
     for g, first in groups:
-        table: pa.Table = pf.read_row_group(g, columns=cols)
-        lo, hi = max(unit.start, first) - first, min(unit.stop, first + table.num_rows) - first
+        n = pf.metadata.row_group(g).num_rows
+        lo, hi = max(unit.start, first) - first, min(unit.stop, first + n) - first
+        try:
+            table: pa.Table = pf.read_row_group(g, columns=cols)
+        except (OSError, ValueError) as e:
+            for i in range(lo, hi):
+                yield {"_source": f"{name}#{first + i}", "_error": f"row group {g}: {type(e).__name__}: {e}"[:500]}
+            continue
         for i, row in enumerate(table.slice(lo, hi - lo).to_pylist()):
             row["_source"] = f"{name}#{first + lo + i}"
             yield row
@@ -102,11 +125,18 @@ def read_unit(unit: Unit, columns: list[str] | None = None) -> Iterator[dict]:
 
 def _listing_id_batches(path: str):
     for f in catalog_files(path):
-        pf = _open(f)
+        try:
+            pf = _open(f)
+        except (OSError, ValueError):
+            continue  # an unreadable file: its unit quarantines it (plan_units)
         if "listing_id" not in pf.schema_arrow.names:
             continue
-        for batch in pf.iter_batches(columns=["listing_id"], batch_size=65536):
-            yield [lid for lid in batch.column(0).to_pylist() if lid is not None]
+        for g in range(pf.metadata.num_row_groups):
+            try:
+                ids = pf.read_row_group(g, columns=["listing_id"]).column(0).to_pylist()
+            except (OSError, ValueError):
+                continue  # a corrupt row group: its rows are quarantined by read_unit
+            yield [lid for lid in ids if lid is not None]
 
 
 def find_duplicate_ids(path: str) -> set[str]:
