@@ -211,6 +211,7 @@ def local_copy(path: str) -> str:
         return dest
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     tmp = f"{dest}.tmp-{uuid.uuid4().hex}"
+    os.makedirs(tmp)  # pyarrow creates the sub-directories it copies into, not the destination itself
     pafs.copy_files(p, tmp, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
     try:
         os.rename(tmp, dest)

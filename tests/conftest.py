@@ -3,6 +3,11 @@ from pathlib import Path
 
 import pytest
 
+# Every Ray the tests start (here, in subprocesses, the `ray start --head` of test_ray_jobs.py) is single-node: keep
+# its GCS, raylet and workers on the loopback address. By default Ray binds a local node to the machine's outward
+# interface address, and tests send traffic only to 127.0.0.1. Read by Ray when it is first imported.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 TESTS_DIR = Path(__file__).resolve().parent
 REPO = TESTS_DIR.parent
 

@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from attrpipe.cli import main
 
 
@@ -38,3 +40,12 @@ def test_synth_catalog_command(tmp_path, capsys):
 def test_model_tiny_command(tmp_path, capsys):
     assert main(["model", "tiny", "--out", str(tmp_path / "m")]) == 0
     assert (tmp_path / "m" / "config.json").exists() and (tmp_path / "m" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("job, command", [("loop", "loop"), ("pseudolabel", "pseudolabel"), ("train", "train"),
+                                          ("evaluate", "evaluate"), ("study", "study"), ("predict", "predict"),
+                                          ("report", "report")])
+def test_each_ray_job_entrypoint_runs_its_command(job, command):
+    out = subprocess.run([sys.executable, f"ray_jobs/{job}.py", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"usage: attrpipe {command} ")

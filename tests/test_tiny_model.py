@@ -256,6 +256,13 @@ def test_lora_adapter_saves_and_reloads(tiny_dir, processor, tmp_path, attribute
     names = [n for n, p in trainable.named_parameters() if p.requires_grad]
     assert names and all("lora_" in n for n in names)
 
+    # the same adapter as a pickle (peft's fallback when there is no safetensors file) is refused, never unpickled
+    pickled = tmp_path / "pickled"
+    peft_model.save_pretrained(pickled, safe_serialization=False)
+    assert (pickled / "adapter_model.bin").is_file() and not (pickled / "adapter_model.safetensors").exists()
+    with pytest.raises(FileNotFoundError, match="safetensors only"):
+        load_model(tiny_dir, adapter=str(pickled))
+
 
 def test_dtype_option(tiny_dir):
     assert load_model(tiny_dir, dtype="bfloat16").dtype == torch.bfloat16

@@ -156,6 +156,11 @@ def load_model(
     torch_dtype = resolve_dtype(dtype)
     src = _resolve(path, "model", "config.json")
     adapter_src = None if adapter is None else _resolve(adapter, "adapter", "adapter_config.json")
+    if adapter_src is not None and Path(adapter_src).is_dir() and \
+            not (Path(adapter_src) / "adapter_model.safetensors").is_file():
+        # peft would fall back to a pickled adapter_model.bin: attrpipe reads weights from safetensors only
+        raise FileNotFoundError(f"adapter directory {adapter_src!r} has no adapter_model.safetensors (attrpipe reads "
+                                "adapter weights from safetensors only, never a pickled .bin)")
     try:
         model = AutoModelForImageTextToText.from_pretrained(
             src, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True

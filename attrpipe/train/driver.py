@@ -65,18 +65,19 @@ class RecordMapper:
 
     def rows_to_records(self, rows: list[dict]) -> list[dict]:
         m = int(self.images["max_images"])
+        schemes = list(self.images["allowed_schemes"])  # images.allowed_schemes, as in pseudo-labeling
         out: list[dict] = []
         for row in rows:
             if self.kind == "sft":
                 out.extend(seed_records(
-                    row, self.taxonomy, root=self.root, max_images=m,
-                    allowed_schemes=list(self.images["allowed_schemes"]), with_images=self.with_images,
-                    **self.taxonomy_opts,
+                    row, self.taxonomy, root=self.root, max_images=m, allowed_schemes=schemes,
+                    with_images=self.with_images, **self.taxonomy_opts,
                 ))
             elif self.kind == "dpo":
-                out.append(pair_record(row, max_images=m, with_images=self.with_images))
+                out.append(pair_record(row, max_images=m, with_images=self.with_images, allowed_schemes=schemes))
             else:
-                out.extend(sl_records(row, self.taxonomy, max_images=m, with_images=self.with_images))
+                out.extend(sl_records(row, self.taxonomy, max_images=m, with_images=self.with_images,
+                                      allowed_schemes=schemes))
         return out
 
     def __call__(self, batch):

@@ -203,15 +203,18 @@ def seed_records(
     return out
 
 
-def pair_record(row: Mapping[str, Any], *, max_images: int, with_images: bool = True) -> dict:
+def pair_record(row: Mapping[str, Any], *, max_images: int, with_images: bool = True,
+                allowed_schemes: Sequence[str] = ("file",)) -> dict:
     """The DPO record of one ``pairs/`` row (PAIRS_SCHEMA): its user text, chosen and rejected chain texts."""
-    uris, data = record_image_refs(row, max_images=max_images) if with_images else ([], [])
+    uris, data = (record_image_refs(row, max_images=max_images, allowed_schemes=allowed_schemes) if with_images
+                  else ([], []))
     return _record(
         row["example_id"], row["prompt"], uris, data, chosen=str(row["chosen"]), rejected=str(row["rejected"])
     )
 
 
-def sl_records(row: Mapping[str, Any], taxonomy: Taxonomy, *, max_images: int, with_images: bool = True) -> list[dict]:
+def sl_records(row: Mapping[str, Any], taxonomy: Taxonomy, *, max_images: int, with_images: bool = True,
+               allowed_schemes: Sequence[str] = ("file",)) -> list[dict]:
     """Self-learning records of one ``consensus/`` row (CONSENSUS_SCHEMA): when the example was kept (C above the
     threshold), one SFT record per preferred chain (a chain whose parsed answer equals the consensus), its full text
     as the target. Rows not kept, or with no consensus, give nothing."""
@@ -225,7 +228,8 @@ def sl_records(row: Mapping[str, Any], taxonomy: Taxonomy, *, max_images: int, w
     except KeyError as e:
         raise TrainingDataError(f"example {row.get('example_id')!r}: {e.args[0]}") from None
     prompt = user_text(attribute, display)
-    uris, data = record_image_refs(row, max_images=max_images) if with_images else ([], [])
+    uris, data = (record_image_refs(row, max_images=max_images, allowed_schemes=allowed_schemes) if with_images
+                  else ([], []))
     out = []
     for i, chain in enumerate(_as_list(row.get("chains"))):
         if chain is None or chain.get("answer") != consensus or not chain.get("text"):
