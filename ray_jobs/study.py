@@ -1,0 +1,11 @@
+"""`ray job submit` entrypoint for a threshold or pool-size study (DPO and SL side by side): exactly `attrpipe
+study`, same arguments.
+
+    ray job submit --working-dir . --runtime-env ray_jobs/runtime_env.yaml -- \\
+        python ray_jobs/study.py threshold|pool-size conf/paper.yaml run.output_dir=s3://bucket/runs
+"""
+
+from _entrypoint import run
+
+if __name__ == "__main__":
+    run("study")
