@@ -66,6 +66,21 @@ CASES = {
 }
 
 
+def _write_with_corrupt_second_row_group(path: Path) -> None:
+    """Two row groups of two listings; the second group's pages are overwritten (its page headers no longer parse),
+    the footer is intact: the file opens and its first group reads."""
+    rows = [{"listing_id": f"row-group-{i}", "vertical": "watch", "image_uris": ["images/good.jpg"],
+             "image_bytes": None, "seller_attributes": None} for i in range(4)]
+    pq.write_table(pa.Table.from_pylist(rows, schema=LOOSE_SCHEMA), path, row_group_size=2)
+    data = bytearray(path.read_bytes())
+    group = pq.ParquetFile(path).metadata.row_group(1)
+    for c in range(group.num_columns):
+        col = group.column(c)
+        start = col.dictionary_page_offset if col.has_dictionary_page else col.data_page_offset
+        data[start:start + col.total_compressed_size] = b"\xff" * col.total_compressed_size
+    path.write_bytes(bytes(data))
+
+
 @pytest.fixture(scope="module")
 def corpus_run(tmp_path_factory, ray_local):
     root = tmp_path_factory.mktemp("bad-input")
@@ -97,6 +112,7 @@ def corpus_run(tmp_path_factory, ray_local):
         pq.write_table(pa.Table.from_pylist([{"image_bytes": None, "seller_attributes": None, **r} for r in part],
                                             schema=LOOSE_SCHEMA), root / "unlabeled" / f"part-{i}.parquet")
     (root / "unlabeled" / "part-2.parquet").write_bytes(b"PAR1 this file was cut short by a failed upload")
+    _write_with_corrupt_second_row_group(root / "unlabeled" / "part-3.parquet")
     out = root.parent / "bad-input-out"
     cfg = load_config("conf/demo_cpu.yaml", [
         f"data.root={root}", f"pseudolabel.output={out}", "generation.engine=fakes:ScriptedEngine",
@@ -117,12 +133,18 @@ def test_every_case_has_its_documented_outcome(corpus_run):
             assert reasons == [outcome] and lid not in labeled, (lid, reasons)
     assert sorted(q["source"] for q in quarantined.values() if q["reason"] == "duplicate_listing_id") == \
         ["part-0.parquet#17", "part-1.parquet#0"]
-    assert [q["reason"] for q in quarantined.values() if q["listing_id"] is None] == \
-        ["missing_listing_id", "unreadable_catalog_rows"]
-    broken = next(q for q in quarantined.values() if q["reason"] == "unreadable_catalog_rows")
-    assert broken["source"] == "part-2.parquet" and "Parquet" in broken["detail"]
+    unreadable = sorted((q for q in quarantined.values() if q["listing_id"] is None), key=lambda q: q["source"])
+    assert [(q["reason"], q["source"]) for q in unreadable] == [
+        ("missing_listing_id", "part-1.parquet#1"),
+        ("unreadable_catalog_rows", "part-2.parquet"),  # not Parquet at all: one row for the file
+        ("unreadable_catalog_rows", "part-3.parquet#2"),  # the corrupt second row group: one row per row it held
+        ("unreadable_catalog_rows", "part-3.parquet#3")]
+    assert "Parquet" in unreadable[1]["detail"]
+    assert all("row group 1" in q["detail"] for q in unreadable[2:])
+    assert {"row-group-0", "row-group-1"} <= labeled  # the file's readable first group goes on
     c = manifest["counts"]
-    assert c["listings_in"] == len(CASES) + 3 + 1  # the corpus, the duplicates and the null id, the broken file
+    # the corpus, the duplicates and the null id, the broken file, the file with a corrupt row group (4 rows)
+    assert c["listings_in"] == len(CASES) + 3 + 1 + 4
     assert c["listings_in"] == c["listings_labeled"] + c["listings_quarantined"]
     assert c["extra_images_dropped"] == 15  # twenty images: the first five are used
 
@@ -142,4 +164,4 @@ def test_the_audit_passes_on_the_corpus_run(corpus_run):
     out, _ = corpus_run
     rep = audit(str(out))
     assert rep.ok, format_report(rep)
-    assert rep.facts["input_rows"] == len(CASES) + 4
+    assert rep.facts["input_rows"] == len(CASES) + 4 + 4  # + the file with a corrupt row group

@@ -1,5 +1,5 @@
 """End-to-end training on a local Ray (2 CPU workers, gloo, DeepSpeed on the CPU) with the tiny Qwen2.5-VL:
-SFT (with a worker failure it recovers from, then an explicit resume), self-learning, DPO with both references under
+SFT (with a worker process killed, which Ray Train recovers from, then an explicit resume), self-learning, DPO with both references under
 ZeRO-2 (one of them learning a fixed preference set), and DPO under ZeRO-3.
 
 One Ray cluster, one tiny model and one data set for the module; the SFT adapter feeds the SL and DPO tests.
@@ -93,12 +93,13 @@ def _check_adapter(out: dict, env, start: Path | None) -> dict[str, torch.Tensor
 
 @pytest.fixture(scope="module")
 def sft_run(env):
-    """SFT of 6 steps, checkpoints every 2; every worker fails once after step 3, and Ray Train restarts the group,
-    which resumes from the step-2 checkpoint (FailureConfig)."""
+    """SFT of 6 steps, checkpoints every 2; the rank-1 worker process SIGKILLs itself after step 3 (as on a preempted
+    node), and Ray Train restarts the group, which resumes from the step-2 checkpoint (FailureConfig)."""
     from attrpipe.train import run_training
 
     cfg = _cfg(env, "sft.max_steps=6", "ray.train.max_failures=1")
-    out = run_training("sft", cfg, _fault={"step": 3, "marker": str(env["dir"] / "fault" / "sft")})
+    out = run_training("sft", cfg, _fault={"step": 3, "marker": str(env["dir"] / "fault" / "sft"), "kill": True,
+                                           "ranks": [1]})
     return out
 
 
@@ -108,7 +109,8 @@ def test_sft_recovers_from_a_worker_failure_and_writes_an_adapter(sft_run, env):
     assert out["records"] == 24 and out["plan"]["max_steps"] == 6
     assert out["global_step"] == 6 and out["resumed_from_step"] == 2
     assert out["hyper"]["learning_rate"] == pytest.approx(3e-5)
-    assert sorted((env["dir"] / "fault").glob("sft.*")), "the failure was injected"
+    killed = sorted((env["dir"] / "fault").glob("sft.*"))
+    assert [m.name for m in killed] == ["sft.1"] and "SIGKILL" in killed[0].read_text(), "the worker was killed"
     steps = [m["step"] for m in _metrics(out)]
     assert steps == [1, 2, 3, 4, 5, 6]  # steps 1-2 from the first attempt (restored), 3-6 after the restart
     assert all(m["loss"] > 0 for m in _metrics(out))

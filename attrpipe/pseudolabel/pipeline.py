@@ -36,7 +36,7 @@ from attrpipe.predict import prediction_rows
 from attrpipe.schemas import CONSENSUS_SCHEMA, PAIRS_SCHEMA, PREDICTIONS_SCHEMA, QUARANTINE_SCHEMA, REVIEW_SCHEMA
 from attrpipe.taxonomy import load_taxonomy
 
-__all__ = ["run_pseudolabel", "output_dir_for", "summarize", "COUNT_KEYS"]
+__all__ = ["run_pseudolabel", "output_dir_for", "summarize", "cpu_stage_resources", "COUNT_KEYS"]
 
 COUNT_KEYS = (
     "listings_in",
@@ -54,6 +54,34 @@ COUNT_KEYS = (
     "predictions_for_review",
 )
 _CATALOG_COLUMNS = ["listing_id", "vertical", "image_uris", "image_bytes"]
+
+
+def cpu_stage_resources(cluster_cpus: float, engine_cpus: float, num_cpus_per_task: float, max_actors: int | None,
+                        pending_units: int, stages: int = 2) -> tuple[float, int, bool]:
+    """CPUs per actor and largest pool size of each CPU stage (prepare; score + write), and whether the engine
+    actors' CPUs are kept free: ``(cpus_per_actor, max_pool_size, reserved)``.
+
+    ``max_actors`` null (the default): every CPU-stage actor and every engine actor fit on the cluster at once, as
+    counted when the run starts. A restarted engine actor (killed or preempted) then finds its CPUs free instead of
+    waiting forever behind CPU-stage actors that wait for it, and the stages stream side by side. Each stage keeps at
+    least one actor; when the CPUs the engines leave cannot give each stage ``num_cpus_per_task``, its actors get an
+    equal share instead (2 CPUs, one 1-CPU engine: 0.5 each). If the cluster cannot hold the engines yet (an
+    autoscaling cluster starting from zero workers), nothing is reserved: the autoscaler adds nodes for whatever
+    waits, a restarted engine actor included, and the pools scale with the backlog.
+
+    ``max_actors`` set: each stage scales up to that many actors of ``num_cpus_per_task`` whatever the cluster has
+    now (for autoscaling clusters, whose CPUs grow after the start); keeping CPUs for the engines is then the
+    operator's choice of numbers.
+    """
+    cap = max(1, pending_units)
+    if max_actors is not None:
+        return num_cpus_per_task, min(max_actors, cap), False
+    free = cluster_cpus - engine_cpus
+    if free <= 0:
+        return num_cpus_per_task, cap, False
+    per_actor = min(num_cpus_per_task, free / stages)
+    size = max(1, int(free / stages / per_actor + 1e-9))
+    return per_actor, min(size, cap), True
 
 
 def output_dir_for(cfg) -> str:
@@ -343,21 +371,30 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
         cfg_yaml = OmegaConf.to_yaml(cfg, resolve=True)
         duplicates = sorted(find_duplicate_ids(catalog))
         e = cfg.ray.engine
-        # Each CPU stage is an actor pool that Ray Data scales with its backlog; every actor holds a taxonomy and
-        # its buffers (~150 MB), so ray.preprocess.max_actors caps a pool where memory matters more than speed.
-        cap = cfg.ray.preprocess.max_actors
-        cpu_pool = ray.data.ActorPoolStrategy(min_size=1, max_size=min(cap or len(pending), len(pending)))
+        # Each CPU stage is an actor pool that Ray Data scales with its backlog, within the CPUs the engine actors
+        # leave (cpu_stage_resources); every actor holds a taxonomy and its buffers (~150 MB), so
+        # ray.preprocess.max_actors also caps a pool where memory matters more than speed.
+        cluster_cpus = ray.cluster_resources().get("CPU", 0.0)
+        cpu_per_actor, cpu_pool_size, reserved = cpu_stage_resources(
+            cluster_cpus, e.num_actors * e.num_cpus_per_actor, cfg.ray.preprocess.num_cpus_per_task,
+            cfg.ray.preprocess.max_actors, len(pending))
+        if verbose:
+            print(f"pseudolabel: CPU stages: up to {cpu_pool_size} actor(s) each of {cpu_per_actor:g} CPU; "
+                  + (f"the engines' {e.num_actors * e.num_cpus_per_actor:g} of {cluster_cpus:g} CPUs kept free"
+                     if reserved else "no CPUs kept free for the engines (ray.preprocess.max_actors is set, or the "
+                     "cluster cannot hold the engines yet)"))
+        cpu_pool = ray.data.ActorPoolStrategy(min_size=1, max_size=cpu_pool_size)
         ds = ray.data.from_items([{"unit": u.to_dict()} for u in pending], override_num_blocks=len(pending))
         ds = ds.map(PrepareUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, root=_catalog_root(catalog),
                                                             duplicates=duplicates,
                                                             reuse_chains_from=reuse_chains_from),
-                    num_cpus=cfg.ray.preprocess.num_cpus_per_task, compute=cpu_pool)
+                    num_cpus=cpu_per_actor, compute=cpu_pool)
         ds = ds.map(GenerateUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, adapter=adapter, greedy=greedy),
                     compute=ray.data.ActorPoolStrategy(size=e.num_actors),
                     num_gpus=e.num_gpus_per_actor * e.tensor_parallel_size or None, num_cpus=e.num_cpus_per_actor)
         predict = None if review_below is None else {"review_below": review_below, "greedy": greedy}
         ds = ds.map(ScoreAndWriteUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, out=out, predict=predict),
-                    num_cpus=cfg.ray.preprocess.num_cpus_per_task, compute=cpu_pool)
+                    num_cpus=cpu_per_actor, compute=cpu_pool)
         for _ in ds.iter_rows():
             pass
     markers = [storage.read_json(storage.join(out, "_units", f"{u.unit_id}.json")) for u in units]

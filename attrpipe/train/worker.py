@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -272,7 +273,11 @@ def step_logs(log_history: list[dict]) -> list[dict]:
 
 
 def _fault_callback(spec: dict | None):
-    """Test hook: raise once at a given step (one marker file per rank), to exercise FailureConfig recovery."""
+    """Test hook: fail once at step ``spec["step"]`` (one marker file per rank), to exercise FailureConfig recovery.
+
+    ``spec["kill"]``: the worker process SIGKILLs itself, as on a preempted node, instead of raising; ``spec["ranks"]``:
+    only these ranks fail (default: all).
+    """
     if not spec:
         return None
     from transformers import TrainerCallback
@@ -282,10 +287,15 @@ def _fault_callback(spec: dict | None):
             import ray.train
 
             rank = ray.train.get_context().get_world_rank()
+            if spec.get("ranks") is not None and rank not in spec["ranks"]:
+                return
             marker = Path(f"{spec['marker']}.{rank}")
             if state.global_step == int(spec["step"]) and not marker.exists():
                 marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.write_text("failed once\n")
+                how = "killed (SIGKILL)" if spec.get("kill") else "failed"
+                marker.write_text(f"{how} once at step {state.global_step}, pid {os.getpid()}\n")
+                if spec.get("kill"):
+                    os.kill(os.getpid(), signal.SIGKILL)
                 raise RuntimeError(f"injected failure at step {state.global_step} (rank {rank})")
 
     return _Fault()
