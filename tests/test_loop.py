@@ -11,6 +11,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from attrpipe.audit import audit, format_report
+from attrpipe.cli import main
 from attrpipe.loop import plan_stages
 
 TESTS = Path(__file__).resolve().parent
@@ -79,6 +81,8 @@ def test_loop_end_to_end_killed_in_round_2_and_resumed(tmp_path, tiny_model_dir)
     proc.wait()
     interrupted = json.loads(loop_json.read_text())
     assert "round-2/pseudolabel" in interrupted["finished"] and "round-2/eval" not in interrupted["finished"]
+    cut = audit(str(killed / "e2e"))  # the audit names what the kill left unfinished
+    assert not cut.ok and any("round-2/eval did not finish" in p for p in cut.checks["every planned stage finished"])
 
     r2 = subprocess.run(_loop_cmd(cat, tiny_model_dir, killed), env=env, capture_output=True, text=True)
     assert r2.returncode == 0, r2.stderr[-3000:]
@@ -91,3 +95,9 @@ def test_loop_end_to_end_killed_in_round_2_and_resumed(tmp_path, tiny_model_dir)
         assert resumed["finished"][f"{rnd}/pseudolabel"]["counts"] == manifest["finished"][f"{rnd}/pseudolabel"]["counts"]
         assert resumed["finished"][f"{rnd}/eval"]["accuracy"] == manifest["finished"][f"{rnd}/eval"]["accuracy"]
     assert (killed / "e2e" / "round-2/adapter/adapter_model.safetensors").exists()
+    # both runs prove themselves: every catalog row of every pseudo-labeling and evaluation, every adapter
+    for d in (run, killed / "e2e"):
+        rep = audit(str(d))
+        assert rep.ok, format_report(rep)
+        assert rep.facts["input_rows"] > 0
+    assert main(["audit", str(killed / "e2e")]) == 0

@@ -81,6 +81,14 @@ def test_threshold_study_runs_dpo_and_sl_arms_over_shared_sft_and_chains(setup, 
         assert (d / "seed-0" / arm / "round-1" / "adapter" / "adapter_model.safetensors").read_bytes() != base
 
 
+def test_the_audit_proves_every_arm_of_a_study(setup, threshold_study):
+    from attrpipe.audit import audit, format_report
+
+    rep = audit(str(setup / "runs" / "s" / "study-threshold"))
+    assert rep.kind == "study" and rep.ok, format_report(rep)
+    assert rep.facts["input_rows"] > 0 and rep.facts["units"] > 0
+
+
 def test_pool_size_study_pools_are_prefixes_of_one_generation(setup, tiny_model_dir):
     from attrpipe.study import run_study
 
