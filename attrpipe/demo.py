@@ -76,7 +76,11 @@ def run_demo(cfg) -> int:
     print(f"\naccuracy on the test split (greedy decoding), per round:\n{loop_table(manifest)}")
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s; run directory {run_dir}")
     print(f"report: {index}")
+    pairs = sum((manifest["finished"].get(s) or {}).get("counts", {}).get("pairs", 0)
+                for s in manifest["stages"] if s.endswith("/pseudolabel"))
     print("Note: the tiny model starts from random weights and is trained for minutes on a few hundred examples, so "
-          "its accuracies are near chance: the demo shows the machinery (SFT, 7-chain consensus, DPO pairs, rounds, "
-          "resume, report), not the method's gains.")
+          "its accuracies are near chance: the demo shows the machinery, not the method's gains.")
+    if pairs == 0 and manifest["method"] == "dpo":
+        print("No round produced a preference pair (no chain parsed to an allowed value, so no consensus): DPO was "
+              "skipped in every round. A random model does not learn the answer format from the seed SFT; see README.")
     return 0
