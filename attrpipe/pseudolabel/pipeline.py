@@ -395,8 +395,13 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
         predict = None if review_below is None else {"review_below": review_below, "greedy": greedy}
         ds = ds.map(ScoreAndWriteUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, out=out, predict=predict),
                     num_cpus=cpu_per_actor, compute=cpu_pool)
-        for _ in ds.iter_rows():
-            pass
+        # Run to the end. Each unit's result is one small row (its id and counts); the data went to the shards.
+        # Not `iter_rows()`: its prefetcher reports the bytes it holds to the executor as an external consumer,
+        # and with the downstream-capacity backpressure always on (attrpipe.ray_utils) the last stage was held
+        # back against those few bytes while the consumer waited for it: a stall, seen at 50k of 1M listings
+        # (Ray 2.60; the stage idle, "backpressured:tasks(DownstreamCapacity)", its input queue growing).
+        # materialize() keeps the one-row-per-unit results (~100 bytes each) and has no such consumer.
+        ds.materialize()
     markers = [storage.read_json(storage.join(out, "_units", f"{u.unit_id}.json")) for u in units]
     totals = summarize(markers)
     manifest = {
