@@ -31,6 +31,13 @@ def cmd_config(args) -> int:
     return 0
 
 
+def cmd_synth_pretrain(args) -> int:
+    from attrpipe.synth.pretrain import run_pretrain
+
+    run_pretrain(_load(args), force=args.force)
+    return 0
+
+
 def cmd_synth_catalog(args) -> int:
     from attrpipe.synth.catalog import write_synthetic_catalog
     from attrpipe.taxonomy import load_taxonomy
@@ -225,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--taxonomy", default="conf/taxonomy", help="taxonomy directory")
     p.add_argument("--verticals", nargs="*", help="only these verticals")
     p.set_defaults(func=cmd_synth_catalog)
+    p = synth_sub.add_parser("pretrain", help="pretrain a small Qwen2.5-VL from scratch on generic visual questions "
+                                              "(pretrain.*; cached in pretrain.output)")
+    _add_config_args(p)
+    p.add_argument("--force", action="store_true", help="retrain even if the cached model matches the recipe")
+    p.set_defaults(func=cmd_synth_pretrain)
 
     model = sub.add_parser("model", help="model utilities")
     model_sub = model.add_subparsers(dest="model_command", metavar="WHAT", required=True)

@@ -18,7 +18,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -151,6 +151,23 @@ class SlConf:
 
 
 @dataclass
+class PretrainConf:
+    output: str = MISSING
+    examples: int = MISSING
+    eval_examples: int = MISSING
+    image_size: int = MISSING
+    text: Dict[str, Any] = MISSING
+    vision: Dict[str, Any] = MISSING
+    learning_rate: float = MISSING
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    gradient_accumulation_steps: int = MISSING
+    max_steps: int = MISSING
+    save_steps: int = MISSING
+    gradient_checkpointing: bool = MISSING
+
+
+@dataclass
 class LoopConf:
     rounds: int = MISSING
     method: str = MISSING
@@ -247,6 +264,7 @@ class Config:
     sft: SftConf = field(default_factory=SftConf)
     dpo: DpoConf = field(default_factory=DpoConf)
     sl: SlConf = field(default_factory=SlConf)
+    pretrain: PretrainConf = field(default_factory=PretrainConf)
     loop: LoopConf = field(default_factory=LoopConf)
     study: StudyConf = field(default_factory=StudyConf)
     predict: PredictConf = field(default_factory=PredictConf)
@@ -295,6 +313,13 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
         ("consensus.threshold", 0.0 <= c.consensus.threshold <= 1.0, "must be in [0, 1]"),
         ("pseudolabel.listings_per_unit", c.pseudolabel.listings_per_unit >= 1, "must be >= 1"),
         ("pseudolabel.round", c.pseudolabel.round >= 0, "must be >= 0"),
+        ("pretrain.examples", c.pretrain.examples >= 1, "must be >= 1"),
+        ("pretrain.eval_examples", c.pretrain.eval_examples >= 0, "must be >= 0"),
+        ("pretrain.image_size", c.pretrain.image_size >= 28, "must be >= 28 (one merged vision patch)"),
+        ("pretrain.learning_rate", c.pretrain.learning_rate > 0, "must be > 0"),
+        ("pretrain.epochs", c.pretrain.epochs >= 1, "must be >= 1"),
+        ("pretrain.batch_size", c.pretrain.batch_size >= 1, "must be >= 1"),
+        ("pretrain.gradient_accumulation_steps", c.pretrain.gradient_accumulation_steps >= 1, "must be >= 1"),
         ("sft.learning_rate", c.sft.learning_rate > 0, "must be > 0"),
         ("sft.epochs", c.sft.epochs >= 1, "must be >= 1"),
         ("sft.batch_size", c.sft.batch_size >= 1, "must be >= 1"),

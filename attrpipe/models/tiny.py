@@ -307,10 +307,21 @@ def tiny_corpus(extra: Sequence[str] | None = None) -> list[str]:
     return lines
 
 
-def _spec() -> dict[str, Any]:
+def _merged(base: dict[str, Any], override: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    unknown = sorted(set(override or {}) - set(base))
+    if unknown:
+        raise ValueError(f"unknown {what} size key(s) {unknown}; known: {sorted(base)}")
+    return {**base, **(override or {})}
+
+
+def _spec(sizes: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    sizes = dict(sizes or {})
+    unknown = sorted(set(sizes) - {"text", "vision"})
+    if unknown:
+        raise ValueError(f"sizes take 'text' and 'vision' only, not {unknown}")
     return {
-        "text": _TEXT_SPEC,
-        "vision": _VISION_SPEC,
+        "text": _merged(_TEXT_SPEC, sizes.get("text"), "text"),
+        "vision": _merged(_VISION_SPEC, sizes.get("vision"), "vision"),
         "top": _TOP_SPEC,
         "image_processor": _IMAGE_PROCESSOR_SPEC,
         "tokenizer_vocab_size": _TOKENIZER_VOCAB_SIZE,
@@ -321,12 +332,13 @@ def _spec() -> dict[str, Any]:
     }
 
 
-def tiny_model_hash(*, seed: int = 0, corpus_extra: Sequence[str] | None = None) -> str:
+def tiny_model_hash(*, seed: int = 0, corpus_extra: Sequence[str] | None = None,
+                    sizes: dict[str, dict[str, Any]] | None = None) -> str:
     """The cache key: a hash of the model spec, the tokenizer corpus, the seed and the transformers version."""
     import transformers
 
     payload = {
-        "spec": _spec(),
+        "spec": _spec(sizes),
         "corpus": tiny_corpus(corpus_extra),
         "seed": int(seed),
         "transformers": transformers.__version__,
@@ -403,7 +415,8 @@ def _train_tokenizer(corpus: list[str]):
     return tok
 
 
-def _build_into(tmp: Path, *, seed: int, corpus: list[str], digest: str) -> None:
+def _build_into(tmp: Path, *, seed: int, corpus: list[str], digest: str,
+                sizes: dict[str, dict[str, Any]] | None = None) -> None:
     import torch
     import transformers
     from transformers import (
@@ -419,12 +432,13 @@ def _build_into(tmp: Path, *, seed: int, corpus: list[str], digest: str) -> None
     tok = _train_tokenizer(corpus)
     ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
     eos, pad = ids["<|im_end|>"], ids["<|endoftext|>"]
-    text = dict(_TEXT_SPEC)
+    spec = _spec(sizes)
+    text = dict(spec["text"])
     text["rope_parameters"] = dict(text["rope_parameters"])
     text.update(vocab_size=len(tok), bos_token_id=pad, eos_token_id=eos, pad_token_id=pad)
     config = Qwen2_5_VLConfig(
         text_config=text,
-        vision_config=dict(_VISION_SPEC),
+        vision_config=dict(spec["vision"]),
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
@@ -473,18 +487,21 @@ def build_tiny_model(
     *,
     seed: int = 0,
     corpus_extra: list[str] | None = None,
+    sizes: dict[str, dict[str, Any]] | None = None,
     force: bool = False,
 ) -> Path:
     """Build (or reuse) the tiny random-weight Qwen2.5-VL checkpoint in ``out_dir`` and return its path.
 
     A directory whose ``attrpipe_tiny.json`` carries the same hash (model spec, tokenizer corpus, seed, transformers
-    version) and whose files are all present is returned untouched unless ``force``. Otherwise the model is built in a
+    version) and whose files are all present is returned untouched unless ``force``. ``sizes`` overrides entries of
+    the text and vision configs (``{"text": {"hidden_size": 256}, "vision": {"depth": 4}}``): the same architecture,
+    other sizes (``attrpipe synth pretrain`` builds its model this way). Otherwise the model is built in a
     temporary sibling directory and renamed into place, so a reader never sees a half-written checkpoint; a stale
     tiny build is replaced, but a non-empty directory that is not a tiny build is never overwritten.
     """
     out = Path(out_dir).expanduser().resolve()
     corpus = tiny_corpus(corpus_extra)
-    digest = tiny_model_hash(seed=seed, corpus_extra=corpus_extra)
+    digest = tiny_model_hash(seed=seed, corpus_extra=corpus_extra, sizes=sizes)
     if not force and _is_complete(out, digest):
         return out
     if out.exists():
@@ -498,7 +515,7 @@ def build_tiny_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.build-", dir=out.parent))
     try:
-        _build_into(tmp, seed=seed, corpus=corpus, digest=digest)
+        _build_into(tmp, seed=seed, corpus=corpus, digest=digest, sizes=sizes)
         trash = None
         if out.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))

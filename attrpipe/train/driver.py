@@ -29,6 +29,7 @@ from attrpipe import storage
 from attrpipe.ray_utils import init_ray
 
 from attrpipe.train.examples import (
+    RECORD_COLUMNS,
     CONSENSUS_COLUMNS,
     IMAGE_COLUMNS,
     PAIRS_COLUMNS,
@@ -40,15 +41,17 @@ from attrpipe.train.examples import (
     sl_records,
 )
 from attrpipe.train.plan import (
+    FULL_KINDS,
     KINDS,
     default_paths,
     deepspeed_config,
     find_resume_checkpoint,
     hyperparameters,
+    output_subdir,
     plan_steps,
     resolve_start,
 )
-from attrpipe.train.worker import ADAPTER_DIR, FINAL_CHECKPOINT_MARKER, METRICS_FILE, train_loop_per_worker
+from attrpipe.train.worker import FINAL_CHECKPOINT_MARKER, METRICS_FILE, train_loop_per_worker
 
 __all__ = ["run_training", "RecordMapper", "training_records", "count_records"]
 
@@ -75,6 +78,8 @@ class RecordMapper:
                 ))
             elif self.kind == "dpo":
                 out.append(pair_record(row, max_images=m, with_images=self.with_images, allowed_schemes=schemes))
+            elif self.kind == "pretrain":  # already records (attrpipe.synth.vqa)
+                out.append({c: row.get(c) for c in RECORD_COLUMNS})
             else:
                 out.extend(sl_records(row, self.taxonomy, max_images=m, with_images=self.with_images,
                                       allowed_schemes=schemes))
@@ -85,7 +90,7 @@ class RecordMapper:
 
 
 def _columns(kind: str) -> tuple[str, ...]:
-    return {"sft": SEED_COLUMNS, "dpo": PAIRS_COLUMNS, "sl": CONSENSUS_COLUMNS}[kind]
+    return {"sft": SEED_COLUMNS, "dpo": PAIRS_COLUMNS, "sl": CONSENSUS_COLUMNS, "pretrain": RECORD_COLUMNS}[kind]
 
 
 def _present_columns(path: str | list[str], wanted: tuple[str, ...]) -> list[str]:
@@ -165,7 +170,7 @@ def count_records(kind: str, cfg, data: str) -> int:
     strip = lambda p: storage.filesystem_for(p)[1]  # noqa: E731
     dataset = pads.dataset([strip(f) for f in files] if isinstance(files, list) else strip(files), format="parquet",
                            filesystem=fs)
-    if kind == "dpo":
+    if kind in ("dpo", "pretrain"):
         return int(dataset.count_rows())
     if kind == "sft":
         cols = [c for c in _present_columns(data, SEED_COLUMNS) if c not in IMAGE_COLUMNS]
@@ -256,7 +261,7 @@ def run_training(
         "kind": kind,
         "model": {"path": _abs(str(cfg.model.path)) if Path(str(cfg.model.path)).exists() else str(cfg.model.path),
                   "dtype": str(cfg.model.dtype), "trust_remote_code": bool(cfg.model.trust_remote_code)},
-        "lora": OmegaConf.to_container(cfg.lora, resolve=True),
+        "lora": None if kind in FULL_KINDS else OmegaConf.to_container(cfg.lora, resolve=True),
         "images": OmegaConf.to_container(cfg.images, resolve=True),
         "hyper": hyper.to_dict(),
         "plan": plan.to_dict(),
@@ -302,16 +307,16 @@ def run_training(
         if not marker.is_file():
             raise RuntimeError(f"{kind}: the last checkpoint of {name} is not a final one ({final.path})")
         summary = json.loads(marker.read_text(encoding="utf-8"))
-        dest = storage.join(out_dir, ADAPTER_DIR)
+        dest = storage.join(out_dir, output_subdir(kind))
         storage.remove_tree(dest)
-        storage.copy_tree(str(Path(local) / ADAPTER_DIR), dest)
+        storage.copy_tree(str(Path(local) / output_subdir(kind)), dest)
         storage.write_text_atomic(storage.join(out_dir, METRICS_FILE),
                                   (Path(local) / METRICS_FILE).read_text(encoding="utf-8"))
 
     out = {
         "kind": kind,
         "out_dir": out_dir,
-        "adapter": storage.join(out_dir, ADAPTER_DIR),
+        output_subdir(kind): storage.join(out_dir, output_subdir(kind)),
         "metrics": storage.join(out_dir, METRICS_FILE),
         "data": data,
         "records": n_records,

@@ -16,6 +16,8 @@ from typing import Any
 
 __all__ = [
     "KINDS",
+    "FULL_KINDS",
+    "output_subdir",
     "Hyper",
     "StepPlan",
     "Start",
@@ -28,7 +30,9 @@ __all__ = [
     "checkpoint_step",
 ]
 
-KINDS = ("sft", "dpo", "sl")
+KINDS = ("sft", "dpo", "sl", "pretrain")
+# pretrain: every weight of the model trains on ready-made records (``attrpipe synth pretrain``); no adapter.
+FULL_KINDS = ("pretrain",)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,10 @@ def hyperparameters(kind: str, cfg) -> Hyper:
         d = cfg.dpo
         return Hyper(d.learning_rate, d.epochs, d.batch_size, d.gradient_accumulation_steps, d.max_steps,
                      d.save_steps, d.gradient_checkpointing, beta=d.beta)
+    if kind == "pretrain":
+        s = cfg.pretrain
+        return Hyper(s.learning_rate, s.epochs, s.batch_size, s.gradient_accumulation_steps, s.max_steps,
+                     s.save_steps, s.gradient_checkpointing)
     raise ValueError(f"unknown training kind {kind!r}; one of {', '.join(KINDS)}")
 
 
@@ -132,6 +140,10 @@ def resolve_start(
         raise ValueError(f"{kind}: a reference adapter is for DPO only")
     if kind == "sft":
         return Start(init_adapter, None)
+    if kind == "pretrain":
+        if init_adapter is not None:
+            raise ValueError("pretrain trains every weight of the model; it takes no adapter")
+        return Start(None, None)
     if kind == "dpo":
         ref = cfg.dpo.reference
         if ref == "base":
@@ -182,16 +194,23 @@ def deepspeed_config(zero_stage: int, *, bf16: bool) -> dict[str, Any]:
     }
 
 
+def output_subdir(kind: str) -> str:
+    """Where a run's result lands inside its output directory: ``adapter`` (LoRA kinds) or ``model`` (pretrain)."""
+    return "model" if kind in FULL_KINDS else "adapter"
+
+
 def default_paths(kind: str, cfg) -> dict[str, str]:
     """``<run.output_dir>/<run.name>/<kind>`` for outputs; inputs: the seed split for SFT, ``<run>/pairs`` for DPO,
-    ``<run>/consensus`` for self-learning; the SFT adapter at ``<run>/sft/adapter``."""
+    ``<run>/consensus`` for self-learning, ``<pretrain.output>/data/train`` for pretrain; the SFT adapter at
+    ``<run>/sft/adapter``."""
     if kind not in KINDS:
         raise ValueError(f"unknown training kind {kind!r}; one of {', '.join(KINDS)}")
     run_dir = posixpath.join(str(cfg.run.output_dir), str(cfg.run.name))
-    data = {"sft": str(cfg.data.seed), "dpo": posixpath.join(run_dir, "pairs"), "sl": posixpath.join(run_dir, "consensus")}
+    data = {"sft": str(cfg.data.seed), "dpo": posixpath.join(run_dir, "pairs"), "sl": posixpath.join(run_dir, "consensus"),
+            "pretrain": posixpath.join(str(cfg.pretrain.output), "data", "train")}
     return {
         "run_dir": run_dir,
-        "out_dir": posixpath.join(run_dir, kind),
+        "out_dir": posixpath.join(str(cfg.pretrain.output), "train") if kind == "pretrain" else posixpath.join(run_dir, kind),
         "data": data[kind],
         "sft_adapter": posixpath.join(run_dir, "sft", "adapter"),
     }

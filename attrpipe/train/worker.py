@@ -42,7 +42,6 @@ __all__ = [
 log = logging.getLogger("attrpipe.train")
 
 FINAL_CHECKPOINT_MARKER = "attrpipe_final.json"
-ADAPTER_DIR = "adapter"
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -62,7 +61,7 @@ def trl_args(
     save_total_limit: int = 2,
     **overrides: Any,
 ):
-    """``SFTConfig`` (sft, sl) or ``DPOConfig`` (dpo) for one run.
+    """``SFTConfig`` (sft, sl, pretrain) or ``DPOConfig`` (dpo) for one run.
 
     ``max_length=None``: nothing is truncated, so image tokens are never cut. Loss on the completion only (SFT's
     prompt-completion format). Logging every step (the metrics file is the trainer's log history).
@@ -91,7 +90,7 @@ def trl_args(
         remove_unused_columns=False,
     )
     common.update(overrides)
-    if kind in ("sft", "sl"):
+    if kind in ("sft", "sl", "pretrain"):
         from trl import SFTConfig
 
         return SFTConfig(completion_only_loss=True, **common)
@@ -102,9 +101,10 @@ def trl_args(
     raise ValueError(f"unknown training kind {kind!r}")
 
 
-def load_policy(model_cfg: dict, lora_cfg: dict, init_adapter: str | None):
+def load_policy(model_cfg: dict, lora_cfg: dict | None, init_adapter: str | None):
     """(model, peft_config): the pretrained checkpoint with a fresh LoRA config for the trainer to apply, or a
-    ``PeftModel`` continuing ``init_adapter`` (its LoRA weights trainable, everything else frozen)."""
+    ``PeftModel`` continuing ``init_adapter`` (its LoRA weights trainable, everything else frozen). ``lora_cfg=None``
+    (pretrain): the checkpoint itself, every weight trainable, no adapter."""
     from attrpipe.models.loader import load_model, lora_config
 
     model = load_model(
@@ -117,6 +117,9 @@ def load_policy(model_cfg: dict, lora_cfg: dict, init_adapter: str | None):
     if init_adapter is not None:
         return model, None
     model.train()
+    if lora_cfg is None:
+        model.requires_grad_(True)
+        return model, None
     return model, lora_config(
         r=int(lora_cfg["r"]),
         alpha=int(lora_cfg["alpha"]),
@@ -140,13 +143,13 @@ def _one(example):
 
 
 def build_trainer(kind: str, *, model, peft_config, processor, args, train_dataset, callbacks: Iterable = ()):
-    """TRL's ``SFTTrainer`` (sft, sl) or ``DPOTrainer`` (dpo).
+    """TRL's ``SFTTrainer`` (sft, sl, pretrain) or ``DPOTrainer`` (dpo).
 
     DPO's reference (never a second model): with ``peft_config`` (a fresh adapter on the base) it is the base with the
     adapter disabled; with a ``PeftModel`` continuing a trained adapter, TRL adds a frozen copy of that adapter named
     ``ref`` and uses it.
     """
-    if kind in ("sft", "sl"):
+    if kind in ("sft", "sl", "pretrain"):
         from trl import SFTTrainer
 
         return SFTTrainer(
@@ -206,6 +209,18 @@ def export_adapter(saved_dir: str | Path, processor, dest: str | Path) -> Path:
             p.unlink()
     if not (dest / "adapter_model.safetensors").is_file():
         raise RuntimeError(f"{saved_dir} holds no adapter_model.safetensors: not a PEFT adapter save")
+    processor.save_pretrained(dest)
+    return dest
+
+
+def export_model(saved_dir: str | Path, processor, dest: str | Path) -> Path:
+    """The shipped model directory (pretrain) from what ``trainer.save_model(saved_dir)`` wrote: config, generation
+    config and safetensors weights, plus the processor and tokenizer files; never the pickled ``training_args.bin``.
+    :func:`attrpipe.models.loader.load_model` reads it like any checkpoint."""
+    dest = Path(dest)
+    shutil.copytree(saved_dir, dest, ignore=shutil.ignore_patterns("training_args.bin"))
+    if not any(dest.glob("*.safetensors")):
+        raise RuntimeError(f"{saved_dir} holds no safetensors weights: not a model save")
     processor.save_pretrained(dest)
     return dest
 
@@ -332,7 +347,7 @@ def train_loop_per_worker(job: dict) -> None:
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
 
     from attrpipe.models.loader import load_processor
-    from attrpipe.train.plan import checkpoint_step
+    from attrpipe.train.plan import checkpoint_step, output_subdir
 
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
@@ -365,7 +380,8 @@ def train_loop_per_worker(job: dict) -> None:
         save_total_limit=int(job["checkpoints_to_keep"]),
     )
     model, peft_config = load_policy(job["model"], job["lora"], job["start"]["init_adapter"])
-    if peft_config is None and job["deepspeed"] and job["deepspeed"]["zero_optimization"]["stage"] == 3:
+    if job["start"]["init_adapter"] is not None and job["deepspeed"] and \
+            job["deepspeed"]["zero_optimization"]["stage"] == 3:
         _adapter_to_model_dtype(model)
     callbacks = [RayTrainReportCallback()]
     fault = _fault_callback(job.get("fault"))
@@ -423,7 +439,10 @@ def train_loop_per_worker(job: dict) -> None:
     }
     if rank == 0:
         with tempfile.TemporaryDirectory() as tmp:
-            export_adapter(final_dir, processor, Path(tmp) / ADAPTER_DIR)
+            if job["lora"] is None:
+                export_model(final_dir, processor, Path(tmp) / output_subdir(kind))
+            else:
+                export_adapter(final_dir, processor, Path(tmp) / output_subdir(kind))
             with open(Path(tmp) / METRICS_FILE, "w", encoding="utf-8") as f:
                 for entry in step_logs(trainer.state.log_history):
                     f.write(json.dumps(entry, sort_keys=True) + "\n")

@@ -1,0 +1,181 @@
+"""Generic visual questions for pretraining a small vision-language model from scratch (``attrpipe synth pretrain``).
+
+A real pretrained VLM already sees colours, shapes, counts and patterns before anyone teaches it product attributes.
+These examples teach exactly that, drawn with the synthetic renderer's own colour table, pattern textures and
+painter, but never a product, never a taxonomy attribute and never the task's question: scenes of plain figures and
+cloth swatches, questions in other words ("Which colour is the star?", "How many circles can you count?").
+
+Each example is one image, a question with its options (the user text) and the answer in the method's format
+(``<reasoning> ... </reasoning><answer> ... </answer>``, after the same system prompt), so the pretrained model also
+follows the format instruction as an instruct model does. Everything is a pure function of the ``random.Random``
+passed in. :func:`vqa_records` turns examples into training records (:data:`attrpipe.train.examples.RECORD_SCHEMA`).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+from PIL import Image
+
+from attrpipe.prompts import OPTIONS_SEPARATOR, format_target
+from attrpipe.synth.render import COLOURS, PATTERNS, Painter, _background
+
+__all__ = ["KINDS", "SHAPES", "VQAExample", "render_vqa", "vqa_examples", "vqa_records", "vqa_corpus"]
+
+KINDS = ("colour", "shape", "count", "pattern", "swatch_colour")
+SHAPES = ("Circle", "Square", "Triangle", "Star", "Hexagon", "Diamond")
+MAX_COUNT = 6
+_N_OPTIONS = 5
+
+_QUESTIONS = {
+    "colour": ("Which colour is the {shape} in this picture?", "What colour has the {shape} been painted?",
+               "Name the colour of the {shape}."),
+    "shape": ("Which figure is drawn here?", "What shape do you see in the picture?",
+              "Name the geometric figure in the image."),
+    "count": ("How many {shapes} can you count?", "Count the {shapes} in the picture.",
+              "What is the number of {shapes} shown?"),
+    "pattern": ("What design is printed on the cloth swatch?", "Which kind of print covers the fabric sample?",
+                "Describe the surface design of the swatch."),
+    "swatch_colour": ("What is the main colour of the cloth swatch?", "Which colour dominates the fabric sample?",
+                      "Name the base colour of the swatch."),
+}
+_REASONS = {
+    "colour": "There is one {shape_lc} in the picture and it is filled with {answer_lc}.",
+    "shape": "The figure in the picture is a {answer_lc}.",
+    "count": "I count the {shapes_lc} one by one and find {answer}.",
+    "pattern": "The swatch shows a {answer_lc} design over its whole surface.",
+    "swatch_colour": "Most of the swatch is {answer_lc}; any other colour only makes up its print.",
+}
+
+
+@dataclass(frozen=True)
+class VQAExample:
+    image: Image.Image
+    kind: str
+    question: str
+    options: tuple[str, ...]
+    answer: str
+    reasoning: str
+
+    @property
+    def user_text(self) -> str:
+        return f"{self.question} Options: {OPTIONS_SEPARATOR.join(self.options)}"
+
+    @property
+    def target(self) -> str:
+        return format_target(self.reasoning, self.answer)
+
+
+def _figure(p: Painter, shape: str, cx: float, cy: float, r: float, colour, rot: float) -> None:
+    """One figure of radius ``r`` (unit coordinates) centred at ``(cx, cy)``."""
+    def ring(n: int, radius: float, offset: float) -> list[tuple[float, float]]:
+        return [(cx + radius * math.cos(offset + 2 * math.pi * i / n), cy + radius * math.sin(offset + 2 * math.pi * i / n))
+                for i in range(n)]
+
+    if shape == "Circle":
+        shapes = [("ellipse", (cx - r, cy - r, cx + r, cy + r))]
+    elif shape == "Square":
+        shapes = [("poly", ring(4, r * 1.25, rot + math.pi / 4))]
+    elif shape == "Diamond":
+        shapes = [("poly", [(cx, cy - r * 1.2), (cx + r * 0.75, cy), (cx, cy + r * 1.2), (cx - r * 0.75, cy)])]
+    elif shape == "Triangle":
+        shapes = [("poly", ring(3, r * 1.2, rot - math.pi / 2))]
+    elif shape == "Hexagon":
+        shapes = [("poly", ring(6, r * 1.1, rot))]
+    elif shape == "Star":
+        pts = []
+        for i in range(10):
+            rad = r * 1.25 if i % 2 == 0 else r * 0.5
+            a = rot - math.pi / 2 + math.pi * i / 5
+            pts.append((cx + rad * math.cos(a), cy + rad * math.sin(a)))
+        shapes = [("poly", pts)]
+    else:  # pragma: no cover - programming error
+        raise ValueError(shape)
+    p.part(shapes, colour)
+
+
+def _options(rng: random.Random, answer: str, pool: Sequence[str]) -> tuple[str, ...]:
+    others = rng.sample([v for v in pool if v != answer], min(_N_OPTIONS - 1, len(pool) - 1))
+    options = others + [answer]
+    rng.shuffle(options)
+    return tuple(options)
+
+
+def _contrasting_colour(rng: random.Random, background) -> str:
+    """A label colour far enough from the background to be seen."""
+    names = [n for n, c in COLOURS.items() if math.dist(c, background) > 90] or list(COLOURS)
+    return rng.choice(names)
+
+
+def render_vqa(rng: random.Random, size: int, kind: str | None = None) -> VQAExample:
+    """One generic question about one rendered scene (``size`` x ``size`` RGB)."""
+    kind = kind or rng.choice(KINDS)
+    if kind not in KINDS:
+        raise ValueError(f"unknown question kind {kind!r}; one of {KINDS}")
+    bg = _background(rng, 0.15, size).convert("RGB")
+    bg_colour = bg.resize((1, 1)).getpixel((0, 0))
+    p = Painter(size, rng)
+    shape = rng.choice(SHAPES)
+    if kind in ("colour", "shape"):
+        colour = _contrasting_colour(rng, bg_colour)
+        r = rng.uniform(0.18, 0.3)
+        _figure(p, shape, rng.uniform(r + 0.05, 0.95 - r), rng.uniform(r + 0.05, 0.95 - r), r, COLOURS[colour],
+                rng.uniform(-0.3, 0.3))
+        answer, pool = (colour, tuple(COLOURS)) if kind == "colour" else (shape, SHAPES)
+    elif kind == "count":
+        n = rng.randint(1, MAX_COUNT)
+        colour = _contrasting_colour(rng, bg_colour)
+        cells = rng.sample([(i, j) for i in range(3) for j in range(3)], n)  # one figure per cell: none overlap
+        for i, j in cells:
+            r = rng.uniform(0.08, 0.12)
+            _figure(p, shape, (i + 0.5) / 3 + rng.uniform(-0.04, 0.04), (j + 0.5) / 3 + rng.uniform(-0.04, 0.04), r,
+                    COLOURS[colour], rng.uniform(-0.3, 0.3))
+        answer, pool = str(n), tuple(str(k) for k in range(1, MAX_COUNT + 1))
+    else:  # a cloth swatch: a patterned rounded rectangle
+        colour = _contrasting_colour(rng, bg_colour)
+        pattern = rng.choice(PATTERNS)
+        x0, y0 = rng.uniform(0.05, 0.2), rng.uniform(0.05, 0.2)
+        x1, y1 = rng.uniform(0.8, 0.95), rng.uniform(0.8, 0.95)
+        p.set_pattern_box((x0, y0, x1, y1))
+        p.part([("rrect", (x0, y0, x1, y1), 0.04)], COLOURS[colour], pattern)
+        answer, pool = (pattern, PATTERNS) if kind == "pattern" else (colour, tuple(COLOURS))
+    bg.paste(p.img, (0, 0), p.img)
+    shapes = shape.lower() + "s"
+    question = rng.choice(_QUESTIONS[kind]).format(shape=shape.lower(), shapes=shapes)
+    reasoning = _REASONS[kind].format(shape_lc=shape.lower(), shapes_lc=shapes, answer=answer,
+                                      answer_lc=answer.lower())
+    return VQAExample(bg, kind, question, _options(rng, answer, pool), answer, reasoning)
+
+
+def vqa_examples(n: int, *, seed: int, size: int) -> Iterator[VQAExample]:
+    """``n`` examples, the kinds in turn; example ``i`` depends only on ``(seed, i)``."""
+    for i in range(n):
+        yield render_vqa(random.Random(f"vqa:{seed}:{i}"), size, KINDS[i % len(KINDS)])
+
+
+def vqa_records(examples: Iterator[VQAExample], *, prefix: str = "vqa") -> Iterator[dict]:
+    """Training records (``RECORD_SCHEMA``) with the image inline as PNG."""
+    for i, ex in enumerate(examples):
+        buf = io.BytesIO()
+        ex.image.save(buf, "PNG")
+        yield {"example_id": f"{prefix}-{i:07d}", "prompt": ex.user_text, "completion": ex.target, "chosen": None,
+               "rejected": None, "image_uris": [], "image_bytes": [buf.getvalue()]}
+
+
+def vqa_corpus() -> list[str]:
+    """Sentences for the tokenizer: every question, option list and answer shape the examples can produce."""
+    lines = []
+    for kind, questions in _QUESTIONS.items():
+        for q in questions:
+            for shape in SHAPES:
+                lines.append(q.format(shape=shape.lower(), shapes=shape.lower() + "s"))
+    for kind, reason in _REASONS.items():
+        for answer in (*COLOURS, *PATTERNS, *SHAPES, *(str(k) for k in range(1, MAX_COUNT + 1))):
+            lines.append(format_target(reason.format(shape_lc="star", shapes_lc="stars", answer=answer,
+                                                     answer_lc=answer.lower()), answer))
+    lines.append("Options: " + OPTIONS_SEPARATOR.join((*COLOURS, *PATTERNS, *SHAPES)))
+    return lines

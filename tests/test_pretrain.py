@@ -1,0 +1,119 @@
+"""`attrpipe synth pretrain`: the generic visual questions (pure), the pretrain training kind's plan, the sized model
+builder, and (slow) the whole recipe on a few questions through Ray Train, cached on rerun."""
+
+import io
+import json
+import math
+import random
+from collections import Counter
+
+import pytest
+from PIL import Image
+
+from attrpipe.config import load_config
+from attrpipe.synth.render import COLOURS, PATTERNS
+from attrpipe.synth.vqa import KINDS, MAX_COUNT, SHAPES, render_vqa, vqa_corpus, vqa_examples, vqa_records
+from attrpipe.train.plan import default_paths, hyperparameters, output_subdir, resolve_start
+
+
+def test_questions_are_deterministic_and_well_formed():
+    a = list(vqa_examples(20, seed=3, size=64))
+    b = list(vqa_examples(20, seed=3, size=64))
+    assert [(x.user_text, x.target, x.image.tobytes()) for x in a] == [(x.user_text, x.target, x.image.tobytes())
+                                                                         for x in b]
+    assert [x.kind for x in a[:len(KINDS)]] == list(KINDS)
+    pools = {"colour": set(COLOURS), "swatch_colour": set(COLOURS), "shape": set(SHAPES), "pattern": set(PATTERNS),
+             "count": {str(k) for k in range(1, MAX_COUNT + 1)}}
+    for x in a:
+        assert x.image.size == (64, 64) and x.image.mode == "RGB"
+        assert x.answer in x.options and len(set(x.options)) == len(x.options) == 5
+        assert set(x.options) <= pools[x.kind]
+        assert x.target.endswith(f"<answer> {x.answer} </answer>") and x.target.startswith("<reasoning> ")
+        assert "most suitable value" not in x.user_text  # never the task's question
+    assert list(vqa_examples(5, seed=4, size=64))[0].image.tobytes() != a[0].image.tobytes()
+
+
+def _dominant_non_background(img: Image.Image) -> tuple[int, int, int]:
+    counts = Counter(map(tuple, __import__("numpy").asarray(img).reshape(-1, 3).tolist()))
+    (bg, _), *rest = counts.most_common()
+    far = [(c, n) for c, n in rest if math.dist(c, bg) > 60]
+    return max(far, key=lambda cn: cn[1])[0]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_colour_question_shows_a_figure_of_that_colour(seed):
+    ex = render_vqa(random.Random(seed), 112, "colour")
+    seen = _dominant_non_background(ex.image)
+    nearest = min(COLOURS, key=lambda name: math.dist(COLOURS[name], seen))
+    assert math.dist(COLOURS[ex.answer], seen) < 25, (ex.answer, seen, nearest)
+
+
+def test_records_feed_the_training_examples():
+    from attrpipe.train.examples import RECORD_SCHEMA, records_to_table, sft_example
+
+    recs = list(vqa_records(vqa_examples(3, seed=0, size=56)))
+    table = records_to_table(recs)
+    assert table.schema == RECORD_SCHEMA and table.num_rows == 3
+    img = Image.open(io.BytesIO(recs[0]["image_bytes"][0]))
+    assert img.size == (56, 56)
+    ex = sft_example(recs[0], [img])
+    assert ex["images"] == [img] and ex["completion"][0]["content"][0]["text"] == recs[0]["completion"]
+    corpus = "\n".join(vqa_corpus())
+    assert all(s in corpus for s in ("hexagon", "swatch", "Polka Dot", "Navy Blue"))
+
+
+def test_the_pretrain_kind_trains_a_whole_model_from_its_own_section():
+    cfg = load_config("conf/demo_cpu.yaml", ["pretrain.output=/x/pt", "pretrain.learning_rate=0.002"])
+    h = hyperparameters("pretrain", cfg)
+    assert h.learning_rate == 0.002 and h.batch_size == cfg.pretrain.batch_size and h.beta is None
+    start = resolve_start("pretrain", cfg, None, "/run/sft/adapter")
+    assert start.init_adapter is None and start.reference is None
+    with pytest.raises(ValueError, match="no adapter"):
+        resolve_start("pretrain", cfg, "/some/adapter", "/run/sft/adapter")
+    paths = default_paths("pretrain", cfg)
+    assert paths["data"] == "/x/pt/data/train" and paths["out_dir"] == "/x/pt/train"
+    assert output_subdir("pretrain") == "model" and output_subdir("dpo") == "adapter"
+
+
+def test_sized_builds_hash_apart_and_unknown_sizes_are_refused(tmp_path):
+    from attrpipe.models.tiny import build_tiny_model, tiny_model_hash
+
+    assert tiny_model_hash() == tiny_model_hash(sizes={"text": {}, "vision": {}})  # no sizes: the tiny model
+    assert tiny_model_hash(sizes={"text": {"hidden_size": 256}}) != tiny_model_hash()
+    with pytest.raises(ValueError, match="unknown text size"):
+        build_tiny_model(tmp_path / "m", sizes={"text": {"hiden_size": 256}})
+    with pytest.raises(ValueError, match="'text' and 'vision' only"):
+        build_tiny_model(tmp_path / "m", sizes={"lm": {}})
+    out = build_tiny_model(tmp_path / "m", sizes={"text": {"num_hidden_layers": 3}, "vision": {"depth": 1}})
+    conf = json.loads((out / "config.json").read_text())
+    assert conf["text_config"]["num_hidden_layers"] == 3 and conf["vision_config"]["depth"] == 1
+
+
+@pytest.mark.slow
+def test_pretrain_recipe_end_to_end_then_cached(tmp_path, ray_local):
+    from attrpipe.models import load_model
+    from attrpipe.synth.pretrain import PRETRAIN_FILE, run_pretrain
+
+    cfg = load_config("conf/demo_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}", "pretrain.examples=48",
+                                             "pretrain.eval_examples=10", "pretrain.max_steps=3",
+                                             "pretrain.batch_size=4", "pretrain.image_size=56",
+                                             "ray.train.num_workers=1"])
+    rec = run_pretrain(cfg, verbose=False)
+    model = tmp_path / "pt" / "model"
+    assert rec["model"] == str(model) and rec["steps"] == 3
+    assert sorted(p.name for p in model.glob("*.safetensors")) and not (model / "training_args.bin").exists()
+    assert (model / "chat_template.jinja").is_file() or (model / "chat_template.json").is_file()
+    load_model(str(model))  # a normal checkpoint directory
+    base_w = (tmp_path / "pt" / "base" / "model.safetensors").read_bytes()
+    assert next(model.glob("*.safetensors")).read_bytes() != base_w  # every weight trained, not an adapter
+    ev = rec["evaluation"]
+    assert set(ev) == {"random_base", "pretrained"} and ev["pretrained"]["questions"] == 10
+    assert set(ev["pretrained"]["by_kind"]) == set(KINDS)
+    saved = json.loads((tmp_path / "pt" / PRETRAIN_FILE).read_text())
+    assert saved["hash"] == rec["hash"]
+    again = run_pretrain(cfg, verbose=False)  # cached: the same record, no training
+    assert again == saved
+    changed = load_config("conf/demo_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}", "pretrain.examples=49"])
+    from attrpipe.synth.pretrain import pretrain_recipe, recipe_hash
+
+    assert recipe_hash(pretrain_recipe(changed)) != rec["hash"]
