@@ -151,20 +151,13 @@ class SlConf:
 
 
 @dataclass
-class PretrainConf:
+class PretrainConf(SftConf):  # the training knobs of SFT, plus what to build and render
     output: str = MISSING
     examples: int = MISSING
     eval_examples: int = MISSING
     image_size: int = MISSING
     text: Dict[str, Any] = MISSING
     vision: Dict[str, Any] = MISSING
-    learning_rate: float = MISSING
-    epochs: int = MISSING
-    batch_size: int = MISSING
-    gradient_accumulation_steps: int = MISSING
-    max_steps: int = MISSING
-    save_steps: int = MISSING
-    gradient_checkpointing: bool = MISSING
 
 
 @dataclass
