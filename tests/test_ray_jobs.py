@@ -130,7 +130,7 @@ def _submit(address: str, env: dict, submission_id: str, entrypoint: list[str], 
     args = ["submit", "--address", address, "--submission-id", submission_id, "--working-dir", ".",
             "--runtime-env", "ray_jobs/runtime_env.yaml"] + ([] if wait else ["--no-wait"])
     return subprocess.run([_ray_cli(), "job", *args, "--", *entrypoint], env=env, cwd=REPO, text=True,
-                          capture_output=True, timeout=180)
+                          capture_output=True, timeout=600)
 
 
 def _wait_terminal(address: str, env: dict, submission_id: str, timeout: float = 120) -> str:

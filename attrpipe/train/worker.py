@@ -291,7 +291,9 @@ def _fault_callback(spec: dict | None):
     """Test hook: fail once at step ``spec["step"]`` (one marker file per rank), to exercise FailureConfig recovery.
 
     ``spec["kill"]``: the worker process SIGKILLs itself, as on a preempted node, instead of raising; ``spec["ranks"]``:
-    only these ranks fail (default: all).
+    only these ranks fail (default: all); ``spec["delay_s"]``: wait this long first. Ray Train registers a checkpoint
+    once its controller has collected every rank's report, which it polls for: a worker killed right after reporting
+    can take that checkpoint with it, and the group then restarts from the one before (or from scratch).
     """
     if not spec:
         return None
@@ -309,6 +311,10 @@ def _fault_callback(spec: dict | None):
                 marker.parent.mkdir(parents=True, exist_ok=True)
                 how = "killed (SIGKILL)" if spec.get("kill") else "failed"
                 marker.write_text(f"{how} once at step {state.global_step}, pid {os.getpid()}\n")
+                if spec.get("delay_s"):
+                    import time
+
+                    time.sleep(float(spec["delay_s"]))
                 if spec.get("kill"):
                     os.kill(os.getpid(), signal.SIGKILL)
                 raise RuntimeError(f"injected failure at step {state.global_step} (rank {rank})")
