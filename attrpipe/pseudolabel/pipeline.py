@@ -375,12 +375,13 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
         # leave (cpu_stage_resources); every actor holds a taxonomy and its buffers (~150 MB), so
         # ray.preprocess.max_actors also caps a pool where memory matters more than speed.
         cluster_cpus = ray.cluster_resources().get("CPU", 0.0)
+        engine_cpus = e.num_actors * e.num_cpus_per_actor
         cpu_per_actor, cpu_pool_size, reserved = cpu_stage_resources(
-            cluster_cpus, e.num_actors * e.num_cpus_per_actor, cfg.ray.preprocess.num_cpus_per_task,
-            cfg.ray.preprocess.max_actors, len(pending))
+            cluster_cpus, engine_cpus, cfg.ray.preprocess.num_cpus_per_task, cfg.ray.preprocess.max_actors,
+            len(pending))
         if verbose:
             print(f"pseudolabel: CPU stages: up to {cpu_pool_size} actor(s) each of {cpu_per_actor:g} CPU; "
-                  + (f"the engines' {e.num_actors * e.num_cpus_per_actor:g} of {cluster_cpus:g} CPUs kept free"
+                  + (f"the engines' {engine_cpus:g} of {cluster_cpus:g} CPUs kept free"
                      if reserved else "no CPUs kept free for the engines (ray.preprocess.max_actors is set, or the "
                      "cluster cannot hold the engines yet)"))
         cpu_pool = ray.data.ActorPoolStrategy(min_size=1, max_size=cpu_pool_size)

@@ -53,28 +53,20 @@ def recipe_hash(recipe: dict) -> str:
 
 def write_vqa_split(path: str | Path, n: int, *, seed: int, size: int, prefix: str) -> int:
     """``n`` rendered questions as training records (Parquet files of up to 2000 rows, each written atomically)."""
-    import pyarrow.parquet as pq
-
+    from attrpipe import storage
     from attrpipe.synth.vqa import vqa_examples, vqa_records
     from attrpipe.train.examples import records_to_table
 
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     batch, part = [], 0
     for rec in vqa_records(vqa_examples(n, seed=seed, size=size), prefix=prefix):
         batch.append(rec)
         if len(batch) == _ROWS_PER_FILE:
-            _write(pq, records_to_table(batch), path / f"part-{part:05d}.parquet")
+            storage.write_parquet_atomic(str(path / f"part-{part:05d}.parquet"), records_to_table(batch))
             batch, part = [], part + 1
     if batch:
-        _write(pq, records_to_table(batch), path / f"part-{part:05d}.parquet")
+        storage.write_parquet_atomic(str(path / f"part-{part:05d}.parquet"), records_to_table(batch))
     return n
-
-
-def _write(pq, table, dest: Path) -> None:
-    tmp = dest.with_name(f".tmp-{dest.name}")
-    pq.write_table(table, tmp)
-    tmp.replace(dest)
 
 
 def evaluate_vqa(model_dir: str, n: int, *, seed: int, size: int, max_new_tokens: int = 48,
@@ -113,6 +105,7 @@ def evaluate_vqa(model_dir: str, n: int, *, seed: int, size: int, max_new_tokens
 
 def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str, Any]:
     """Build, train and evaluate the pretrained model of ``cfg.pretrain`` (or return the cached one)."""
+    from attrpipe import storage
     from attrpipe.models.tiny import build_tiny_model
     from attrpipe.synth.vqa import vqa_corpus
     from attrpipe.train import run_training
@@ -180,9 +173,7 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
         "timings": timings,
         "wall_seconds": round(time.perf_counter() - t0, 1),
     }
-    tmp = record_file.with_name(f".tmp-{PRETRAIN_FILE}")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    tmp.replace(record_file)
+    storage.write_json_atomic(str(record_file), record)
     if verbose:
         print(format_pretrain(record))
     return record

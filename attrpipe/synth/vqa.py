@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 from PIL import Image
 
 from attrpipe.prompts import OPTIONS_SEPARATOR, format_target
-from attrpipe.synth.render import COLOURS, PATTERNS, Painter, _background
+from attrpipe.synth.render import COLOURS, PATTERNS, Painter, _background, _star
 
 __all__ = ["KINDS", "SHAPES", "VQAExample", "render_vqa", "vqa_examples", "vqa_records", "vqa_corpus"]
 
@@ -87,12 +87,7 @@ def _figure(p: Painter, shape: str, cx: float, cy: float, r: float, colour, rot:
     elif shape == "Hexagon":
         shapes = [("poly", ring(6, r * 1.1, rot))]
     elif shape == "Star":
-        pts = []
-        for i in range(10):
-            rad = r * 1.25 if i % 2 == 0 else r * 0.5
-            a = rot - math.pi / 2 + math.pi * i / 5
-            pts.append((cx + rad * math.cos(a), cy + rad * math.sin(a)))
-        shapes = [("poly", pts)]
+        shapes = [("poly", _star(cx, cy, r * 1.25, inner=0.4, rot=rot - math.pi / 2))]
     else:  # pragma: no cover - programming error
         raise ValueError(shape)
     p.part(shapes, colour)
@@ -169,11 +164,11 @@ def vqa_records(examples: Iterator[VQAExample], *, prefix: str = "vqa") -> Itera
 def vqa_corpus() -> list[str]:
     """Sentences for the tokenizer: every question, option list and answer shape the examples can produce."""
     lines = []
-    for kind, questions in _QUESTIONS.items():
+    for questions in _QUESTIONS.values():
         for q in questions:
             for shape in SHAPES:
                 lines.append(q.format(shape=shape.lower(), shapes=shape.lower() + "s"))
-    for kind, reason in _REASONS.items():
+    for reason in _REASONS.values():
         for answer in (*COLOURS, *PATTERNS, *SHAPES, *(str(k) for k in range(1, MAX_COUNT + 1))):
             lines.append(format_target(reason.format(shape_lc="star", shapes_lc="stars", answer=answer,
                                                      answer_lc=answer.lower()), answer))

@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -312,8 +313,6 @@ def _fault_callback(spec: dict | None):
                 how = "killed (SIGKILL)" if spec.get("kill") else "failed"
                 marker.write_text(f"{how} once at step {state.global_step}, pid {os.getpid()}\n")
                 if spec.get("delay_s"):
-                    import time
-
                     time.sleep(float(spec["delay_s"]))
                 if spec.get("kill"):
                     os.kill(os.getpid(), signal.SIGKILL)
@@ -353,7 +352,7 @@ def train_loop_per_worker(job: dict) -> None:
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
 
     from attrpipe.models.loader import load_processor
-    from attrpipe.train.plan import checkpoint_step, output_subdir
+    from attrpipe.train.plan import FULL_KINDS, checkpoint_step, output_subdir
 
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
@@ -445,7 +444,7 @@ def train_loop_per_worker(job: dict) -> None:
     }
     if rank == 0:
         with tempfile.TemporaryDirectory() as tmp:
-            if job["lora"] is None:
+            if kind in FULL_KINDS:
                 export_model(final_dir, processor, Path(tmp) / output_subdir(kind))
             else:
                 export_adapter(final_dir, processor, Path(tmp) / output_subdir(kind))
