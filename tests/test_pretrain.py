@@ -11,25 +11,36 @@ import pytest
 from PIL import Image
 
 from attrpipe.config import load_config
+from attrpipe.prompts import OPTIONS_SEPARATOR
 from attrpipe.synth.render import COLOURS, PATTERNS
-from attrpipe.synth.vqa import KINDS, MAX_COUNT, SHAPES, render_vqa, vqa_corpus, vqa_examples, vqa_records
+from attrpipe.synth.vqa import (KINDS, MAX_COUNT, SCHEDULE, SHAPES, render_vqa, vqa_corpus, vqa_examples,
+                                vqa_records)
+from attrpipe.taxonomy import load_taxonomy
+
+TAXONOMY = load_taxonomy("conf/taxonomy")
 from attrpipe.train.plan import default_paths, hyperparameters, output_subdir, resolve_start
 
 
 def test_questions_are_deterministic_and_well_formed():
-    a = list(vqa_examples(20, seed=3, size=64))
-    b = list(vqa_examples(20, seed=3, size=64))
+    a = list(vqa_examples(20, seed=3, size=64, taxonomy=TAXONOMY))
+    b = list(vqa_examples(20, seed=3, size=64, taxonomy=TAXONOMY))
     assert [(x.user_text, x.target, x.image.tobytes()) for x in a] == [(x.user_text, x.target, x.image.tobytes())
                                                                          for x in b]
-    assert [x.kind for x in a[:len(KINDS)]] == list(KINDS)
+    assert [x.kind for x in a[:len(SCHEDULE)]] == list(SCHEDULE) and set(SCHEDULE) == set(KINDS)
+    assert "caption" not in {x.kind for x in vqa_examples(10, seed=3, size=64)}  # no taxonomy: no products
+    products = {v.display_name for v in TAXONOMY.verticals.values()}
     pools = {"colour": set(COLOURS), "swatch_colour": set(COLOURS), "shape": set(SHAPES), "pattern": set(PATTERNS),
-             "count": {str(k) for k in range(1, MAX_COUNT + 1)}}
+             "count": {str(k) for k in range(1, MAX_COUNT + 1)}, "caption": products}
     for x in a:
         assert x.image.size == (64, 64) and x.image.mode == "RGB"
         assert x.answer in x.options and len(set(x.options)) == len(x.options) == 5
         assert set(x.options) <= pools[x.kind]
         assert x.target.endswith(f"<answer> {x.answer} </answer>") and x.target.startswith("<reasoning> ")
         assert "most suitable value" not in x.user_text  # never the task's question
+    for x in (x for x in a if x.kind == "caption"):  # a product described, never an attribute's option list
+        vertical = next(v for v in TAXONOMY.verticals.values() if v.display_name == x.answer)
+        assert 1 <= x.reasoning.count(".") <= 3 + x.reasoning.count("Dr.")
+        assert not any(OPTIONS_SEPARATOR.join(att.values) in x.user_text for att in vertical.attributes.values())
     assert list(vqa_examples(5, seed=4, size=64))[0].image.tobytes() != a[0].image.tobytes()
 
 
@@ -60,6 +71,24 @@ def test_records_feed_the_training_examples():
     assert ex["images"] == [img] and ex["completion"][0]["content"][0]["text"] == recs[0]["completion"]
     corpus = "\n".join(vqa_corpus())
     assert all(s in corpus for s in ("hexagon", "swatch", "Polka Dot", "Navy Blue"))
+    assert "Churidar" not in corpus and "Churidar" in "\n".join(vqa_corpus(TAXONOMY))  # the domain's words
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_caption_describes_the_product_it_names(seed):
+    """Each sentence of a caption is the visual evidence of one attribute value of the product it answers."""
+    from attrpipe.synth.catalog import evidence_text
+
+    ex = render_vqa(random.Random(seed), 96, "caption", taxonomy=TAXONOMY)
+    assert ex.kind == "caption" and ex.image.size == (96, 96) and ex.answer in ex.options
+    vertical = next(v for v in TAXONOMY.verticals.values() if v.display_name == ex.answer)
+    possible = {evidence_text(vertical, a, v, random.Random(k)).lower()
+                for a in vertical.inferable_attributes() for v in a.values for k in range(12)}
+    sentences = [s.strip().lower() for s in ex.reasoning.split(". ") if s.strip()]
+    assert 1 <= len(sentences) <= 3
+    assert all(s.rstrip(".") in possible for s in sentences), sentences
+    with pytest.raises(ValueError, match="need a taxonomy"):
+        render_vqa(random.Random(seed), 96, "caption")
 
 
 def test_the_pretrain_kind_trains_a_whole_model_from_its_own_section():
@@ -108,12 +137,15 @@ def test_pretrain_recipe_end_to_end_then_cached(tmp_path, ray_local):
     assert next(model.glob("*.safetensors")).read_bytes() != base_w  # every weight trained, not an adapter
     ev = rec["evaluation"]
     assert set(ev) == {"random_base", "pretrained"} and ev["pretrained"]["questions"] == 10
-    assert set(ev["pretrained"]["by_kind"]) == set(KINDS)
+    assert set(ev["pretrained"]["by_kind"]) == set(KINDS)  # the taxonomy's products among them (captions)
     saved = json.loads((tmp_path / "pt" / PRETRAIN_FILE).read_text())
     assert saved["hash"] == rec["hash"]
     again = run_pretrain(cfg, verbose=False)  # cached: the same record, no training
     assert again == saved
-    changed = load_config("conf/demo_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}", "pretrain.examples=49"])
     from attrpipe.synth.pretrain import pretrain_recipe, recipe_hash
 
+    changed = load_config("conf/demo_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}", "pretrain.examples=49"])
     assert recipe_hash(pretrain_recipe(changed)) != rec["hash"]
+    fewer = load_config("conf/demo_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}", "taxonomy.verticals=[watch]"])
+    assert recipe_hash(pretrain_recipe(fewer)) != recipe_hash(pretrain_recipe(load_config(
+        "conf/demo_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}"])))  # captions draw the taxonomy's products

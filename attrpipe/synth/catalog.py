@@ -44,7 +44,8 @@ from attrpipe.schemas import CATALOG_SCHEMA, LABELED_SCHEMA
 from attrpipe.synth.render import check_renderable, render_listing, sample_labels
 from attrpipe.taxonomy import Attribute, Taxonomy, Vertical
 
-__all__ = ["FORMAT_VERSION", "TRUTH_SCHEMA", "write_synthetic_catalog", "reasoning_text", "listing_rng"]
+__all__ = ["FORMAT_VERSION", "TRUTH_SCHEMA", "write_synthetic_catalog", "reasoning_text", "evidence_text",
+           "evidence_corpus", "listing_rng"]
 
 FORMAT_VERSION = 1
 JPEG_QUALITY = 90
@@ -244,7 +245,8 @@ _TEMPLATES = (
 )
 
 
-def _evidence(vertical: Vertical, attr: Attribute, value: str, rng: random.Random) -> str:
+def evidence_text(vertical: Vertical, attr: Attribute, value: str, rng: random.Random) -> str:
+    """What the images show that makes ``value`` right, as a clause ("the straps and sole is mostly red")."""
     vd = vertical.display_name
     part = _PART.get((vertical.name, attr.name), _PART.get(attr.name, "the {vd}")).format(vd=vd)
     if attr.name in _COLOUR_ATTRS:
@@ -259,7 +261,7 @@ def _evidence(vertical: Vertical, attr: Attribute, value: str, rng: random.Rando
 
 def reasoning_text(vertical: Vertical, attr: Attribute, value: str, rng: random.Random) -> str:
     """A short teacher-style rationale for ``value``: the visual evidence, then the answer."""
-    e = _evidence(vertical, attr, value, rng)
+    e = evidence_text(vertical, attr, value, rng)
     return rng.choice(_TEMPLATES).format(
         e=e, E=e[0].upper() + e[1:], label=attr.name.replace("_", " "), value=value, vd=vertical.display_name
     )

@@ -33,7 +33,7 @@ from omegaconf import OmegaConf
 __all__ = ["pretrain_recipe", "recipe_hash", "write_vqa_split", "evaluate_vqa", "run_pretrain", "PRETRAIN_FILE"]
 
 PRETRAIN_FILE = "pretrain.json"
-_RECIPE_VERSION = 1  # bump when the questions or the procedure change in a way the recipe does not capture
+_RECIPE_VERSION = 2  # bump when the questions or the procedure change in a way the recipe does not capture
 _ROWS_PER_FILE = 2000
 
 
@@ -43,15 +43,27 @@ def pretrain_recipe(cfg) -> dict[str, Any]:
 
     p = OmegaConf.to_container(cfg.pretrain, resolve=True)
     p.pop("output")
-    return {"pretrain": p, "seed": int(cfg.run.seed), "version": _RECIPE_VERSION,
-            "workers": int(cfg.ray.train.num_workers), "transformers": transformers.__version__}
+    recipe = {"pretrain": p, "seed": int(cfg.run.seed), "version": _RECIPE_VERSION,
+              "workers": int(cfg.ray.train.num_workers), "transformers": transformers.__version__}
+    if p["captions"]:  # the products drawn and described: the taxonomy's content, wherever it lives
+        recipe["taxonomy"] = {"verticals": sorted(cfg.taxonomy.verticals), "files": _taxonomy_digest(cfg.taxonomy.path)}
+    return recipe
+
+
+def _taxonomy_digest(path) -> str:
+    root = Path(str(path))
+    files = sorted(root.rglob("*.yaml")) if root.is_dir() else [root]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(root) if root.is_dir() else f.name).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def recipe_hash(recipe: dict) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def write_vqa_split(path: str | Path, n: int, *, seed: int, size: int, prefix: str) -> int:
+def write_vqa_split(path: str | Path, n: int, *, seed: int, size: int, prefix: str, taxonomy=None) -> int:
     """``n`` rendered questions as training records (Parquet files of up to 2000 rows, each written atomically)."""
     from attrpipe import storage
     from attrpipe.synth.vqa import vqa_examples, vqa_records
@@ -59,7 +71,7 @@ def write_vqa_split(path: str | Path, n: int, *, seed: int, size: int, prefix: s
 
     path = Path(path)
     batch, part = [], 0
-    for rec in vqa_records(vqa_examples(n, seed=seed, size=size), prefix=prefix):
+    for rec in vqa_records(vqa_examples(n, seed=seed, size=size, taxonomy=taxonomy), prefix=prefix):
         batch.append(rec)
         if len(batch) == _ROWS_PER_FILE:
             storage.write_parquet_atomic(str(path / f"part-{part:05d}.parquet"), records_to_table(batch))
@@ -69,8 +81,8 @@ def write_vqa_split(path: str | Path, n: int, *, seed: int, size: int, prefix: s
     return n
 
 
-def evaluate_vqa(model_dir: str, n: int, *, seed: int, size: int, max_new_tokens: int = 48,
-                 batch_size: int = 16) -> dict[str, Any]:
+def evaluate_vqa(model_dir: str, n: int, *, seed: int, size: int, max_new_tokens: int = 96,
+                 batch_size: int = 16, taxonomy=None) -> dict[str, Any]:
     """Greedy answers of the model to ``n`` held-out questions, through the hf engine: accuracy overall and per
     kind, the share that parses to one of the options, and chance (one over the number of options)."""
     from attrpipe.engines.base import GenerationRequest, SamplingSpec
@@ -80,7 +92,7 @@ def evaluate_vqa(model_dir: str, n: int, *, seed: int, size: int, max_new_tokens
     from attrpipe.synth.vqa import vqa_examples
 
     engine = HFEngine(model_dir, dtype="float32", image_size=size)
-    examples = list(vqa_examples(n, seed=seed, size=size))
+    examples = list(vqa_examples(n, seed=seed, size=size, taxonomy=taxonomy))
     right, parsed, seen = Counter(), Counter(), Counter()
     for start in range(0, len(examples), batch_size):
         chunk = examples[start:start + batch_size]
@@ -108,6 +120,7 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
     from attrpipe import storage
     from attrpipe.models.tiny import build_tiny_model
     from attrpipe.synth.vqa import vqa_corpus
+    from attrpipe.taxonomy import load_taxonomy
     from attrpipe.train import run_training
 
     t0 = time.perf_counter()
@@ -127,14 +140,15 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
 
     t = time.perf_counter()
     sizes = {k: OmegaConf.to_container(p[k], resolve=True) for k in ("text", "vision")}
-    base = build_tiny_model(out / "base", seed=seed, corpus_extra=vqa_corpus(), sizes=sizes)
+    taxonomy = load_taxonomy(cfg.taxonomy.path, list(cfg.taxonomy.verticals) or None) if p.captions else None
+    base = build_tiny_model(out / "base", seed=seed, corpus_extra=vqa_corpus(taxonomy), sizes=sizes)
     timings["build_base_s"] = round(time.perf_counter() - t, 1)
     params = json.loads((base / "attrpipe_tiny.json").read_text())["num_parameters"]
 
     t = time.perf_counter()
     data = out / "data"
     shutil.rmtree(data, ignore_errors=True)
-    write_vqa_split(data / "train", int(p.examples), seed=seed, size=size, prefix="vqa-train")
+    write_vqa_split(data / "train", int(p.examples), seed=seed, size=size, prefix="vqa-train", taxonomy=taxonomy)
     timings["render_s"] = round(time.perf_counter() - t, 1)
     eval_seed = seed + 7_919  # held out: other scenes than any training question
     if verbose:
@@ -157,7 +171,8 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
     evaluation = {}
     if int(p.eval_examples) > 0:
         t = time.perf_counter()
-        evaluation = {name: evaluate_vqa(str(path), int(p.eval_examples), seed=eval_seed, size=size)
+        evaluation = {name: evaluate_vqa(str(path), int(p.eval_examples), seed=eval_seed, size=size,
+                                   taxonomy=taxonomy)
                       for name, path in (("random_base", base), ("pretrained", model))}
         timings["evaluate_s"] = round(time.perf_counter() - t, 1)
     losses = [json.loads(line)["loss"] for line in Path(result["metrics"]).read_text().splitlines()]

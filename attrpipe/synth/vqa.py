@@ -1,9 +1,16 @@
 """Generic visual questions for pretraining a small vision-language model from scratch (``attrpipe synth pretrain``).
 
-A real pretrained VLM already sees colours, shapes, counts and patterns before anyone teaches it product attributes.
-These examples teach exactly that, drawn with the synthetic renderer's own colour table, pattern textures and
-painter, but never a product, never a taxonomy attribute and never the task's question: scenes of plain figures and
-cloth swatches, questions in other words ("Which colour is the star?", "How many circles can you count?").
+A real pretrained VLM already sees colours, shapes, counts and patterns, and has seen captioned product photos,
+before anyone teaches it product attributes. These examples teach that, drawn with the synthetic renderer's own
+colour table, pattern textures, painter and product renderer, but never the task's question, never an attribute's
+option list and never an attribute's value as the answer:
+
+- scenes of plain figures and cloth swatches, questions in other words ("Which colour is the star?", "How many
+  circles can you count?");
+- ``caption``: one photo of a product, "Describe this product and say what it is." The reasoning describes what a few
+  of its attributes look like, in the words a describer would use ("the heel is a thick rectangular block"); the
+  answer is the kind of product, one of five. This is the web-caption side of a real VLM's pretraining: it knows
+  what a block heel looks like and what it is called, not which option of our taxonomy to answer.
 
 Each example is one image, a question with its options (the user text) and the answer in the method's format
 (``<reasoning> ... </reasoning><answer> ... </answer>``, after the same system prompt), so the pretrained model also
@@ -21,12 +28,17 @@ from typing import Iterator, Sequence
 
 from PIL import Image
 
-from attrpipe.prompts import OPTIONS_SEPARATOR, format_target
-from attrpipe.synth.render import COLOURS, PATTERNS, Painter, _background, _star
+from attrpipe.prompts import OPTIONS_SEPARATOR, format_target, user_text
+from attrpipe.synth.render import COLOURS, PATTERNS, Painter, _background, _star, render_listing, sample_labels
+from attrpipe.taxonomy import Taxonomy
 
 __all__ = ["KINDS", "SHAPES", "VQAExample", "render_vqa", "vqa_examples", "vqa_records", "vqa_corpus"]
 
-KINDS = ("colour", "shape", "count", "pattern", "swatch_colour")
+KINDS = ("colour", "shape", "count", "pattern", "swatch_colour", "caption")
+# The order examples cycle through: captions are three in eight (they carry the product vocabulary).
+SCHEDULE = ("colour", "caption", "shape", "count", "caption", "pattern", "swatch_colour", "caption")
+_CAPTION_ATTRIBUTES = 3  # a caption describes at most this many attributes of the product
+_CAPTION_RENDER_SIZE = 256  # products are drawn at the catalog's size, then resized as the pipeline resizes them
 SHAPES = ("Circle", "Square", "Triangle", "Star", "Hexagon", "Diamond")
 MAX_COUNT = 6
 _N_OPTIONS = 5
@@ -42,6 +54,8 @@ _QUESTIONS = {
                 "Describe the surface design of the swatch."),
     "swatch_colour": ("What is the main colour of the cloth swatch?", "Which colour dominates the fabric sample?",
                       "Name the base colour of the swatch."),
+    "caption": ("Describe this product and say what it is.", "What does the photo show? Describe the item.",
+                "Write a short description of the item in the photo and name it."),
 }
 _REASONS = {
     "colour": "There is one {shape_lc} in the picture and it is filled with {answer_lc}.",
@@ -106,11 +120,35 @@ def _contrasting_colour(rng: random.Random, background) -> str:
     return rng.choice(names)
 
 
-def render_vqa(rng: random.Random, size: int, kind: str | None = None) -> VQAExample:
-    """One generic question about one rendered scene (``size`` x ``size`` RGB)."""
+def render_caption(rng: random.Random, size: int, taxonomy: Taxonomy) -> VQAExample:
+    """A product of a random vertical, described: a few attributes' visual evidence, then what the product is."""
+    from attrpipe.synth.catalog import evidence_text
+
+    names = sorted(taxonomy.verticals)
+    vertical = taxonomy.verticals[rng.choice(names)]
+    labels = sample_labels(vertical, rng)
+    image = render_listing(vertical, labels, rng, n_views=1, size=_CAPTION_RENDER_SIZE)[0]
+    image = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+    attributes = [a for a in vertical.inferable_attributes() if a.name in labels]
+    described = rng.sample(attributes, min(_CAPTION_ATTRIBUTES, len(attributes)))
+    clauses = [evidence_text(vertical, a, labels[a.name], rng) for a in described]
+    reasoning = " ".join(c[0].upper() + c[1:] + "." for c in clauses)
+    answer = vertical.display_name
+    pool = tuple(sorted({v.display_name for v in taxonomy.verticals.values()}))
+    return VQAExample(image, "caption", rng.choice(_QUESTIONS["caption"]), _options(rng, answer, pool), answer,
+                      reasoning)
+
+
+def render_vqa(rng: random.Random, size: int, kind: str | None = None, *,
+               taxonomy: Taxonomy | None = None) -> VQAExample:
+    """One generic question about one rendered scene (``size`` x ``size`` RGB); ``caption`` needs the taxonomy."""
     kind = kind or rng.choice(KINDS)
     if kind not in KINDS:
         raise ValueError(f"unknown question kind {kind!r}; one of {KINDS}")
+    if kind == "caption":
+        if taxonomy is None:
+            raise ValueError("caption questions need a taxonomy (the products to draw)")
+        return render_caption(rng, size, taxonomy)
     bg = _background(rng, 0.15, size).convert("RGB")
     bg_colour = bg.resize((1, 1)).getpixel((0, 0))
     p = Painter(size, rng)
@@ -146,10 +184,12 @@ def render_vqa(rng: random.Random, size: int, kind: str | None = None) -> VQAExa
     return VQAExample(bg, kind, question, _options(rng, answer, pool), answer, reasoning)
 
 
-def vqa_examples(n: int, *, seed: int, size: int) -> Iterator[VQAExample]:
-    """``n`` examples, the kinds in turn; example ``i`` depends only on ``(seed, i)``."""
+def vqa_examples(n: int, *, seed: int, size: int, taxonomy: Taxonomy | None = None) -> Iterator[VQAExample]:
+    """``n`` examples, the kinds in :data:`SCHEDULE` order (without ``caption`` when no taxonomy is given); example
+    ``i`` depends only on ``(seed, i)`` and the taxonomy."""
+    schedule = SCHEDULE if taxonomy is not None else tuple(k for k in SCHEDULE if k != "caption")
     for i in range(n):
-        yield render_vqa(random.Random(f"vqa:{seed}:{i}"), size, KINDS[i % len(KINDS)])
+        yield render_vqa(random.Random(f"vqa:{seed}:{i}"), size, schedule[i % len(schedule)], taxonomy=taxonomy)
 
 
 def vqa_records(examples: Iterator[VQAExample], *, prefix: str = "vqa") -> Iterator[dict]:
@@ -161,9 +201,20 @@ def vqa_records(examples: Iterator[VQAExample], *, prefix: str = "vqa") -> Itera
                "rejected": None, "image_uris": [], "image_bytes": [buf.getvalue()]}
 
 
-def vqa_corpus() -> list[str]:
-    """Sentences for the tokenizer: every question, option list and answer shape the examples can produce."""
+def vqa_corpus(taxonomy: Taxonomy | None = None) -> list[str]:
+    """Sentences for the tokenizer: every question, option list and answer shape the examples can produce, and with a
+    taxonomy its task prompts and the catalog's reasoning for every value (a real VLM's tokenizer knows the words of
+    its domain; this only shapes the BPE merges)."""
+    from attrpipe.synth.catalog import reasoning_text
+
     lines = []
+    if taxonomy is not None:
+        for vertical in taxonomy.verticals.values():
+            lines.append(vertical.display_name)
+            for attribute in vertical.inferable_attributes():
+                lines.append(user_text(attribute, vertical.display_name))
+                for value in attribute.values:
+                    lines.append(format_target(reasoning_text(vertical, attribute, value, random.Random(value)), value))
     for questions in _QUESTIONS.values():
         for q in questions:
             for shape in SHAPES:
