@@ -15,6 +15,7 @@ from attrpipe.prompts import OPTIONS_SEPARATOR
 from attrpipe.synth.render import COLOURS, PATTERNS
 from attrpipe.synth.vqa import (KINDS, MAX_COUNT, SCHEDULE, SHAPES, render_vqa, vqa_corpus, vqa_examples,
                                 vqa_records)
+from attrpipe.synth.catalog import part_described
 from attrpipe.taxonomy import load_taxonomy
 
 TAXONOMY = load_taxonomy("conf/taxonomy")
@@ -30,7 +31,9 @@ def test_questions_are_deterministic_and_well_formed():
     assert "caption" not in {x.kind for x in vqa_examples(10, seed=3, size=64)}  # no taxonomy: no products
     products = {v.display_name for v in TAXONOMY.verticals.values()}
     pools = {"colour": set(COLOURS), "swatch_colour": set(COLOURS), "shape": set(SHAPES), "pattern": set(PATTERNS),
-             "count": {str(k) for k in range(1, MAX_COUNT + 1)}, "caption": products}
+             "count": {str(k) for k in range(1, MAX_COUNT + 1)}, "caption": products,
+             "part": {val for v in TAXONOMY.verticals.values() for a in v.inferable_attributes()
+                      if part_described(v, a) for val in a.values}}
     for x in a:
         assert x.image.size == (64, 64) and x.image.mode == "RGB"
         assert x.answer in x.options and len(set(x.options)) == len(x.options) == 5
@@ -89,6 +92,22 @@ def test_a_caption_describes_the_product_it_names(seed):
     assert all(s.rstrip(".") in possible for s in sentences), sentences
     with pytest.raises(ValueError, match="need a taxonomy"):
         render_vqa(random.Random(seed), 96, "caption")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_part_question_asks_a_colour_or_print_of_the_product_drawn(seed):
+    from attrpipe.synth.catalog import evidence_text
+
+    ex = render_vqa(random.Random(seed), 96, "part", taxonomy=TAXONOMY)
+    assert ex.kind == "part" and ex.answer in ex.options and len(ex.options) == 5
+    # the question names a part of some vertical's colour or print attribute, whose values hold every option
+    asked = [(v, a) for v in TAXONOMY.verticals.values() for a in v.inferable_attributes()
+             if part_described(v, a) and part_described(v, a)[1] in ex.question
+             and set(ex.options) <= set(a.values)]
+    assert asked, ex.question
+    assert any(ex.reasoning.rstrip(".").lower() == evidence_text(v, a, ex.answer, random.Random(k)).lower()
+               for v, a in asked for k in range(12))
+    assert "most suitable value" not in ex.user_text
 
 
 def test_the_pretrain_kind_trains_a_whole_model_from_its_own_section():

@@ -45,7 +45,7 @@ from attrpipe.synth.render import check_renderable, render_listing, sample_label
 from attrpipe.taxonomy import Attribute, Taxonomy, Vertical
 
 __all__ = ["FORMAT_VERSION", "TRUTH_SCHEMA", "write_synthetic_catalog", "reasoning_text", "evidence_text",
-           "evidence_corpus", "listing_rng"]
+           "part_described", "listing_rng"]
 
 FORMAT_VERSION = 1
 JPEG_QUALITY = 90
@@ -243,6 +243,15 @@ _TEMPLATES = (
     "{E}. Therefore the most suitable {label} for this {vd} is {value}.",
     "Across the views {e}, which indicates {label}: {value}.",
 )
+
+
+def part_described(vertical: Vertical, attr: Attribute) -> tuple[str, str] | None:
+    """For a colour or pattern attribute: ``("colour" | "pattern", the part it describes)``, e.g. ``("colour",
+    "the straps and sole")``; None for any other attribute."""
+    kind = "colour" if attr.name in _COLOUR_ATTRS else "pattern" if attr.name in _PATTERN_ATTRS else None
+    if kind is None:
+        return None
+    return kind, _PART.get((vertical.name, attr.name), _PART.get(attr.name, "the {vd}")).format(vd=vertical.display_name)
 
 
 def evidence_text(vertical: Vertical, attr: Attribute, value: str, rng: random.Random) -> str:

@@ -7,6 +7,9 @@ option list and never an attribute's value as the answer:
 
 - scenes of plain figures and cloth swatches, questions in other words ("Which colour is the star?", "How many
   circles can you count?");
+- ``part``: one photo of a product, the colour or the print of one of its parts ("Which colour is the strap in this
+  photo?"), five options, the part's visual evidence as the reasoning: generic colour and print questions, asked of
+  products. Never an attribute other than a colour or a print, never the task's wording or full option list;
 - ``caption``: one photo of a product, "Describe this product and say what it is." The reasoning describes what a few
   of its attributes look like, in the words a describer would use ("the heel is a thick rectangular block"); the
   answer is the kind of product, one of five. This is the web-caption side of a real VLM's pretraining: it knows
@@ -34,9 +37,11 @@ from attrpipe.taxonomy import Taxonomy
 
 __all__ = ["KINDS", "SHAPES", "VQAExample", "render_vqa", "vqa_examples", "vqa_records", "vqa_corpus"]
 
-KINDS = ("colour", "shape", "count", "pattern", "swatch_colour", "caption")
-# The order examples cycle through: captions are three in eight (they carry the product vocabulary).
-SCHEDULE = ("colour", "caption", "shape", "count", "caption", "pattern", "swatch_colour", "caption")
+KINDS = ("colour", "shape", "count", "pattern", "swatch_colour", "caption", "part")
+# The order examples cycle through: products (captions, parts) are six in eleven.
+SCHEDULE = ("colour", "caption", "part", "shape", "caption", "part", "count", "pattern", "caption", "part",
+            "swatch_colour")
+_PRODUCT_KINDS = ("caption", "part")
 _CAPTION_ATTRIBUTES = 3  # a caption describes at most this many attributes of the product
 _CAPTION_RENDER_SIZE = 256  # products are drawn at the catalog's size, then resized as the pipeline resizes them
 SHAPES = ("Circle", "Square", "Triangle", "Star", "Hexagon", "Diamond")
@@ -54,6 +59,10 @@ _QUESTIONS = {
                 "Describe the surface design of the swatch."),
     "swatch_colour": ("What is the main colour of the cloth swatch?", "Which colour dominates the fabric sample?",
                       "Name the base colour of the swatch."),
+    "part_colour": ("Which colour is {part} in this photo?", "What colour has {part} got?",
+                    "Name the colour of {part}."),
+    "part_pattern": ("Which print is on {part}?", "What kind of print does {part} show?",
+                     "Name the print of {part}."),
     "caption": ("Describe this product and say what it is.", "What does the photo show? Describe the item.",
                 "Write a short description of the item in the photo and name it."),
 }
@@ -139,16 +148,38 @@ def render_caption(rng: random.Random, size: int, taxonomy: Taxonomy) -> VQAExam
                       reasoning)
 
 
+def render_part(rng: random.Random, size: int, taxonomy: Taxonomy) -> VQAExample:
+    """The colour or the print of one part of a product of a random vertical (a vertical without colour or print
+    attributes is never drawn)."""
+    from attrpipe.synth.catalog import evidence_text, part_described
+
+    names = sorted(n for n, v in taxonomy.verticals.items()
+                   if any(part_described(v, a) for a in v.inferable_attributes()))
+    if not names:
+        raise ValueError("no vertical of the taxonomy has a colour or print attribute to ask about")
+    vertical = taxonomy.verticals[rng.choice(names)]
+    labels = sample_labels(vertical, rng)
+    image = render_listing(vertical, labels, rng, n_views=1, size=_CAPTION_RENDER_SIZE)[0]
+    image = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+    attribute = rng.choice([a for a in vertical.inferable_attributes() if part_described(vertical, a)])
+    what, part = part_described(vertical, attribute)
+    answer = labels[attribute.name]
+    clause = evidence_text(vertical, attribute, answer, rng)
+    question = rng.choice(_QUESTIONS[f"part_{what}"]).format(part=part)
+    return VQAExample(image, "part", question[0].upper() + question[1:], _options(rng, answer, attribute.values),
+                      answer, clause[0].upper() + clause[1:] + ".")
+
+
 def render_vqa(rng: random.Random, size: int, kind: str | None = None, *,
                taxonomy: Taxonomy | None = None) -> VQAExample:
     """One generic question about one rendered scene (``size`` x ``size`` RGB); ``caption`` needs the taxonomy."""
     kind = kind or rng.choice(KINDS)
     if kind not in KINDS:
         raise ValueError(f"unknown question kind {kind!r}; one of {KINDS}")
-    if kind == "caption":
+    if kind in _PRODUCT_KINDS:
         if taxonomy is None:
-            raise ValueError("caption questions need a taxonomy (the products to draw)")
-        return render_caption(rng, size, taxonomy)
+            raise ValueError(f"{kind} questions need a taxonomy (the products to draw)")
+        return render_caption(rng, size, taxonomy) if kind == "caption" else render_part(rng, size, taxonomy)
     bg = _background(rng, 0.15, size).convert("RGB")
     bg_colour = bg.resize((1, 1)).getpixel((0, 0))
     p = Painter(size, rng)
@@ -185,9 +216,9 @@ def render_vqa(rng: random.Random, size: int, kind: str | None = None, *,
 
 
 def vqa_examples(n: int, *, seed: int, size: int, taxonomy: Taxonomy | None = None) -> Iterator[VQAExample]:
-    """``n`` examples, the kinds in :data:`SCHEDULE` order (without ``caption`` when no taxonomy is given); example
+    """``n`` examples, the kinds in :data:`SCHEDULE` order (without products when no taxonomy is given); example
     ``i`` depends only on ``(seed, i)`` and the taxonomy."""
-    schedule = SCHEDULE if taxonomy is not None else tuple(k for k in SCHEDULE if k != "caption")
+    schedule = SCHEDULE if taxonomy is not None else tuple(k for k in SCHEDULE if k not in _PRODUCT_KINDS)
     for i in range(n):
         yield render_vqa(random.Random(f"vqa:{seed}:{i}"), size, schedule[i % len(schedule)], taxonomy=taxonomy)
 
@@ -218,7 +249,7 @@ def vqa_corpus(taxonomy: Taxonomy | None = None) -> list[str]:
     for questions in _QUESTIONS.values():
         for q in questions:
             for shape in SHAPES:
-                lines.append(q.format(shape=shape.lower(), shapes=shape.lower() + "s"))
+                lines.append(q.format(shape=shape.lower(), shapes=shape.lower() + "s", part="the " + shape.lower()))
     for reason in _REASONS.values():
         for answer in (*COLOURS, *PATTERNS, *SHAPES, *(str(k) for k in range(1, MAX_COUNT + 1))):
             lines.append(format_target(reason.format(shape_lc="star", shapes_lc="stars", answer=answer,
