@@ -158,7 +158,7 @@ class PretrainConf(SftConf):  # the training knobs of SFT, plus what to build an
     image_size: int = MISSING
     text: Dict[str, Any] = MISSING
     vision: Dict[str, Any] = MISSING
-    captions: bool = MISSING
+    products: bool = MISSING
 
 
 @dataclass

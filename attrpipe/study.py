@@ -6,19 +6,21 @@
 
 each for every method of ``study.methods`` (DPO and the self-learning baseline side by side) and every seed of
 ``study.seeds`` (mean and spread). An *arm* (value x method x seed) is an ordinary loop run of ``study.rounds`` rounds.
-What the arms of a seed have in common is done once and shared, never redone:
+What the arms of a seed have in common is done once and shared, never redone, by both kinds of study of a run:
 
-- the seed SFT and its evaluation (a loop run with no rounds, ``seed-<s>/base``);
-- round 1's chains: the largest pool sampled once with the SFT adapter (``seed-<s>/chains``). Round 1 of every arm
-  reuses them (the very chains it would sample: same adapter, settings and seed, checked) and only re-scores them
-  with its own threshold and pool (attrpipe.pseudolabel.pipeline.run_pseudolabel ``reuse_chains_from``).
+- the seed SFT and its evaluation (a loop run with no rounds, ``shared/seed-<s>/base``);
+- round 1's chains: the pool sampled once with the SFT adapter (``shared/seed-<s>/chains-<N>``, N the listings: the
+  largest arm's for a pool-size study, ``data.unlabeled_limit`` for a threshold study, so a threshold study on the
+  pool-size study's largest pool samples nothing again). Round 1 of every arm reuses them (the very chains it would
+  sample: same adapter, settings and seed, checked) and only re-scores them with its own threshold and pool
+  (attrpipe.pseudolabel.pipeline.run_pseudolabel ``reuse_chains_from``).
 
-Layout under ``<run.output_dir>/<run.name>/study-<kind>/``::
+Layout under ``<run.output_dir>/<run.name>/``::
 
-    seed-<s>/base/                         the shared seed SFT (sft/adapter, sft/eval, loop.json)
-    seed-<s>/chains/                       the shared round-1 chains (a pseudo-labeling output)
-    seed-<s>/<method>-<var>-<value>/       an arm: a loop run directory (loop.json, round-k/...)
-    study.json  study.md  study.png        every arm's results, the table, the plot
+    shared/seed-<s>/base/                         the shared seed SFT (sft/adapter, sft/eval, loop.json)
+    shared/seed-<s>/chains-<N>/                   the shared round-1 chains (a pseudo-labeling output)
+    study-<kind>/seed-<s>/<method>-<var>-<value>/ an arm: a loop run directory (loop.json, round-k/...)
+    study-<kind>/study.json  study.md  study.png  every arm's results, the table, the plot
 
 Rerunning the command resumes: finished arms are skipped stage by stage, as loops are.
 """
@@ -142,13 +144,14 @@ def run_study(cfg, kind: str, *, verbose: bool = True) -> dict:
     results = []
     for seed in sc.seeds:
         seed_dir = storage.join(study_dir, f"seed-{seed}")
-        base_cfg = OmegaConf.merge(cfg, {"run": {"output_dir": seed_dir, "name": "base", "seed": seed},
+        shared_dir = storage.join(cfg.run.output_dir, cfg.run.name, "shared", f"seed-{seed}")
+        base_cfg = OmegaConf.merge(cfg, {"run": {"output_dir": shared_dir, "name": "base", "seed": seed},
                                          "loop": {"rounds": 0, "seed_sft": True}})
         if verbose:
             print(f"[study {kind}] seed {seed}: seed SFT (shared by every arm)", flush=True)
         run_loop(base_cfg, verbose=verbose)
-        base_dir = storage.join(seed_dir, "base")
-        chains = storage.join(seed_dir, "chains")
+        base_dir = storage.join(shared_dir, "base")
+        chains = storage.join(shared_dir, f"chains-{chains_limit if chains_limit is not None else 'all'}")
         if verbose:
             print(f"[study {kind}] seed {seed}: round-1 chains over {chains_limit or 'all'} listings (shared)",
                   flush=True)

@@ -156,7 +156,7 @@ def test_pretrain_recipe_end_to_end_then_cached(tmp_path, ray_local):
     assert next(model.glob("*.safetensors")).read_bytes() != base_w  # every weight trained, not an adapter
     ev = rec["evaluation"]
     assert set(ev) == {"random_base", "pretrained"} and ev["pretrained"]["questions"] == 10
-    assert set(ev["pretrained"]["by_kind"]) == set(KINDS)  # the taxonomy's products among them (captions)
+    assert set(ev["pretrained"]["by_kind"]) == set(KINDS)  # the taxonomy's products among them (captions, parts)
     saved = json.loads((tmp_path / "pt" / PRETRAIN_FILE).read_text())
     assert saved["hash"] == rec["hash"]
     again = run_pretrain(cfg, verbose=False)  # cached: the same record, no training
@@ -167,4 +167,4 @@ def test_pretrain_recipe_end_to_end_then_cached(tmp_path, ray_local):
     assert recipe_hash(pretrain_recipe(changed)) != rec["hash"]
     fewer = load_config("conf/demo_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}", "taxonomy.verticals=[watch]"])
     assert recipe_hash(pretrain_recipe(fewer)) != recipe_hash(pretrain_recipe(load_config(
-        "conf/demo_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}"])))  # captions draw the taxonomy's products
+        "conf/demo_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}"])))  # products draw the taxonomy's products

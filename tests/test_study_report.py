@@ -70,12 +70,13 @@ def test_threshold_study_runs_dpo_and_sl_arms_over_shared_sft_and_chains(setup, 
         m = _loop(setup, "threshold", arm)
         assert "shared_from" in m["finished"]["sft"] and "shared_from" in m["finished"]["sft/eval"]
         pl = m["finished"]["round-1/pseudolabel"]
-        assert pl["reused_chains_from"].endswith("seed-0/chains")
+        assert pl["reused_chains_from"].endswith("shared/seed-0/chains-all")
         assert pl["counts"]["chains_reused"] == pl["counts"]["chains"] > 0  # nothing sampled twice
         assert "skipped" not in m["finished"]["round-1/train"]  # DPO had pairs, SL kept examples: both trained
         assert m["method"] == arm.split("-")[0]
     # the arms' adapters were trained from the shared SFT adapter, and differ from it
-    base = (d / "seed-0" / "base" / "sft" / "adapter" / "adapter_model.safetensors").read_bytes()
+    base = (setup / "runs" / "s" / "shared" / "seed-0" / "base" / "sft" / "adapter" / "adapter_model.safetensors"
+            ).read_bytes()
     for arm in ("dpo-C-0.5", "sl-C-0.5"):
         assert (d / "seed-0" / arm / "sft" / "adapter" / "adapter_model.safetensors").read_bytes() == base
         assert (d / "seed-0" / arm / "round-1" / "adapter" / "adapter_model.safetensors").read_bytes() != base
@@ -89,7 +90,7 @@ def test_the_audit_proves_every_arm_of_a_study(setup, threshold_study):
     assert rep.facts["input_rows"] > 0 and rep.facts["units"] > 0
 
 
-def test_pool_size_study_pools_are_prefixes_of_one_generation(setup, tiny_model_dir):
+def test_pool_size_study_pools_are_prefixes_of_one_generation(setup, tiny_model_dir, threshold_study):
     from attrpipe.study import run_study
 
     cfg = _cfg(setup, tiny_model_dir, "study.pool_sizes=[8,4]", "study.methods=[dpo]")
@@ -100,8 +101,12 @@ def test_pool_size_study_pools_are_prefixes_of_one_generation(setup, tiny_model_
     assert small["listings_in"] == 4 and large["listings_in"] == 8
     assert small["chains_reused"] == small["chains"] and large["chains_reused"] == large["chains"]
     assert small["listing_attributes"] < large["listing_attributes"]
-    chains = json.loads((setup / "runs" / "s" / "study-pool-size" / "seed-0" / "chains" / "manifest.json").read_text())
+    shared = setup / "runs" / "s" / "shared" / "seed-0"
+    chains = json.loads((shared / "chains-8" / "manifest.json").read_text())
     assert chains["limit"] == 8 and chains["counts"]["listings_in"] == 8
+    # the seed SFT is the threshold study's: made once per seed for both kinds of study
+    assert sorted(p.name for p in shared.iterdir()) == ["base", "chains-8", "chains-all"]
+    assert {a["sft_accuracy"] for a in st["arms"]} == {a["sft_accuracy"] for a in threshold_study["arms"]}
 
 
 def _screenshot(html: Path, png: Path, profile: Path) -> None:

@@ -45,7 +45,7 @@ def pretrain_recipe(cfg) -> dict[str, Any]:
     p.pop("output")
     recipe = {"pretrain": p, "seed": int(cfg.run.seed), "version": _RECIPE_VERSION,
               "workers": int(cfg.ray.train.num_workers), "transformers": transformers.__version__}
-    if p["captions"]:  # the products drawn and described: the taxonomy's content, wherever it lives
+    if p["products"]:  # products drawn, described and asked about: the taxonomy's content, wherever it lives
         recipe["taxonomy"] = {"verticals": sorted(cfg.taxonomy.verticals), "files": _taxonomy_digest(cfg.taxonomy.path)}
     return recipe
 
@@ -140,7 +140,7 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
 
     t = time.perf_counter()
     sizes = {k: OmegaConf.to_container(p[k], resolve=True) for k in ("text", "vision")}
-    taxonomy = load_taxonomy(cfg.taxonomy.path, list(cfg.taxonomy.verticals) or None) if p.captions else None
+    taxonomy = load_taxonomy(cfg.taxonomy.path, list(cfg.taxonomy.verticals) or None) if p.products else None
     base = build_tiny_model(out / "base", seed=seed, corpus_extra=vqa_corpus(taxonomy), sizes=sizes)
     timings["build_base_s"] = round(time.perf_counter() - t, 1)
     params = json.loads((base / "attrpipe_tiny.json").read_text())["num_parameters"]
