@@ -279,3 +279,16 @@ def test_self_learning_record_count_matches_the_records(scripted_run):
     rows = read(out, "consensus").to_pylist()
     made = sum(len(sl_records(r, tax, max_images=5, with_images=False)) for r in rows)
     assert made > 0 and count_records("sl", cfg_for(root, out), str(out / "consensus")) == made
+
+
+def test_a_relative_data_root_gives_absolute_image_locations(scripted_run, tmp_path):
+    """Training workers run in another working directory than the driver, so the rows that feed them must locate
+    images absolutely even when data.root is relative (a DPO run once failed: 'missing: data/miniature/images/...')."""
+    root, out, _, m = scripted_run
+    relative = Path(os.path.relpath(root))  # data.root relative to the working directory, as in conf/miniature.yaml
+    assert not relative.is_absolute()
+    rel = run_pseudolabel(cfg_for(relative, tmp_path / "rel"), limit=9, verbose=False)
+    assert rel["counts"]["listings_in"] == 9
+    uris = [u for r in read(tmp_path / "rel", "consensus").to_pylist() for u in (r["image_uris"] or [])]
+    assert uris and all(os.path.isabs(u) and os.path.isfile(u) for u in uris)
+    assert not rel["counts"]["quarantine_reasons"].get("image_missing")

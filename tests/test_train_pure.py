@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import posixpath
+
 import pytest
 
 from attrpipe.config import ConfigError, load_config
@@ -67,6 +69,16 @@ def test_catalog_root_is_the_parent_with_catalog_json(data, tmp_path):
     (bare / "x.parquet").write_bytes(b"")
     assert catalog_root(str(bare)) == str(bare)
     assert catalog_root(str(bare / "x.parquet")) == str(bare)
+
+
+def test_a_relative_catalog_root_is_made_absolute(data, monkeypatch):
+    """Pairs and consensus rows carry image locations resolved against the root; Ray Train workers run in another
+    working directory, so a relative data.root (conf/miniature.yaml's `data/miniature`) must resolve to an absolute
+    path (a DPO run once failed with 'missing: data/miniature/images/...')."""
+    seed = data["seed"]
+    monkeypatch.chdir(seed.parent.parent)
+    relative = f"{seed.parent.name}/{seed.name}"
+    assert catalog_root(relative) == str(seed.parent) and posixpath.isabs(catalog_root(relative))
 
 
 def test_seed_records_targets_images_and_skips(data):

@@ -35,6 +35,7 @@ from attrpipe.pseudolabel.units import Unit, find_duplicate_ids, plan_units, rea
 from attrpipe.predict import prediction_rows
 from attrpipe.schemas import CONSENSUS_SCHEMA, PAIRS_SCHEMA, PREDICTIONS_SCHEMA, QUARANTINE_SCHEMA, REVIEW_SCHEMA
 from attrpipe.taxonomy import load_taxonomy
+from attrpipe.train.examples import catalog_root
 
 __all__ = ["run_pseudolabel", "output_dir_for", "summarize", "cpu_stage_resources", "COUNT_KEYS"]
 
@@ -86,13 +87,6 @@ def cpu_stage_resources(cluster_cpus: float, engine_cpus: float, num_cpus_per_ta
 
 def output_dir_for(cfg) -> str:
     return cfg.pseudolabel.output or storage.join(cfg.run.output_dir, cfg.run.name, "pseudolabels")
-
-
-def _catalog_root(catalog: str) -> str:
-    """Relative image URIs resolve against the directory holding catalog.json: the split's parent, else itself."""
-    base = catalog if not catalog.endswith(".parquet") else posixpath.dirname(catalog)
-    parent = posixpath.dirname(base.rstrip("/"))
-    return parent if storage.exists(storage.join(parent, "catalog.json")) else base
 
 
 def _semantic_key(cfg, catalog: str, identity: dict, greedy: bool, limit: int | None,
@@ -386,7 +380,7 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
                      "cluster cannot hold the engines yet)"))
         cpu_pool = ray.data.ActorPoolStrategy(min_size=1, max_size=cpu_pool_size)
         ds = ray.data.from_items([{"unit": u.to_dict()} for u in pending], override_num_blocks=len(pending))
-        ds = ds.map(PrepareUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, root=_catalog_root(catalog),
+        ds = ds.map(PrepareUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, root=catalog_root(catalog),
                                                             duplicates=duplicates,
                                                             reuse_chains_from=reuse_chains_from),
                     num_cpus=cpu_per_actor, compute=cpu_pool)
