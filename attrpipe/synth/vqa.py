@@ -129,15 +129,20 @@ def _contrasting_colour(rng: random.Random, background) -> str:
     return rng.choice(names)
 
 
+def _product_photo(rng: random.Random, vertical, size: int) -> tuple[dict[str, str], Image.Image]:
+    """A product of ``vertical`` with sampled labels, drawn at the catalog's size and resized as the pipeline does."""
+    labels = sample_labels(vertical, rng)
+    image = render_listing(vertical, labels, rng, n_views=1, size=_CAPTION_RENDER_SIZE)[0]
+    return labels, image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+
+
 def render_caption(rng: random.Random, size: int, taxonomy: Taxonomy) -> VQAExample:
     """A product of a random vertical, described: a few attributes' visual evidence, then what the product is."""
     from attrpipe.synth.catalog import evidence_text
 
     names = sorted(taxonomy.verticals)
     vertical = taxonomy.verticals[rng.choice(names)]
-    labels = sample_labels(vertical, rng)
-    image = render_listing(vertical, labels, rng, n_views=1, size=_CAPTION_RENDER_SIZE)[0]
-    image = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+    labels, image = _product_photo(rng, vertical, size)
     attributes = [a for a in vertical.inferable_attributes() if a.name in labels]
     described = rng.sample(attributes, min(_CAPTION_ATTRIBUTES, len(attributes)))
     clauses = [evidence_text(vertical, a, labels[a.name], rng) for a in described]
@@ -158,9 +163,7 @@ def render_part(rng: random.Random, size: int, taxonomy: Taxonomy) -> VQAExample
     if not names:
         raise ValueError("no vertical of the taxonomy has a colour or print attribute to ask about")
     vertical = taxonomy.verticals[rng.choice(names)]
-    labels = sample_labels(vertical, rng)
-    image = render_listing(vertical, labels, rng, n_views=1, size=_CAPTION_RENDER_SIZE)[0]
-    image = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+    labels, image = _product_photo(rng, vertical, size)
     attribute = rng.choice([a for a in vertical.inferable_attributes() if part_described(vertical, a)])
     what, part = part_described(vertical, attribute)
     answer = labels[attribute.name]
