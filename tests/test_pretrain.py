@@ -143,7 +143,7 @@ def test_pretrain_recipe_end_to_end_then_cached(tmp_path, ray_local):
     from attrpipe.synth.pretrain import PRETRAIN_FILE, run_pretrain
 
     cfg = load_config("conf/demo_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}", "pretrain.examples=48",
-                                             "pretrain.eval_examples=10", "pretrain.max_steps=3",
+                                             f"pretrain.eval_examples={len(SCHEDULE)}", "pretrain.max_steps=3",
                                              "pretrain.batch_size=4", "pretrain.image_size=56",
                                              "ray.train.num_workers=1"])
     rec = run_pretrain(cfg, verbose=False)
@@ -155,7 +155,7 @@ def test_pretrain_recipe_end_to_end_then_cached(tmp_path, ray_local):
     base_w = (tmp_path / "pt" / "base" / "model.safetensors").read_bytes()
     assert next(model.glob("*.safetensors")).read_bytes() != base_w  # every weight trained, not an adapter
     ev = rec["evaluation"]
-    assert set(ev) == {"random_base", "pretrained"} and ev["pretrained"]["questions"] == 10
+    assert set(ev) == {"random_base", "pretrained"} and ev["pretrained"]["questions"] == len(SCHEDULE)
     assert set(ev["pretrained"]["by_kind"]) == set(KINDS)  # the taxonomy's products among them (captions, parts)
     saved = json.loads((tmp_path / "pt" / PRETRAIN_FILE).read_text())
     assert saved["hash"] == rec["hash"]
