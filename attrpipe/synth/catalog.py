@@ -245,19 +245,22 @@ _TEMPLATES = (
 )
 
 
+def _part_name(vertical: Vertical, attr: Attribute) -> str:
+    """The part of the product a colour or pattern attribute describes ("the straps and sole")."""
+    return _PART.get((vertical.name, attr.name), _PART.get(attr.name, "the {vd}")).format(vd=vertical.display_name)
+
+
 def part_described(vertical: Vertical, attr: Attribute) -> tuple[str, str] | None:
     """For a colour or pattern attribute: ``("colour" | "pattern", the part it describes)``, e.g. ``("colour",
     "the straps and sole")``; None for any other attribute."""
     kind = "colour" if attr.name in _COLOUR_ATTRS else "pattern" if attr.name in _PATTERN_ATTRS else None
-    if kind is None:
-        return None
-    return kind, _PART.get((vertical.name, attr.name), _PART.get(attr.name, "the {vd}")).format(vd=vertical.display_name)
+    return None if kind is None else (kind, _part_name(vertical, attr))
 
 
 def evidence_text(vertical: Vertical, attr: Attribute, value: str, rng: random.Random) -> str:
     """What the images show that makes ``value`` right, as a clause ("the straps and sole is mostly red")."""
     vd = vertical.display_name
-    part = _PART.get((vertical.name, attr.name), _PART.get(attr.name, "the {vd}")).format(vd=vd)
+    part = _part_name(vertical, attr)
     if attr.name in _COLOUR_ATTRS:
         return rng.choice(_COLOUR_PHRASES).format(part=part, c=value.lower())
     if attr.name in _PATTERN_ATTRS and value in _PATTERN_PHRASES:

@@ -164,8 +164,8 @@ def render_part(rng: random.Random, size: int, taxonomy: Taxonomy) -> VQAExample
         raise ValueError("no vertical of the taxonomy has a colour or print attribute to ask about")
     vertical = taxonomy.verticals[rng.choice(names)]
     labels, image = _product_photo(rng, vertical, size)
-    attribute = rng.choice([a for a in vertical.inferable_attributes() if part_described(vertical, a)])
-    what, part = part_described(vertical, attribute)
+    described = [(a, part_described(vertical, a)) for a in vertical.inferable_attributes()]
+    attribute, (what, part) = rng.choice([(a, d) for a, d in described if d])
     answer = labels[attribute.name]
     clause = evidence_text(vertical, attribute, answer, rng)
     question = rng.choice(_QUESTIONS[f"part_{what}"]).format(part=part)
