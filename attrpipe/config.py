@@ -176,6 +176,7 @@ class StudyConf:
     methods: List[str] = MISSING
     seeds: List[int] = MISSING
     rounds: int = MISSING
+    name: Optional[str] = None
 
 
 @dataclass

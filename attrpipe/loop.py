@@ -11,7 +11,10 @@ Run directory (``<run.output_dir>/<run.name>``, a local path or a URI)::
 
 Resume is at stage granularity: rerunning the same command skips every stage recorded as finished in loop.json
 and continues from the first unfinished one (which itself resumes: pseudo-labeling skips committed units,
-training continues from its last checkpoint). A rerun with a configuration that changes results is refused.
+training continues from its last checkpoint). A rerun with a configuration that changes results, or with other
+weights at ``model.path``, is refused, except
+that a run which has finished only its seed SFT (and its evaluation) may go on with other round settings (sampling,
+consensus, DPO, SL): nothing it did depends on them. A study's shared seed SFT serves every DPO or SL setting so.
 """
 
 from __future__ import annotations
@@ -56,15 +59,48 @@ def plan_stages(*, rounds: int, method: str, seed_sft: bool, evaluate: bool = Tr
     return stages
 
 
-def _result_key(cfg) -> str:
-    """Everything but where the run lives and how many rounds it has: a loop may be extended by more rounds."""
+# What only the rounds read (sampling, consensus, DPO, SL): the seed SFT and its evaluation do not depend on it.
+_ROUNDS_ONLY = {"consensus": None, "pseudolabel": None, "dpo": None, "sl": None,
+                "generation": ("num_chains", "temperature", "top_p", "max_new_tokens"),
+                "data": ("unlabeled", "unlabeled_limit", "truth"), "loop": ("method", "reference")}
+
+
+def _result_key(cfg, *, seed_sft_only: bool = False) -> str:
+    """Everything but where the run lives and how many rounds it has: a loop may be extended by more rounds.
+
+    ``seed_sft_only``: only what the seed SFT and its evaluation read, so a loop that has finished nothing but those
+    can go on with other round settings (a study's shared seed SFT serves arms of any DPO or SL setting).
+    """
     from omegaconf import OmegaConf
 
     c = OmegaConf.to_container(cfg, resolve=True)
     c["loop"] = {k: v for k, v in c["loop"].items() if k != "rounds"}
     for section in ("ray", "study", "predict"):  # how it runs, and what other commands do: not the loop's results
         c.pop(section, None)
+    if seed_sft_only:
+        for section, keys in _ROUNDS_ONLY.items():
+            if keys is None:
+                c.pop(section, None)
+            else:
+                c[section] = {k: v for k, v in c.get(section, {}).items() if k not in keys}
     return config_hash(OmegaConf.create(c))
+
+
+def _check_key(manifest: dict, key: str, sft_key: str, run_dir: str, model_fingerprint: str | None = None) -> None:
+    """Refuse to continue a run made with a configuration, or a model, that changes its finished stages' results."""
+    before = manifest.get("model_fingerprint")
+    if before is not None and before != model_fingerprint:
+        raise RuntimeError(f"{run_dir}: the model at model.path changed since this run began (fingerprint {before}, "
+                           f"now {model_fingerprint}): its stages are another model's; choose another run.name or "
+                           "remove the directory")
+    rounds_done = any(name.startswith("round-") for name in manifest["finished"])
+    if rounds_done or "sft_key" not in manifest:
+        same = manifest["result_key"] == key
+    else:  # only the seed SFT (and its evaluation) finished: only what they read must match
+        same = manifest["sft_key"] == sft_key
+    if not same:
+        raise RuntimeError(f"{run_dir} holds a loop run with a different configuration; choose another run.name "
+                           "or remove the directory")
 
 
 def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_after: str | None = None) -> dict:
@@ -85,17 +121,19 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
     if "://" not in run_dir:
         run_dir = str(Path(run_dir).resolve())
     loop_file = storage.join(run_dir, LOOP_FILE)
-    key = _result_key(cfg)
+    key, sft_key = _result_key(cfg), _result_key(cfg, seed_sft_only=True)
+    model_fp = storage.fingerprint(cfg.model.path)  # the same path may hold other weights (a rebuilt pretrain)
     stages = plan_stages(rounds=cfg.loop.rounds, method=cfg.loop.method, seed_sft=cfg.loop.seed_sft)
     if storage.exists(loop_file):
         manifest = storage.read_json(loop_file)
-        if manifest["result_key"] != key:
-            raise RuntimeError(f"{run_dir} holds a loop run with a different configuration; choose another run.name "
-                               "or remove the directory")
+        _check_key(manifest, key, sft_key, run_dir, model_fp)
     else:
         storage.makedirs(run_dir)
-        manifest = {"result_key": key, "config_hash": config_hash(cfg), "finished": {}}
+        manifest = {"config_hash": config_hash(cfg), "finished": {}}
+    if manifest.get("result_key") != key:  # new, or a seed SFT going on with other round settings
         storage.write_text_atomic(storage.join(run_dir, "config.yaml"), to_yaml(cfg))
+        manifest["config_hash"] = config_hash(cfg)
+    manifest.update(result_key=key, sft_key=sft_key, model_fingerprint=model_fp)
     manifest["stages"] = [s.name for s in stages]
     manifest["method"] = cfg.loop.method
     storage.write_json_atomic(loop_file, manifest)

@@ -22,6 +22,11 @@ Layout under ``<run.output_dir>/<run.name>/``::
     study-<kind>/seed-<s>/<method>-<var>-<value>/ an arm: a loop run directory (loop.json, round-k/...)
     study-<kind>/study.json  study.md  study.png  every arm's results, the table, the plot
 
+``study.name`` puts the arms under ``study-<kind>-<name>/`` instead: a lever of DPO, SL or the threshold (say
+``dpo.learning_rate=1e-4 study.name=dpo-lr-1e-4``) runs beside the default arms and shares their seed SFT and chains
+(the seed SFT's run goes on with any round settings, attrpipe.loop). A lever of what the chains depend on (sampling,
+images, the model) needs its own ``run.name``: the shared chains refuse to stand in for chains sampled differently.
+
 Rerunning the command resumes: finished arms are skipped stage by stage, as loops are.
 """
 
@@ -138,7 +143,7 @@ def run_study(cfg, kind: str, *, verbose: bool = True) -> dict:
     sc = cfg.study
     values = list(sc.thresholds) if kind == "threshold" else sorted(int(n) for n in sc.pool_sizes)
     arms = plan_arms(kind, values, list(sc.methods), list(sc.seeds))
-    study_dir = storage.join(cfg.run.output_dir, cfg.run.name, f"study-{kind}")
+    study_dir = storage.join(cfg.run.output_dir, cfg.run.name, f"study-{kind}" + (f"-{sc.name}" if sc.name else ""))
     # The pool the shared chains cover: the largest arm's (pool-size), else the configured pool.
     chains_limit = max(values) if kind == "pool-size" else cfg.data.unlabeled_limit
     results = []

@@ -102,3 +102,34 @@ def test_study_arms_overrides_and_summary():
     table = study_table("threshold", s)
     assert "| 0.5 | DPO | 2 | 65.0 ± 7.1 | 50.0 | 15.0 ± 7.1 | 11 | 21 |" in table
     assert "| 0.5 | SL | 1 | 40.0 | 50.0 | -10.0 | 10 | 20 |" in table
+
+
+def test_a_seed_sft_alone_may_go_on_with_other_round_settings_but_rounds_may_not():
+    from attrpipe.config import load_config
+    from attrpipe.loop import _check_key, _result_key
+
+    base = load_config("conf/demo_cpu.yaml", [])
+    lever = load_config("conf/demo_cpu.yaml", ["dpo.learning_rate=1e-4", "consensus.threshold=0.7",
+                                               "generation.temperature=0.5", "loop.method=sl"])
+    sft_change = load_config("conf/demo_cpu.yaml", ["sft.learning_rate=1e-4"])
+    more_rounds = load_config("conf/demo_cpu.yaml", ["loop.rounds=5", "ray.train.num_workers=1"])
+    key = lambda c: (_result_key(c), _result_key(c, seed_sft_only=True))  # noqa: E731
+    assert key(more_rounds) == key(base)  # how many rounds and how it runs: not results
+    assert key(lever)[0] != key(base)[0] and key(lever)[1] == key(base)[1]  # round settings: not the seed SFT's
+    assert key(sft_change)[1] != key(base)[1]
+    k, sk = key(base)
+    sft_done = {"result_key": k, "sft_key": sk, "finished": {"sft": {}, "sft/eval": {}}}
+    _check_key(sft_done, *key(lever), "/run")  # the seed SFT serves other DPO/SL settings
+    with pytest.raises(RuntimeError, match="different configuration"):
+        _check_key(sft_done, *key(sft_change), "/run")
+    round_done = {**sft_done, "finished": {**sft_done["finished"], "round-1/pseudolabel": {}}}
+    _check_key(round_done, *key(more_rounds), "/run")
+    with pytest.raises(RuntimeError, match="different configuration"):
+        _check_key(round_done, *key(lever), "/run")
+    old = {"result_key": k, "finished": {"sft": {}}}  # a manifest from before sft_key: the whole key must match
+    with pytest.raises(RuntimeError, match="different configuration"):
+        _check_key(old, *key(lever), "/run")
+    fp = {**sft_done, "model_fingerprint": "aaaa"}  # other weights at the same model.path: refused, whatever the key
+    _check_key(fp, *key(base), "/run", "aaaa")
+    with pytest.raises(RuntimeError, match="model at model.path changed"):
+        _check_key(fp, *key(base), "/run", "bbbb")

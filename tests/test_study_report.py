@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from attrpipe.config import load_config
 
@@ -107,6 +108,27 @@ def test_pool_size_study_pools_are_prefixes_of_one_generation(setup, tiny_model_
     # the seed SFT is the threshold study's: made once per seed for both kinds of study
     assert sorted(p.name for p in shared.iterdir()) == ["base", "chains-8", "chains-all"]
     assert {a["sft_accuracy"] for a in st["arms"]} == {a["sft_accuracy"] for a in threshold_study["arms"]}
+
+
+def test_a_named_lever_study_shares_the_seed_sft_and_the_chains(setup, tiny_model_dir, threshold_study):
+    """Another DPO setting, beside the default arms: no seed SFT and no sampling again."""
+    from attrpipe.study import run_study
+
+    base_loop = setup / "runs" / "s" / "shared" / "seed-0" / "base" / "loop.json"
+    sft_before = json.loads(base_loop.read_text())["finished"]["sft"]
+    cfg = _cfg(setup, tiny_model_dir, "study.thresholds=[0.5]", "study.methods=[dpo]", "dpo.beta=0.5",
+               "study.name=beta-0.5")
+    st = run_study(cfg, "threshold", verbose=False)
+    d = setup / "runs" / "s" / "study-threshold-beta-0.5"
+    assert (d / "study.md").is_file() and [a["arm"] for a in st["arms"]] == ["dpo-C-0.5"]
+    assert json.loads(base_loop.read_text())["finished"]["sft"] == sft_before  # the seed SFT was not redone
+    m = json.loads((d / "seed-0" / "dpo-C-0.5" / "loop.json").read_text())
+    pl = m["finished"]["round-1/pseudolabel"]["counts"]
+    assert pl["chains_reused"] == pl["chains"] > 0
+    assert st["arms"][0]["sft_accuracy"] == threshold_study["arms"][0]["sft_accuracy"]
+    default = _loop(setup, "threshold", "dpo-C-0.5")
+    assert m["result_key"] != default["result_key"]  # its own arm, another DPO setting
+    assert OmegaConf.load(d / "seed-0" / "dpo-C-0.5" / "config.yaml").dpo.beta == 0.5
 
 
 def _screenshot(html: Path, png: Path, profile: Path) -> None:
