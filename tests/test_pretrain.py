@@ -33,10 +33,13 @@ def test_questions_are_deterministic_and_well_formed():
     pools = {"colour": set(COLOURS), "swatch_colour": set(COLOURS), "shape": set(SHAPES), "pattern": set(PATTERNS),
              "count": {str(k) for k in range(1, MAX_COUNT + 1)}, "caption": products,
              "part": {val for v in TAXONOMY.verticals.values() for a in v.inferable_attributes()
-                      if part_described(v, a) for val in a.values}}
+                      if part_described(v, a) for val in a.values},
+             "feature": {val for v in TAXONOMY.verticals.values() for a in v.inferable_attributes()
+                         if not part_described(v, a) for val in a.values}}
     for x in a:
         assert x.image.size == (64, 64) and x.image.mode == "RGB"
-        assert x.answer in x.options and len(set(x.options)) == len(x.options) == 5
+        assert x.answer in x.options and len(set(x.options)) == len(x.options)
+        assert len(x.options) == 5 or x.kind == "feature" and 2 <= len(x.options) <= 5
         assert set(x.options) <= pools[x.kind]
         assert x.target.endswith(f"<answer> {x.answer} </answer>") and x.target.startswith("<reasoning> ")
         assert "most suitable value" not in x.user_text  # never the task's question
@@ -108,6 +111,27 @@ def test_a_part_question_asks_a_colour_or_print_of_the_product_drawn(seed):
     assert any(ex.reasoning.rstrip(".").lower() == evidence_text(v, a, ex.answer, random.Random(k)).lower()
                for v, a in asked for k in range(12))
     assert "most suitable value" not in ex.user_text
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_feature_question_asks_another_visible_attribute_of_the_product_drawn(seed):
+    from attrpipe.prompts import user_text
+    from attrpipe.synth.catalog import evidence_text
+
+    ex = render_vqa(random.Random(seed), 96, "feature", taxonomy=TAXONOMY)
+    assert ex.kind == "feature" and ex.answer in ex.options and 2 <= len(ex.options) <= 5
+    # the question names a vertical and one of its attributes that is not a colour or print; its values hold the
+    # options, and the reasoning is that value's visual evidence
+    asked = [(v, a) for v in TAXONOMY.verticals.values() for a in v.inferable_attributes()
+             if not part_described(v, a) and f" {v.display_name}" in ex.question
+             and a.name.replace("_", " ") in ex.question and set(ex.options) <= set(a.values)]
+    assert asked, ex.question
+    assert any(ex.reasoning.rstrip(".").lower() == evidence_text(v, a, ex.answer, random.Random(0)).lower()
+               for v, a in asked)
+    # never the task's prompt: not its wording, not the attribute's description
+    for v, a in asked:
+        assert "most suitable value" not in ex.user_text and a.description.strip() not in ex.user_text
+        assert ex.user_text != user_text(a, v.display_name)
 
 
 def test_the_pretrain_kind_trains_a_whole_model_from_its_own_section():

@@ -33,7 +33,7 @@ from omegaconf import OmegaConf
 __all__ = ["pretrain_recipe", "recipe_hash", "write_vqa_split", "evaluate_vqa", "run_pretrain", "PRETRAIN_FILE"]
 
 PRETRAIN_FILE = "pretrain.json"
-_RECIPE_VERSION = 3  # bump when the questions or the procedure change in a way the recipe does not capture
+_RECIPE_VERSION = 4  # bump when the questions or the procedure change in a way the recipe does not capture
 _ROWS_PER_FILE = 2000
 
 

@@ -1,19 +1,21 @@
 """Generic visual questions for pretraining a small vision-language model from scratch (``attrpipe synth pretrain``).
 
-A real pretrained VLM already sees colours, shapes, counts and patterns, and has seen captioned product photos,
-before anyone teaches it product attributes. These examples teach that, drawn with the synthetic renderer's own
-colour table, pattern textures, painter and product renderer, but never the task's question, never an attribute's
-option list and never an attribute's value as the answer:
+A real pretrained VLM already sees colours, shapes, counts and patterns, has seen captioned product photos, and
+can name what a heel or a neckline looks like, before anyone teaches it our task. These examples teach that, drawn
+with the synthetic renderer's own colour table, pattern textures, painter and product renderer, but never with the
+task's question (its wording, the attribute's description, its full option list in the taxonomy's order):
 
 - scenes of plain figures and cloth swatches, questions in other words ("Which colour is the star?", "How many
   circles can you count?");
 - ``part``: one photo of a product, the colour or the print of one of its parts ("Which colour is the strap in this
-  photo?"), five options, the part's visual evidence as the reasoning: generic colour and print questions, asked of
-  products. Never an attribute other than a colour or a print, never the task's wording or full option list;
+  photo?"), five of that attribute's values as options, the part's visual evidence as the reasoning;
+- ``feature``: one photo of a product, one of its other visible features in a describer's words ("What heel type
+  does the sandal in this photo have?"), up to five of its names as options in random order, the visual evidence as
+  the reasoning. This is the "knows what a block heel is called" side of a real VLM; what it does not know is our
+  prompt, the attributes' descriptions and the closed option lists;
 - ``caption``: one photo of a product, "Describe this product and say what it is." The reasoning describes what a few
   of its attributes look like, in the words a describer would use ("the heel is a thick rectangular block"); the
-  answer is the kind of product, one of five. This is the web-caption side of a real VLM's pretraining: it knows
-  what a block heel looks like and what it is called, not which option of our taxonomy to answer.
+  answer is the kind of product, one of five: the web-caption side of a real VLM's pretraining.
 
 Each example is one image, a question with its options (the user text) and the answer in the method's format
 (``<reasoning> ... </reasoning><answer> ... </answer>``, after the same system prompt), so the pretrained model also
@@ -37,11 +39,11 @@ from attrpipe.taxonomy import Taxonomy
 
 __all__ = ["KINDS", "SHAPES", "VQAExample", "render_vqa", "vqa_examples", "vqa_records", "vqa_corpus"]
 
-KINDS = ("colour", "shape", "count", "pattern", "swatch_colour", "caption", "part")
-# The order examples cycle through: products (captions, parts) are six in eleven.
-SCHEDULE = ("colour", "caption", "part", "shape", "caption", "part", "count", "pattern", "caption", "part",
-            "swatch_colour")
-_PRODUCT_KINDS = ("caption", "part")
+KINDS = ("colour", "shape", "count", "pattern", "swatch_colour", "caption", "part", "feature")
+# The order examples cycle through: products (captions, parts, features) are nine in fourteen.
+SCHEDULE = ("colour", "caption", "part", "feature", "shape", "feature", "part", "count", "caption", "feature",
+            "pattern", "part", "feature", "swatch_colour")
+_PRODUCT_KINDS = ("caption", "part", "feature")
 _CAPTION_ATTRIBUTES = 3  # a caption describes at most this many attributes of the product
 _CAPTION_RENDER_SIZE = 256  # products are drawn at the catalog's size, then resized as the pipeline resizes them
 SHAPES = ("Circle", "Square", "Triangle", "Star", "Hexagon", "Diamond")
@@ -63,6 +65,8 @@ _QUESTIONS = {
                     "Name the colour of {part}."),
     "part_pattern": ("Which print is on {part}?", "What kind of print does {part} show?",
                      "Name the print of {part}."),
+    "feature": ("What {label} does the {vd} in this photo have?", "Look at the {vd} in the photo: which {label} is it?",
+                "Name the {label} you can see on this {vd}."),
     "caption": ("Describe this product and say what it is.", "What does the photo show? Describe the item.",
                 "Write a short description of the item in the photo and name it."),
 }
@@ -173,16 +177,40 @@ def render_part(rng: random.Random, size: int, taxonomy: Taxonomy) -> VQAExample
                       answer, clause[0].upper() + clause[1:] + ".")
 
 
+def render_feature(rng: random.Random, size: int, taxonomy: Taxonomy) -> VQAExample:
+    """One visible feature of a product of a random vertical other than its colour or print (the heel, the neckline,
+    the wheels...), named in a describer's words: up to five of that feature's names as options, its visual evidence
+    as the reasoning (a vertical without such a feature is never drawn)."""
+    from attrpipe.synth.catalog import evidence_text, part_described
+
+    names = sorted(n for n, v in taxonomy.verticals.items()
+                   if any(not part_described(v, a) for a in v.inferable_attributes()))
+    if not names:
+        raise ValueError("no vertical of the taxonomy has a feature other than a colour or print to ask about")
+    vertical = taxonomy.verticals[rng.choice(names)]
+    labels, image = _product_photo(rng, vertical, size)
+    attribute = rng.choice([a for a in vertical.inferable_attributes() if not part_described(vertical, a)])
+    answer = labels[attribute.name]
+    clause = evidence_text(vertical, attribute, answer, rng)
+    question = rng.choice(_QUESTIONS["feature"]).format(label=attribute.name.replace("_", " "),
+                                                        vd=vertical.display_name)
+    return VQAExample(image, "feature", question, _options(rng, answer, attribute.values), answer,
+                      clause[0].upper() + clause[1:] + ".")
+
+
+_PRODUCT_RENDERERS = {"caption": render_caption, "part": render_part, "feature": render_feature}
+
+
 def render_vqa(rng: random.Random, size: int, kind: str | None = None, *,
                taxonomy: Taxonomy | None = None) -> VQAExample:
-    """One generic question about one rendered scene (``size`` x ``size`` RGB); ``caption`` needs the taxonomy."""
+    """One generic question about one rendered scene (``size`` x ``size`` RGB); product kinds need the taxonomy."""
     kind = kind or rng.choice(KINDS)
     if kind not in KINDS:
         raise ValueError(f"unknown question kind {kind!r}; one of {KINDS}")
     if kind in _PRODUCT_KINDS:
         if taxonomy is None:
             raise ValueError(f"{kind} questions need a taxonomy (the products to draw)")
-        return render_caption(rng, size, taxonomy) if kind == "caption" else render_part(rng, size, taxonomy)
+        return _PRODUCT_RENDERERS[kind](rng, size, taxonomy)
     bg = _background(rng, 0.15, size).convert("RGB")
     bg_colour = bg.resize((1, 1)).getpixel((0, 0))
     p = Painter(size, rng)
@@ -252,7 +280,8 @@ def vqa_corpus(taxonomy: Taxonomy | None = None) -> list[str]:
     for questions in _QUESTIONS.values():
         for q in questions:
             for shape in SHAPES:
-                lines.append(q.format(shape=shape.lower(), shapes=shape.lower() + "s", part="the " + shape.lower()))
+                lines.append(q.format(shape=shape.lower(), shapes=shape.lower() + "s", part="the " + shape.lower(),
+                                      label="shape", vd=shape.lower()))
     for reason in _REASONS.values():
         for answer in (*COLOURS, *PATTERNS, *SHAPES, *(str(k) for k in range(1, MAX_COUNT + 1))):
             lines.append(format_target(reason.format(shape_lc="star", shapes_lc="stars", answer=answer,
