@@ -12,9 +12,9 @@ Run directory (``<run.output_dir>/<run.name>``, a local path or a URI)::
 Resume is at stage granularity: rerunning the same command skips every stage recorded as finished in loop.json
 and continues from the first unfinished one (which itself resumes: pseudo-labeling skips committed units,
 training continues from its last checkpoint). A rerun with a configuration that changes results, or with other
-weights at ``model.path``, is refused, except
-that a run which has finished only its seed SFT (and its evaluation) may go on with other round settings (sampling,
-consensus, DPO, SL): nothing it did depends on them. A study's shared seed SFT serves every DPO or SL setting so.
+weights at ``model.path``, is refused. One exception: a run that has finished only its seed SFT (and its evaluation)
+may go on with other round settings (sampling, consensus, DPO, SL), since nothing it did depends on them; a study's
+shared seed SFT serves every DPO or SL setting so.
 """
 
 from __future__ import annotations
