@@ -43,7 +43,6 @@ KINDS = ("colour", "shape", "count", "pattern", "swatch_colour", "caption", "par
 # The order examples cycle through: products (captions, parts, features) are nine in fourteen.
 SCHEDULE = ("colour", "caption", "part", "feature", "shape", "feature", "part", "count", "caption", "feature",
             "pattern", "part", "feature", "swatch_colour")
-_PRODUCT_KINDS = ("caption", "part", "feature")
 _CAPTION_ATTRIBUTES = 3  # a caption describes at most this many attributes of the product
 _CAPTION_RENDER_SIZE = 256  # products are drawn at the catalog's size, then resized as the pipeline resizes them
 SHAPES = ("Circle", "Square", "Triangle", "Star", "Hexagon", "Diamond")
@@ -133,6 +132,11 @@ def _contrasting_colour(rng: random.Random, background) -> str:
     return rng.choice(names)
 
 
+def _sentence(clause: str) -> str:
+    """A clause ("the heel is a thick block") as a sentence ("The heel is a thick block.")."""
+    return clause[0].upper() + clause[1:] + "."
+
+
 def _product_photo(rng: random.Random, vertical, size: int) -> tuple[dict[str, str], Image.Image]:
     """A product of ``vertical`` with sampled labels, drawn at the catalog's size and resized as the pipeline does."""
     labels = sample_labels(vertical, rng)
@@ -150,7 +154,7 @@ def render_caption(rng: random.Random, size: int, taxonomy: Taxonomy) -> VQAExam
     attributes = [a for a in vertical.inferable_attributes() if a.name in labels]
     described = rng.sample(attributes, min(_CAPTION_ATTRIBUTES, len(attributes)))
     clauses = [evidence_text(vertical, a, labels[a.name], rng) for a in described]
-    reasoning = " ".join(c[0].upper() + c[1:] + "." for c in clauses)
+    reasoning = " ".join(_sentence(c) for c in clauses)
     answer = vertical.display_name
     pool = tuple(sorted({v.display_name for v in taxonomy.verticals.values()}))
     return VQAExample(image, "caption", rng.choice(_QUESTIONS["caption"]), _options(rng, answer, pool), answer,
@@ -174,7 +178,7 @@ def render_part(rng: random.Random, size: int, taxonomy: Taxonomy) -> VQAExample
     clause = evidence_text(vertical, attribute, answer, rng)
     question = rng.choice(_QUESTIONS[f"part_{what}"]).format(part=part)
     return VQAExample(image, "part", question[0].upper() + question[1:], _options(rng, answer, attribute.values),
-                      answer, clause[0].upper() + clause[1:] + ".")
+                      answer, _sentence(clause))
 
 
 def render_feature(rng: random.Random, size: int, taxonomy: Taxonomy) -> VQAExample:
@@ -194,8 +198,7 @@ def render_feature(rng: random.Random, size: int, taxonomy: Taxonomy) -> VQAExam
     clause = evidence_text(vertical, attribute, answer, rng)
     question = rng.choice(_QUESTIONS["feature"]).format(label=attribute.name.replace("_", " "),
                                                         vd=vertical.display_name)
-    return VQAExample(image, "feature", question, _options(rng, answer, attribute.values), answer,
-                      clause[0].upper() + clause[1:] + ".")
+    return VQAExample(image, "feature", question, _options(rng, answer, attribute.values), answer, _sentence(clause))
 
 
 _PRODUCT_RENDERERS = {"caption": render_caption, "part": render_part, "feature": render_feature}
@@ -207,7 +210,7 @@ def render_vqa(rng: random.Random, size: int, kind: str | None = None, *,
     kind = kind or rng.choice(KINDS)
     if kind not in KINDS:
         raise ValueError(f"unknown question kind {kind!r}; one of {KINDS}")
-    if kind in _PRODUCT_KINDS:
+    if kind in _PRODUCT_RENDERERS:
         if taxonomy is None:
             raise ValueError(f"{kind} questions need a taxonomy (the products to draw)")
         return _PRODUCT_RENDERERS[kind](rng, size, taxonomy)
@@ -249,7 +252,7 @@ def render_vqa(rng: random.Random, size: int, kind: str | None = None, *,
 def vqa_examples(n: int, *, seed: int, size: int, taxonomy: Taxonomy | None = None) -> Iterator[VQAExample]:
     """``n`` examples, the kinds in :data:`SCHEDULE` order (without products when no taxonomy is given); example
     ``i`` depends only on ``(seed, i)`` and the taxonomy."""
-    schedule = SCHEDULE if taxonomy is not None else tuple(k for k in SCHEDULE if k not in _PRODUCT_KINDS)
+    schedule = SCHEDULE if taxonomy is not None else tuple(k for k in SCHEDULE if k not in _PRODUCT_RENDERERS)
     for i in range(n):
         yield render_vqa(random.Random(f"vqa:{seed}:{i}"), size, schedule[i % len(schedule)], taxonomy=taxonomy)
 
