@@ -26,7 +26,7 @@ from pathlib import Path
 from attrpipe import storage
 from attrpipe.config import config_hash, to_yaml
 
-__all__ = ["Stage", "plan_stages", "run_loop", "loop_table"]
+__all__ = ["Stage", "plan_stages", "train_start", "run_loop", "loop_table"]
 
 LOOP_FILE = "loop.json"
 
@@ -57,6 +57,45 @@ def plan_stages(*, rounds: int, method: str, seed_sft: bool, evaluate: bool = Tr
         if evaluate:
             stages.append(Stage(f"{d}/eval", "eval", r, prev, f"{d}/eval"))
     return stages
+
+
+@dataclass(frozen=True)
+class TrainStart:
+    """Where a round's DPO or SL starts and what DPO scores against (paths relative to the run dir)."""
+
+    init_adapter: str | None  # None: a fresh adapter on the pretrained checkpoint (no seed SFT: the paper's "PT")
+    reference: str | None  # DPO: "base" (the adapter disabled) or the adapter whose frozen copy it is; SL: None
+    overrides: dict  # configuration the training stage runs with, over the loop's
+
+    def reference_adapter(self) -> str | None:
+        """The reference adapter to hand to training when it is not a copy of the start adapter (None otherwise)."""
+        return None if self.reference in (None, "base", self.init_adapter) else self.reference
+
+
+def train_start(st: Stage, *, seed_sft: bool, reference: str) -> TrainStart:
+    """The start and DPO reference of a loop's training stage (pure).
+
+    - No seed SFT, round 1: a fresh adapter on the pretrained checkpoint; DPO scores against the base with the adapter
+      disabled (the paper's "PT" start).
+    - Otherwise training continues ``st.adapter_in`` and DPO scores against a frozen adapter (``loop.reference``):
+      ``sft``, the seed SFT adapter in every round (the paper); ``previous``, the adapter the round starts from.
+      Without a seed SFT there is no SFT adapter, so rounds >= 2 need ``previous``; that is refused, not guessed.
+    """
+    if st.kind not in ("dpo", "sl"):
+        raise ValueError(f"{st.name}: not a training stage")
+    if reference not in ("sft", "previous"):
+        raise ValueError(f"loop.reference must be sft or previous, not {reference!r}")
+    if st.adapter_in is None:
+        return TrainStart(None, "base" if st.kind == "dpo" else None,
+                          {"dpo": {"reference": "base"}, "sl": {"init": "base"}})
+    if st.kind == "sl":
+        return TrainStart(st.adapter_in, None, {})
+    if reference == "previous":
+        return TrainStart(st.adapter_in, st.adapter_in, {})
+    if not seed_sft:
+        raise ValueError(f"{st.name}: loop.reference=sft needs a seed SFT adapter (loop.seed_sft=true); without one, "
+                         "set loop.reference=previous for rounds >= 2")
+    return TrainStart(st.adapter_in, "sft/adapter", {})
 
 
 # What only the rounds read (sampling, consensus, DPO, SL): the seed SFT and its evaluation do not depend on it.
@@ -124,6 +163,9 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
     key, sft_key = _result_key(cfg), _result_key(cfg, seed_sft_only=True)
     model_fp = storage.fingerprint(cfg.model.path)  # the same path may hold other weights (a rebuilt pretrain)
     stages = plan_stages(rounds=cfg.loop.rounds, method=cfg.loop.method, seed_sft=cfg.loop.seed_sft)
+    for st in stages:  # a start the configuration cannot give is refused before round 1, not in round 2
+        if st.kind in ("dpo", "sl"):
+            train_start(st, seed_sft=bool(cfg.loop.seed_sft), reference=str(cfg.loop.reference))
     if storage.exists(loop_file):
         manifest = storage.read_json(loop_file)
         _check_key(manifest, key, sft_key, run_dir, model_fp)
@@ -141,7 +183,6 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
     def path(rel: str | None) -> str | None:
         return None if rel is None else storage.join(run_dir, rel)
 
-    sft_adapter = path("sft/adapter") if cfg.loop.seed_sft else None
     shared = shared or {}
     for st in stages:
         if st.name in manifest["finished"]:
@@ -182,16 +223,14 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
                 print(f"[loop] {st.name}: {result['skipped']}")
         elif st.kind in ("dpo", "sl"):
             data = storage.join(path(f"round-{st.round}/pseudolabels"), "pairs" if st.kind == "dpo" else "consensus")
-            tcfg, extra = cfg, {}
-            if st.adapter_in is None:  # no seed SFT: round 1 starts from the pretrained checkpoint ("PT")
-                tcfg = OmegaConf.merge(cfg, {"dpo": {"reference": "base"}, "sl": {"init": "base"}})
-            elif (st.kind == "dpo" and cfg.loop.reference == "sft" and sft_adapter is not None
-                  and path(st.adapter_in) != sft_adapter):
-                # rounds >= 2 continue the previous adapter, scored against the frozen SFT adapter (the paper)
-                extra["reference_adapter"] = sft_adapter
-            res = run_training(st.kind, tcfg, out_dir=path(st.out), data=data, init_adapter=path(st.adapter_in),
-                               resume_from=_resume(path(st.out)), **extra)
-            result = {"adapter": storage.join(path(st.out), "adapter"), "final_step": res.get("final_step")}
+            start = train_start(st, seed_sft=bool(cfg.loop.seed_sft), reference=str(cfg.loop.reference))
+            res = run_training(st.kind, OmegaConf.merge(cfg, start.overrides) if start.overrides else cfg,
+                               out_dir=path(st.out), data=data, init_adapter=path(start.init_adapter),
+                               resume_from=_resume(path(st.out)), reference_adapter=path(start.reference_adapter()))
+            result = {"adapter": storage.join(path(st.out), "adapter"), "final_step": res.get("final_step"),
+                      "start": start.init_adapter or "base"}
+            if start.reference is not None:
+                result["reference"] = start.reference
         elif st.kind == "eval":
             m = run_evaluate(cfg, adapter=path(st.adapter_in), out=path(st.out), verbose=False)
             result = {"accuracy": m["accuracy"], "parse_failure_rate": m["parse_failure_rate"], "scored": m["scored"],

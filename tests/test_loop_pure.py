@@ -133,3 +133,37 @@ def test_a_seed_sft_alone_may_go_on_with_other_round_settings_but_rounds_may_not
     _check_key(fp, *key(base), "/run", "aaaa")
     with pytest.raises(RuntimeError, match="model at model.path changed"):
         _check_key(fp, *key(base), "/run", "bbbb")
+
+
+def test_each_round_trains_from_the_previous_adapter_against_the_chosen_reference():
+    from attrpipe.loop import plan_stages, train_start
+
+    def starts(method, seed_sft, reference, rounds=3):
+        out = {}
+        for st in plan_stages(rounds=rounds, method=method, seed_sft=seed_sft):
+            if st.kind == method:
+                s = train_start(st, seed_sft=seed_sft, reference=reference)
+                out[st.round] = (s.init_adapter, s.reference, s.reference_adapter(), s.overrides)
+        return out
+
+    # the paper: every round continues the last adapter, scored against the frozen seed SFT adapter
+    assert starts("dpo", True, "sft") == {1: ("sft/adapter", "sft/adapter", None, {}),
+                                          2: ("round-1/adapter", "sft/adapter", "sft/adapter", {}),
+                                          3: ("round-2/adapter", "sft/adapter", "sft/adapter", {})}
+    assert starts("dpo", True, "previous") == {1: ("sft/adapter", "sft/adapter", None, {}),
+                                               2: ("round-1/adapter", "round-1/adapter", None, {}),
+                                               3: ("round-2/adapter", "round-2/adapter", None, {})}
+    # "PT": no seed SFT, round 1 is a fresh adapter against the base with the adapter disabled
+    pt = starts("dpo", False, "previous")
+    assert pt[1] == (None, "base", None, {"dpo": {"reference": "base"}, "sl": {"init": "base"}})
+    assert pt[2] == ("round-1/adapter", "round-1/adapter", None, {})
+    assert starts("dpo", False, "sft", rounds=1)[1][:2] == (None, "base")
+    # without a seed SFT there is no SFT adapter to score round 2 against: refused, not silently "previous"
+    with pytest.raises(ValueError, match="loop.reference=previous"):
+        starts("dpo", False, "sft", rounds=2)
+    # SL has no reference; it continues the last adapter, or starts fresh without a seed SFT
+    assert starts("sl", True, "sft") == {r: (a, None, None, {}) for r, a in
+                                         ((1, "sft/adapter"), (2, "round-1/adapter"), (3, "round-2/adapter"))}
+    assert starts("sl", False, "sft")[1][:2] == (None, None)
+    with pytest.raises(ValueError, match="sft or previous"):
+        starts("dpo", True, "base")
