@@ -217,6 +217,7 @@ class RayTrainConf:
     checkpoints_to_keep: int = MISSING
     storage_path: Optional[str] = MISSING
     shuffle_buffer_size: int = MISSING
+    preserve_order: bool = MISSING
 
 
 @dataclass
