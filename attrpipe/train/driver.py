@@ -192,8 +192,8 @@ def ingest_options(preserve_order: bool):
 
     With it, Ray Data yields the blocks in the input's order and the equal streaming split hands them out by rows
     alone, not by which worker asks first: every worker gets the same records in the same order in every run, so a
-    training run is reproducible (measured in docs/results.md: two DPO runs of one configuration ended 4.6 points
-    apart without it). Without it, blocks go to whichever worker is ready, which can keep fast workers busier."""
+    training run is reproducible (docs/results.md: without it, one DPO configuration ended between 20.0% and 26.1%
+    in four runs). Without it, blocks go to whichever worker asks first, which can keep fast workers busier."""
     from ray.train import DataConfig
 
     opts = DataConfig.default_ingest_options()
