@@ -163,9 +163,9 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
     key, sft_key = _result_key(cfg), _result_key(cfg, seed_sft_only=True)
     model_fp = storage.fingerprint(cfg.model.path)  # the same path may hold other weights (a rebuilt pretrain)
     stages = plan_stages(rounds=cfg.loop.rounds, method=cfg.loop.method, seed_sft=cfg.loop.seed_sft)
-    for st in stages:  # a start the configuration cannot give is refused before round 1, not in round 2
-        if st.kind in ("dpo", "sl"):
-            train_start(st, seed_sft=bool(cfg.loop.seed_sft), reference=str(cfg.loop.reference))
+    # every training stage's start, resolved up front: one the configuration cannot give is refused before round 1
+    starts = {st.name: train_start(st, seed_sft=bool(cfg.loop.seed_sft), reference=str(cfg.loop.reference))
+              for st in stages if st.kind in ("dpo", "sl")}
     if storage.exists(loop_file):
         manifest = storage.read_json(loop_file)
         _check_key(manifest, key, sft_key, run_dir, model_fp)
@@ -223,7 +223,7 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
                 print(f"[loop] {st.name}: {result['skipped']}")
         elif st.kind in ("dpo", "sl"):
             data = storage.join(path(f"round-{st.round}/pseudolabels"), "pairs" if st.kind == "dpo" else "consensus")
-            start = train_start(st, seed_sft=bool(cfg.loop.seed_sft), reference=str(cfg.loop.reference))
+            start = starts[st.name]
             res = run_training(st.kind, OmegaConf.merge(cfg, start.overrides) if start.overrides else cfg,
                                out_dir=path(st.out), data=data, init_adapter=path(start.init_adapter),
                                resume_from=_resume(path(st.out)), reference_adapter=path(start.reference_adapter()))
