@@ -8,7 +8,8 @@ holding more than one unit in memory:
   listing has one consensus row per asked attribute), never both, never twice, never missing;
 - **the consensus rules**: each consensus row's chain texts are scored again with the same pure function the pipeline
   uses (attrpipe.scoring.score_chains): parsed answers, consensus, C, kept, and the pairs (the seeded draw) must be
-  exactly the rows on disk;
+  exactly the rows on disk. An oracle arm's output (``oracle_truth`` in ``_run.json``: the diagnostic arms, scored
+  against the true labels) is scored again against the same truth file, by the oracle rule;
 - **counts**: each marker's counts equal the counts of its shards, and manifest.json's totals the sum of the markers;
 - **whole shards**: every shard a marker names is a readable Parquet file with the documented schema. Files no marker
   names (a unit cut short by a kill, a temporary ``.tmp-*`` file) are listed as leftovers: readers take only the
@@ -131,6 +132,15 @@ def audit_pseudolabel(out: str) -> AuditReport:
         complete.append(f"cannot plan the input's units again from {key['catalog']!r}: {e}")
         return rep
     taxonomy, asked = _asked_by_vertical(key["taxonomy"])
+    truth = None
+    if key.get("oracle_truth"):  # a diagnostic oracle arm: the consensus is the true label
+        from attrpipe.evaluation import read_labels
+
+        try:
+            truth = read_labels(key["oracle_truth"])
+        except Exception as e:  # noqa: BLE001
+            rules.append(f"cannot read the truth file {key['oracle_truth']!r} the oracle scored with: {e}")
+            return rep
     schemas = _schemas()
     markers_dir = storage.join(out, "_units")
     on_disk = {posixpath.basename(f).removesuffix(".json") for f in storage.list_files(markers_dir, ".json")}
@@ -159,7 +169,7 @@ def audit_pseudolabel(out: str) -> AuditReport:
             shards[name] = rows
         else:
             _audit_unit(unit, marker, shards, read_unit, asked, taxonomy, n_chains, threshold, seed,
-                        score_chains, unit_counts, rows_once, rules, counts, rep.facts)
+                        score_chains, unit_counts, rows_once, rules, counts, rep.facts, truth)
     # leftovers: files in the shard folders that no marker names
     for name in SHARD_DIRS:
         d = storage.join(out, name)
@@ -198,7 +208,7 @@ def _asked_by_vertical(tax_conf: dict):
 
 
 def _audit_unit(unit, marker, shards, read_unit, asked, taxonomy, n_chains, threshold, seed, score_chains,
-                unit_counts, rows_once, rules, counts, facts) -> None:
+                unit_counts, rows_once, rules, counts, facts, truth=None) -> None:
     uid = unit.unit_id
     consensus, pairs, quarantine = (shards.get(k, []) for k in ("consensus", "pairs", "quarantine"))
     inputs = [(r["_source"], r.get("listing_id"), r.get("vertical")) for r in
@@ -257,7 +267,8 @@ def _audit_unit(unit, marker, shards, read_unit, asked, taxonomy, n_chains, thre
         texts = [c["text"] for c in r["chains"]]
         if len(texts) != n_chains:
             rules.append(f"{ex}: {len(texts)} chains, the run sampled {n_chains}")
-        s = score_chains(texts, attr, threshold=threshold, seed=seed, ex_id=ex)
+        s = score_chains(texts, attr, threshold=threshold, seed=seed, ex_id=ex, oracle=truth is not None,
+                         truth=None if truth is None else truth.get(r["listing_id"], {}).get(r["attribute"]))
         c = s.consensus
         if [ch["answer"] for ch in r["chains"]] != [p.value for p in s.chains]:
             rules.append(f"{ex}: a chain's recorded answer is not what its text parses to")

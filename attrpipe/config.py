@@ -23,6 +23,8 @@ from typing import Any, Dict, List, Optional, Sequence
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from attrpipe.methods import METHODS, is_oracle
+
 __all__ = ["ConfigError", "load_config", "config_hash", "to_yaml", "PROJECT_CONF_DIR"]
 
 PROJECT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -177,6 +179,7 @@ class StudyConf:
     seeds: List[int] = MISSING
     rounds: int = MISSING
     name: Optional[str] = None
+    summary: Optional[str] = None
 
 
 @dataclass
@@ -275,7 +278,7 @@ class Config:
 _CHOICES: dict[str, tuple[str, ...]] = {
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),
     "dpo.reference": ("sft_adapter", "base"),
-    "loop.method": ("dpo", "sl"),
+    "loop.method": METHODS,
     "loop.reference": ("sft", "previous"),
     "predict.mode": ("greedy", "self_consistency"),
     "sl.init": ("sft_adapter", "base"),
@@ -339,8 +342,9 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
          "must be a non-empty list of values in [0, 1]"),
         ("study.pool_sizes", len(c.study.pool_sizes) >= 1 and all(n >= 1 for n in c.study.pool_sizes),
          "must be a non-empty list of sizes >= 1"),
-        ("study.methods", len(c.study.methods) >= 1 and set(c.study.methods) <= {"dpo", "sl"}
-         and len(set(c.study.methods)) == len(c.study.methods), "must be a non-empty list of distinct dpo, sl"),
+        ("study.methods", len(c.study.methods) >= 1 and set(c.study.methods) <= set(METHODS)
+         and len(set(c.study.methods)) == len(c.study.methods),
+         f"must be a non-empty list of distinct {', '.join(METHODS)}"),
         ("study.seeds", len(c.study.seeds) >= 1 and len(set(c.study.seeds)) == len(c.study.seeds)
          and all(x >= 0 for x in c.study.seeds), "must be a non-empty list of distinct seeds >= 0"),
         ("study.rounds", c.study.rounds >= 1, "must be >= 1"),
@@ -377,6 +381,11 @@ def _validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in choices:
             raise ConfigError(f"{key}: must be one of {', '.join(choices)}, got {value!r}")
+    for key, methods in (("loop.method", [cfg.loop.method]), ("study.methods", list(cfg.study.methods))):
+        oracle = [m for m in methods if is_oracle(m)]
+        if oracle and not cfg.data.truth:
+            raise ConfigError(f"{key}: {oracle[0]} (a diagnostic ceiling, not the method) scores the chains against "
+                              "the true labels of the pool, and data.truth is not set")
     engine = cfg.generation.engine
     if engine not in ("vllm", "hf") and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", engine):
         raise ConfigError(f"generation.engine: must be vllm, hf or package.module:Class, got {engine!r}")

@@ -13,6 +13,11 @@ For the chains of one (listing, attribute):
 **Pairs**: every dispreferred chain of a kept example is paired with one preferred chain drawn at random from the
 same example. The draw is seeded by (run seed, example id) so every worker and every rerun makes the same pairs.
 An example below the threshold, or where every chain agrees, gives no pairs.
+
+**The oracle** (the diagnostic arms ``dpo-oracle`` and ``sl-oracle``, attrpipe.methods): :func:`oracle_consensus`
+applies the same rules with the true label in place of the most frequent value: preferred = the chains whose parsed
+value is the truth, C = their share of all chains, kept when C >= threshold, and :func:`make_pairs` pairs them with the
+same seeded draw. An example without a true label, or whose chains never give it, has no consensus (nothing to prefer).
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Sequence
 
-__all__ = ["Consensus", "Pair", "example_id", "compute_consensus", "is_kept", "make_pairs", "pair_rng"]
+__all__ = ["Consensus", "Pair", "example_id", "compute_consensus", "oracle_consensus", "is_kept", "make_pairs",
+           "pair_rng"]
 
 
 @dataclass(frozen=True)
@@ -58,11 +64,7 @@ def example_id(listing_id: str, attribute: str) -> str:
 def compute_consensus(values: Sequence[str | None]) -> Consensus:
     """Consensus of the parsed values of one example's chains (``None`` = chain with no answer)."""
     n = len(values)
-    votes = Counter(v for v in values if v is not None)
-    first_seen: dict[str, int] = {}
-    for i, v in enumerate(values):
-        if v is not None and v not in first_seen:
-            first_seen[v] = i
+    votes, first_seen = _votes(values)
     if not votes:
         return Consensus(None, n, 0, 0, {}, (), tuple(range(n)), False)
     top = max(votes.values())
@@ -72,6 +74,30 @@ def compute_consensus(values: Sequence[str | None]) -> Consensus:
     dispreferred = tuple(i for i, v in enumerate(values) if v != value)
     ordered_votes = {v: votes[v] for v in sorted(votes, key=first_seen.__getitem__)}
     return Consensus(value, n, top, sum(votes.values()), ordered_votes, preferred, dispreferred, len(leaders) > 1)
+
+
+def _votes(values: Sequence[str | None]) -> tuple[Counter, dict[str, int]]:
+    votes = Counter(v for v in values if v is not None)
+    first_seen: dict[str, int] = {}
+    for i, v in enumerate(values):
+        if v is not None and v not in first_seen:
+            first_seen[v] = i
+    return votes, first_seen
+
+
+def oracle_consensus(values: Sequence[str | None], truth: str | None) -> Consensus:
+    """The consensus rules with the true label as the consensus (the diagnostic oracle arms, never the method):
+    preferred = chains whose parsed value is ``truth``, C = their share. No true label, or no chain that gives it:
+    no consensus (every chain dispreferred, nothing kept, no pairs)."""
+    n = len(values)
+    votes, first_seen = _votes(values)
+    ordered_votes = {v: votes[v] for v in sorted(votes, key=first_seen.__getitem__)}
+    n_valid = sum(votes.values())
+    preferred = tuple(i for i, v in enumerate(values) if truth is not None and v == truth)
+    if not preferred:
+        return Consensus(None, n, 0, n_valid, ordered_votes, (), tuple(range(n)), False)
+    dispreferred = tuple(i for i, v in enumerate(values) if v != truth)
+    return Consensus(truth, n, len(preferred), n_valid, ordered_votes, preferred, dispreferred, False)
 
 
 def is_kept(consensus: Consensus, threshold: float) -> bool:

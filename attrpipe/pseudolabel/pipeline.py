@@ -222,10 +222,14 @@ class GenerateUnit:
 
 
 class ScoreAndWriteUnit:
-    def __init__(self, cfg_yaml: str, out: str, predict: dict | None = None):
+    def __init__(self, cfg_yaml: str, out: str, predict: dict | None = None, truth: str | None = None):
+        from attrpipe.evaluation import read_labels
+
         self.ctx = _Context(cfg_yaml)
         self.out = out
         self.predict = predict  # {"review_below": float, "greedy": bool}: also write predictions/ and review/
+        # the oracle arms (diagnostic): the true labels stand in for the consensus
+        self.truth = None if truth is None else read_labels(truth)
 
     def __call__(self, row: dict) -> dict:
         ctx = self.ctx
@@ -237,7 +241,8 @@ class ScoreAndWriteUnit:
             listing = PreparedListing(**d)
             extra += listing.extra_images
             c, p = score_listing(listing, ctx.taxonomy, ctx.attributes(listing.vertical), [list(t) for t in texts],
-                                 threshold=ctx.threshold, seed=ctx.seed, round_index=ctx.round, identity=identity)
+                                 threshold=ctx.threshold, seed=ctx.seed, round_index=ctx.round, identity=identity,
+                                 truth=None if self.truth is None else self.truth.get(listing.listing_id, {}))
             consensus.extend(c)
             pairs.extend(p)
         quarantine = list(row["quarantine"])
@@ -315,7 +320,7 @@ def _identity_for(cfg, adapter: str | None) -> dict:
 
 def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, adapter: str | None = None,
                     greedy: bool = False, limit: int | None = None, reuse_chains_from: str | None = None,
-                    review_below: float | None = None, verbose: bool = True) -> dict:
+                    review_below: float | None = None, truth: str | None = None, verbose: bool = True) -> dict:
     """Pseudo-label a catalog; resumable: rerunning skips units already committed. Returns the manifest.
 
     - ``greedy=True`` decodes one chain per listing-attribute greedily with ``eval.max_new_tokens`` instead of
@@ -326,6 +331,9 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
       (threshold, pairs) is redone. Studies use it to sweep the threshold or the pool size over one generation.
     - ``review_below``: also write ``predictions/`` (one row per listing-attribute) and ``review/`` (those with no
       answer or, with sampled chains, C below this) for ``attrpipe predict``.
+    - ``truth``: a labeled slice of the pool (listing_id, labels): score the chains against the true labels instead
+      of their consensus (the diagnostic oracle arms, attrpipe.methods; ``_run.json`` records it as ``oracle_truth``
+      so the audit scores them the same way).
     """
     import ray
 
@@ -337,6 +345,12 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
     adapter = adapter if adapter is not None else cfg.pseudolabel.adapter
     identity = _identity_for(cfg, adapter)
     key = _semantic_key(cfg, catalog, identity, greedy, limit, review_below)
+    if truth is not None:
+        if greedy:
+            raise ValueError("truth (oracle scoring) is for sampled chains, not greedy decoding")
+        if not storage.exists(truth):
+            raise FileNotFoundError(f"the truth file {truth!r} does not exist: nothing to score the chains against")
+        key["oracle_truth"] = truth  # only when set: the keys of every other run are unchanged
     if reuse_chains_from is not None:
         if greedy:
             raise ValueError("reuse_chains_from is for sampled chains, not greedy decoding")
@@ -388,7 +402,8 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
                     compute=ray.data.ActorPoolStrategy(size=e.num_actors),
                     num_gpus=e.num_gpus_per_actor * e.tensor_parallel_size or None, num_cpus=e.num_cpus_per_actor)
         predict = None if review_below is None else {"review_below": review_below, "greedy": greedy}
-        ds = ds.map(ScoreAndWriteUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, out=out, predict=predict),
+        ds = ds.map(ScoreAndWriteUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, out=out, predict=predict,
+                                                                  truth=truth),
                     num_cpus=cpu_per_actor, compute=cpu_pool)
         # Run to the end. Each unit's result is one small row (its id and counts); the data went to the shards.
         # Not `iter_rows()`: its prefetcher reports the bytes it holds to the executor as an external consumer,
@@ -410,6 +425,7 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
         "greedy": greedy,
         "limit": limit,
         "reused_chains_from": reuse_chains_from,
+        "oracle_truth": truth,
         "review_below": review_below,
         "round": cfg.pseudolabel.round,
         "units": len(units),
@@ -429,7 +445,8 @@ def format_summary(manifest: dict) -> str:
              f"{'  quarantined':<28}{c['listings_quarantined']:>10}"]
     lines += [f"{'    ' + r:<28}{n:>10}" for r, n in c["quarantine_reasons"].items()]
     lines += [f"{'listing-attributes':<28}{c['listing_attributes']:>10}",
-              f"{'  kept (C >= ' + str(manifest['threshold']) + ')':<28}{c['kept']:>10}",
+              f"{'  kept (C >= ' + str(manifest['threshold']) + ')':<28}{c['kept']:>10}"
+              + ("   (oracle: C against the true labels; diagnostic)" if manifest.get("oracle_truth") else ""),
               f"{'  below threshold':<28}{c['below_threshold']:>10}",
               f"{'    of which no consensus':<28}{c['no_consensus']:>10}",
               f"{'chains':<28}{c['chains']:>10}",

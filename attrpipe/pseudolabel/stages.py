@@ -178,13 +178,18 @@ def score_listing(
     seed: int,
     round_index: int,
     identity: dict,
+    truth: dict[str, str] | None = None,
 ) -> tuple[list[dict], list[dict]]:
-    """Consensus rows (schemas.CONSENSUS_SCHEMA) and pair rows (schemas.PAIRS_SCHEMA) of one listing."""
+    """Consensus rows (schemas.CONSENSUS_SCHEMA) and pair rows (schemas.PAIRS_SCHEMA) of one listing.
+
+    ``truth`` (the diagnostic oracle arms): the listing's true labels (attribute -> value, possibly empty); each
+    attribute's true label then stands in for the consensus (attrpipe.consensus.oracle_consensus)."""
     display = taxonomy.vertical(listing.vertical).display_name
     consensus_rows, pair_rows = [], []
     for attr, chain_texts in zip(attributes, texts, strict=True):
         ex = example_id(listing.listing_id, attr.name)
-        s = score_chains(chain_texts, attr, threshold=threshold, seed=seed, ex_id=ex)
+        s = score_chains(chain_texts, attr, threshold=threshold, seed=seed, ex_id=ex, oracle=truth is not None,
+                         truth=None if truth is None else truth.get(attr.name))
         c = s.consensus
         consensus_rows.append(
             {
