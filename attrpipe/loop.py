@@ -9,6 +9,12 @@ Run directory (``<run.output_dir>/<run.name>``, a local path or a URI)::
     round-1/eval/              its evaluation
     round-2/...
 
+``loop.method`` is ``dpo``, ``sl`` or a diagnostic ceiling, ``dpo-oracle`` / ``sl-oracle`` (attrpipe.methods): each
+round's chains scored against the pool's true labels (``data.truth``) instead of their consensus, then DPO or SL as
+usual. When ``data.truth`` exists, each round's pseudo-labeling entry in loop.json also holds its ``premise``
+(attrpipe.premise): a single parsed chain's accuracy on the pool, the kept consensus's, the gain between them, overall
+and per attribute, beside the sampling adapter's greedy test accuracy.
+
 Resume is at stage granularity: rerunning the same command skips every stage recorded as finished in loop.json
 and continues from the first unfinished one (which itself resumes: pseudo-labeling skips committed units,
 training continues from its last checkpoint). A rerun with a configuration that changes results, or with other
@@ -24,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attrpipe import storage
-from attrpipe.config import config_hash, to_yaml
+from attrpipe.config import ConfigError, config_hash, to_yaml
+from attrpipe.methods import is_oracle, training_kind
 
 __all__ = ["Stage", "plan_stages", "train_start", "run_loop", "loop_table"]
 
@@ -41,7 +48,8 @@ class Stage:
 
 
 def plan_stages(*, rounds: int, method: str, seed_sft: bool, evaluate: bool = True) -> list[Stage]:
-    """The ordered stages of a loop (pure)."""
+    """The ordered stages of a loop (pure). An oracle method's training stages are of the kind it trains as."""
+    kind = training_kind(method)
     stages: list[Stage] = []
     prev = None
     if seed_sft:
@@ -52,7 +60,7 @@ def plan_stages(*, rounds: int, method: str, seed_sft: bool, evaluate: bool = Tr
     for r in range(1, rounds + 1):
         d = f"round-{r}"
         stages.append(Stage(f"{d}/pseudolabel", "pseudolabel", r, prev, f"{d}/pseudolabels"))
-        stages.append(Stage(f"{d}/train", method, r, prev, d))
+        stages.append(Stage(f"{d}/train", kind, r, prev, d))
         prev = f"{d}/adapter"
         if evaluate:
             stages.append(Stage(f"{d}/eval", "eval", r, prev, f"{d}/eval"))
@@ -166,6 +174,13 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
     # every training stage's start, resolved up front: one the configuration cannot give is refused before round 1
     starts = {st.name: train_start(st, seed_sft=bool(cfg.loop.seed_sft), reference=str(cfg.loop.reference))
               for st in stages if st.kind in ("dpo", "sl")}
+    oracle_truth = None
+    if is_oracle(cfg.loop.method):  # a diagnostic ceiling: the rounds score their chains against the true labels
+        oracle_truth = str(cfg.data.truth)
+        if not storage.exists(oracle_truth):
+            raise ConfigError(f"data.truth: {oracle_truth} does not exist; loop.method={cfg.loop.method} (a "
+                              "diagnostic ceiling) scores the chains against it")
+    truth_cache: dict = {}
     if storage.exists(loop_file):
         manifest = storage.read_json(loop_file)
         _check_key(manifest, key, sft_key, run_dir, model_fp)
@@ -188,6 +203,12 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
         if st.name in manifest["finished"]:
             if verbose:
                 print(f"[loop] {st.name}: done earlier, skipped")
+            done = manifest["finished"][st.name]
+            if st.kind == "pseudolabel" and "premise" not in done:  # a run from before the premise was measured
+                premise = _premise(cfg, st, manifest, path(st.out), truth_cache)
+                if premise is not None:
+                    done["premise"] = premise
+                    storage.write_json_atomic(loop_file, manifest)
             continue
         if verbose:
             print(f"[loop] {st.name} ...", flush=True)
@@ -207,10 +228,16 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
             rcfg = OmegaConf.merge(cfg, {"pseudolabel": {"round": st.round}})
             reuse = shared.get("chains") if st.round == 1 else None
             m = run_pseudolabel(rcfg, catalog=cfg.data.unlabeled, out=path(st.out), adapter=path(st.adapter_in),
-                                limit=cfg.data.unlabeled_limit, reuse_chains_from=reuse, verbose=verbose)
+                                limit=cfg.data.unlabeled_limit, reuse_chains_from=reuse, truth=oracle_truth,
+                                verbose=verbose)
             result = {"counts": m["counts"]}
             if reuse:
                 result["reused_chains_from"] = reuse
+            if oracle_truth:
+                result["oracle_truth"] = oracle_truth
+            premise = _premise(cfg, st, manifest, path(st.out), truth_cache)
+            if premise is not None:
+                result["premise"] = premise
         elif st.kind in ("dpo", "sl") and _nothing_to_train(st, manifest):
             # No pairs (DPO) or no kept example (SL) this round: the adapter carries over unchanged, said so.
             adapter = storage.join(path(st.out), "adapter")
@@ -247,6 +274,21 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
     return manifest
 
 
+def _premise(cfg, st: Stage, manifest: dict, out: str, truth_cache: dict) -> dict | None:
+    """The premise of a round's chains (attrpipe.premise), when the pool's true labels exist (``data.truth``)."""
+    from attrpipe.premise import chain_premise, read_chain_rows, read_truth, sampler_accuracy
+
+    if "truth" not in truth_cache:
+        truth_cache["truth"] = read_truth(cfg.data.truth)
+    truth = truth_cache["truth"]
+    if truth is None:
+        return None
+    sampler_eval = None if st.adapter_in is None else f"{st.adapter_in.rsplit('/', 1)[0]}/eval"
+    premise = chain_premise(read_chain_rows(out), truth, float(cfg.consensus.threshold))
+    premise["sampler"] = sampler_accuracy(manifest["finished"].get(sampler_eval), sampler_eval)
+    return premise
+
+
 def _nothing_to_train(st: Stage, manifest: dict) -> bool:
     counts = manifest["finished"].get(f"round-{st.round}/pseudolabel", {}).get("counts", {})
     return counts.get("pairs" if st.kind == "dpo" else "kept", 0) == 0
@@ -259,16 +301,25 @@ def _resume(out_dir: str) -> str | None:
 
 
 def loop_table(manifest: dict) -> str:
-    """Per-round accuracy table from the run manifest."""
-    rows = [f"{'stage':<16}{'accuracy':>10}{'parse fail':>12}{'kept':>8}{'pairs':>8}"]
+    """Per-round accuracy table from the run manifest; with the pool's true labels, each round's premise too (a
+    parsed chain's accuracy and the kept consensus's, on the pool)."""
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:.1f}%"
+
+    rows = [f"{'stage':<16}{'accuracy':>10}{'parse fail':>12}{'kept':>8}{'pairs':>8}{'1 chain right':>15}"
+            f"{'kept right':>12}"]
     fin = manifest["finished"]
     for name in manifest["stages"]:
         if not name.endswith("eval") or name not in fin:
             continue
         e = fin[name]
         rnd = name.split("/")[0]
-        pl = fin.get(f"{rnd}/pseudolabel", {}).get("counts", {})
-        acc = "n/a" if e["accuracy"] is None else f"{100 * e['accuracy']:.1f}%"
-        pf = "n/a" if e["parse_failure_rate"] is None else f"{100 * e['parse_failure_rate']:.1f}%"
-        rows.append(f"{rnd:<16}{acc:>10}{pf:>12}{pl.get('kept', ''):>8}{pl.get('pairs', ''):>8}")
+        pl = fin.get(f"{rnd}/pseudolabel", {})
+        counts, premise = pl.get("counts", {}), pl.get("premise")
+        chain, kept = ("", "") if premise is None else (pct(premise["single_chain"]), pct(premise["consensus_kept"]))
+        rows.append(f"{rnd:<16}{pct(e['accuracy']):>10}{pct(e['parse_failure_rate']):>12}{counts.get('kept', ''):>8}"
+                    f"{counts.get('pairs', ''):>8}{chain:>15}{kept:>12}")
+    if is_oracle(manifest.get("method", "")):
+        rows.append(f"method {manifest['method']}: a diagnostic ceiling (chains scored against the true labels), "
+                    "not the method")
     return "\n".join(rows)

@@ -8,7 +8,11 @@
 - the distribution of the confidence C of each round's pseudo-labels;
 - calibration of the consensus: how often the consensus label is right at each C, measured on the labeled slice of
   the unlabeled pool named by ``data.truth`` (listing_id + labels; a synthetic catalog has one for every listing);
+- the premise of each round, where ``data.truth`` exists (attrpipe.premise): a parsed chain's accuracy on the pool,
+  the kept consensus's, the gain, beside the sampling adapter's greedy test accuracy; per attribute for round 1;
 - the curves of any study under the run directory (``study-*/study.json``).
+
+The oracle arms (``dpo-oracle``, ``sl-oracle``) are named as diagnostic ceilings wherever they appear.
 
 The numbers come from the runs' manifests (loop.json, study.json) and pseudo-labeling shards; nothing is recomputed
 by a model. Pure helpers (:func:`calibration_table`, :func:`round_series`) are unit-tested without plotting.
@@ -21,6 +25,7 @@ import io
 from collections import defaultdict
 
 from attrpipe import storage
+from attrpipe.methods import METHODS, is_oracle, method_label
 
 __all__ = ["calibration_table", "round_series", "plot_study", "write_report"]
 
@@ -71,17 +76,20 @@ def round_series(manifest: dict) -> tuple[list[str], list[float | None]]:
 # --- plots ----------------------------------------------------------------------------------------------------------
 
 
+_STYLES = {"dpo": "o-", "sl": "s--", "dpo-oracle": "^:", "sl-oracle": "v:"}
+
+
 def plot_study(study: dict, dest: str) -> None:
     """Accuracy against the study's variable, one line per method (mean over seeds, bars = std), SFT dashed."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     summary = study["summary"]
-    for method, style in (("dpo", "o-"), ("sl", "s--")):
+    for method in METHODS:
         pts = [r for r in summary if r["method"] == method and r["accuracy"] is not None]
         if pts:
             ax.errorbar([r["value"] for r in pts], [100 * r["accuracy"] for r in pts],
-                        yerr=[100 * (r["accuracy_std"] or 0) for r in pts], fmt=style, capsize=3,
-                        label=method.upper())
+                        yerr=[100 * (r["accuracy_std"] or 0) for r in pts], fmt=_STYLES[method], capsize=3,
+                        label=method_label(method), alpha=0.6 if is_oracle(method) else 1.0)
     sft = [r["sft_accuracy"] for r in summary if r["sft_accuracy"] is not None]
     if sft:
         ax.axhline(100 * sum(sft) / len(sft), color="grey", linestyle=":", label="seed SFT")
@@ -101,8 +109,8 @@ def _plot_rounds(runs: list[tuple[str, dict]], dest: str) -> None:
         pts = [(i, 100 * a) for i, a in enumerate(accs) if a is not None]
         if pts:
             method = m.get("method", "")
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "s--" if method == "sl" else "o-",
-                    label=f"{name} ({method.upper()})" if method else name)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], _STYLES.get(method, "o-"),
+                    label=f"{name} ({method_label(method)})" if method else name)
             ax.set_xticks(range(len(labels)), labels)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("accuracy by round")
@@ -132,7 +140,7 @@ def _consensus_rows(pl_dir: str) -> list[dict]:
     d = storage.join(pl_dir, "consensus")
     if not storage.list_files(d, ".parquet"):
         return []
-    cols = ["listing_id", "attribute", "consensus", "confidence"]
+    cols = ["listing_id", "vertical", "attribute", "consensus", "confidence", "chains"]
     return storage.read_parquet(d, columns=cols).to_pylist()
 
 
@@ -181,7 +189,7 @@ def _loop_runs(run_dir: str) -> list[tuple[str, str]]:
     return found
 
 
-def _truth(run_dir: str) -> dict[str, dict[str, str]] | None:
+def _run_config(run_dir: str):
     from omegaconf import OmegaConf
 
     conf = storage.join(run_dir, "config.yaml")
@@ -189,11 +197,37 @@ def _truth(run_dir: str) -> dict[str, dict[str, str]] | None:
         return None
     fs, p = storage.filesystem_for(conf)
     with fs.open_input_stream(p) as f:
-        path = OmegaConf.create(f.read().decode("utf-8")).data.get("truth")
-    if not path or not storage.exists(path):
-        return None
-    return {r["listing_id"]: dict(r["labels"] or {})
-            for r in storage.read_parquet(path, columns=["listing_id", "labels"]).to_pylist()}
+        return OmegaConf.create(f.read().decode("utf-8"))
+
+
+def _truth(run_dir: str) -> dict[str, dict[str, str]] | None:
+    from attrpipe.premise import read_truth
+
+    cfg = _run_config(run_dir)
+    return None if cfg is None else read_truth(cfg.data.get("truth"))
+
+
+def _premises(d: str, m: dict, per_round: dict[str, list[dict]]) -> dict[str, dict]:
+    """Each round's premise: loop.json's, or measured now from its chains (a run from before it was recorded)."""
+    from attrpipe.premise import chain_premise, sampler_accuracy
+
+    out = {}
+    truth: dict = {}
+    for s in m["stages"]:
+        if not (s.endswith("/pseudolabel") and s in m["finished"]):
+            continue
+        rnd = s.split("/")[0]
+        p = m["finished"][s].get("premise")
+        if p is None and per_round.get(rnd) and "t" not in truth:
+            truth["t"] = _truth(d)
+        if p is None and truth.get("t") is not None and per_round.get(rnd):
+            cfg = _run_config(d)
+            p = chain_premise(per_round[rnd], truth["t"], float(cfg.consensus.threshold))
+            prev = "sft" if rnd == "round-1" else f"round-{int(rnd.split('-')[1]) - 1}"
+            p["sampler"] = sampler_accuracy(m["finished"].get(f"{prev}/eval"), f"{prev}/eval")
+        if p is not None:
+            out[rnd] = p
+    return out
 
 
 def write_report(run_dirs: list[str], out: str | None = None) -> str:
@@ -216,7 +250,8 @@ def write_report(run_dirs: list[str], out: str | None = None) -> str:
         sections.append(_figure("Accuracy by round", "accuracy_by_round.png",
                                 "Greedy decoding of the labeled test set after the seed SFT and after each round."))
         sections.append(_rounds_table(loops))
-        name, d, m = loops[0]
+        # the first run of the method: an oracle arm's consensus column is the truth (its calibration means nothing)
+        name, d, m = next((lp for lp in loops if not is_oracle(lp[2].get("method", ""))), loops[0])
         if sum(1 for s in m["stages"] if s.endswith("eval") and s in m["finished"]) >= 1:
             _plot_verticals(m, storage.join(out, "by_vertical.png"))
             sections.append(_figure(f"Accuracy by vertical ({html.escape(name)})", "by_vertical.png",
@@ -238,6 +273,9 @@ def write_report(run_dirs: list[str], out: str | None = None) -> str:
                                         "How often the consensus label equals the true label, at each C, on the "
                                         "labeled slice of the unlabeled pool (data.truth)."))
                 sections.append(_calibration_html(tables))
+        premises = _premises(d, m, per_round)
+        if premises:
+            sections.append(_premise_html(name, m, premises))
     for i, st in enumerate(studies):
         png = f"study_{st['kind']}_{i}.png"
         plot_study(st, storage.join(out, png))
@@ -265,19 +303,57 @@ def _pct(x) -> str:
 
 def _rounds_table(loops) -> str:
     rows = ["<table><tr><th>run</th><th>method</th><th>stage</th><th>accuracy</th><th>parse failures</th>"
-            "<th>kept</th><th>pairs</th></tr>"]
+            "<th>kept</th><th>pairs</th><th>a parsed chain right</th><th>kept consensus right</th></tr>"]
     for name, _, m in loops:
+        method = m.get("method", "")
         for s in m["stages"]:
             if not (s.endswith("eval") and s in m["finished"]):
                 continue
             e = m["finished"][s]
             rnd = s.split("/")[0]
-            c = m["finished"].get(f"{rnd}/pseudolabel", {}).get("counts", {})
-            rows.append(f"<tr><td>{html.escape(name)}</td><td>{m.get('method', '').upper()}</td><td>{rnd}</td>"
-                        f"<td>{_pct(e.get('accuracy'))}</td>"
+            pl = m["finished"].get(f"{rnd}/pseudolabel", {})
+            c, p = pl.get("counts", {}), pl.get("premise") or {}
+            rows.append(f"<tr><td>{html.escape(name)}</td><td>{html.escape(method_label(method)) if method else ''}"
+                        f"</td><td>{rnd}</td><td>{_pct(e.get('accuracy'))}</td>"
                         f"<td>{_pct(e.get('parse_failure_rate'))}</td><td>{c.get('kept', '')}</td>"
-                        f"<td>{c.get('pairs', '')}</td></tr>")
-    return "".join(rows) + "</table>"
+                        f"<td>{c.get('pairs', '')}</td><td>{_pct(p.get('single_chain')) if p else ''}</td>"
+                        f"<td>{_pct(p.get('consensus_kept')) if p else ''}</td></tr>")
+    note = ""
+    if any(is_oracle(m.get("method", "")) for _, _, m in loops):
+        note = ("<p>The oracle runs are diagnostic ceilings, not the method: their chains were scored against the true "
+                "labels instead of their consensus, then trained as DPO / SL are. What they reach says what the "
+                "learner could do if the consensus were right.</p>")
+    return "".join(rows) + "</table>" + note
+
+
+def _points(x) -> str:
+    return "n/a" if x is None else f"{100 * x:+.1f}"
+
+
+def _premise_html(name: str, m: dict, premises: dict[str, dict]) -> str:
+    """Each round's premise, and round 1's per attribute."""
+    out = [f"<h2>The premise ({html.escape(name)})</h2><p>On the pool's true labels (data.truth): the accuracy of a "
+           "single chain that parsed to an allowed value (unparsed chains left out), the accuracy of the consensus "
+           "among the kept at the round's C, and the gain between them (points); beside them the greedy test "
+           "accuracy of the adapter the round sampled with (round 1: the seed SFT), over all answers and over the "
+           "parsed ones.</p>",
+           "<table><tr><th>round</th><th>C</th><th>listing-attributes</th><th>a parsed chain right</th><th>kept</th>"
+           "<th>kept consensus right</th><th>gain</th><th>sampler</th><th>its test accuracy</th>"
+           "<th>over parsed answers</th></tr>"]
+    for rnd, p in premises.items():
+        s = p.get("sampler") or {}
+        out.append(f"<tr><td>{rnd}</td><td>{p.get('threshold')}</td><td>{p['examples']}</td>"
+                   f"<td>{_pct(p['single_chain'])}</td><td>{p['kept']}</td><td>{_pct(p['consensus_kept'])}</td>"
+                   f"<td>{_points(p['gain'])}</td><td>{html.escape(str(s.get('stage') or 'none'))}</td>"
+                   f"<td>{_pct(s.get('accuracy'))}</td><td>{_pct(s.get('parsed_accuracy'))}</td></tr>")
+    out.append("</table>")
+    first = next(iter(premises))
+    out.append(f"<h3>Per attribute ({first})</h3><table><tr><th>attribute</th><th>listing-attributes</th>"
+               "<th>a parsed chain right</th><th>kept</th><th>kept consensus right</th><th>gain</th></tr>")
+    for attr, a in premises[first].get("per_attribute", {}).items():
+        out.append(f"<tr><td>{html.escape(attr)}</td><td>{a['examples']}</td><td>{_pct(a['single_chain'])}</td>"
+                   f"<td>{a['kept']}</td><td>{_pct(a['consensus_kept'])}</td><td>{_points(a['gain'])}</td></tr>")
+    return "".join(out) + "</table>"
 
 
 def _calibration_html(tables: dict[str, list[dict]]) -> str:

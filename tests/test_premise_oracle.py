@@ -1,0 +1,170 @@
+"""The premise (a parsed chain's accuracy against the kept consensus's, on the pool's true labels), the diagnostic
+oracle arms' scoring and configuration, the report's premise and the loop's backfill (no Ray, no model)."""
+
+import pytest
+
+from attrpipe.config import ConfigError, load_config
+from attrpipe.consensus import compute_consensus, make_pairs, oracle_consensus
+from attrpipe.methods import method_label, training_kind
+from attrpipe.premise import chain_premise, parsed_accuracy, sampler_accuracy
+from attrpipe.scoring import score_chains
+from attrpipe.taxonomy import load_taxonomy
+
+S, T, P = "Solid", "Striped", "Printed"
+
+
+def test_oracle_prefers_the_chains_that_give_the_truth_and_pairs_them_as_make_pairs_does():
+    values = [S, S, T, None, S, T, S]
+    # the consensus (Solid) is wrong; the truth (Striped) has 2 of 7 chains
+    oc = oracle_consensus(values, T)
+    assert oc.value == T and oc.preferred == (2, 5) and oc.dispreferred == (0, 1, 3, 4, 6)
+    assert oc.n_agree == 2 and oc.n_valid == 6 and oc.confidence == pytest.approx(2 / 7)
+    assert make_pairs(oc, 0.5, seed=0, ex_id="L::pattern") == []  # C against the truth below the threshold
+    pairs = make_pairs(oc, 0.25, seed=0, ex_id="L::pattern")
+    assert [p.rejected for p in pairs] == [0, 1, 3, 4, 6] and {p.chosen for p in pairs} <= {2, 5}
+    # where the consensus is right, the oracle is the consensus: the same kept decision and the very same pairs
+    c = compute_consensus(values)
+    same = oracle_consensus(values, S)
+    assert (same.value, same.preferred, same.dispreferred, same.n_agree) == (c.value, c.preferred, c.dispreferred,
+                                                                            c.n_agree)
+    assert make_pairs(same, 0.5, seed=3, ex_id="x") == make_pairs(c, 0.5, seed=3, ex_id="x")
+    # no true label, or no chain that gives it: nothing to prefer, never kept (even at C = 0)
+    for truth in (None, P):
+        none = oracle_consensus(values, truth)
+        assert none.value is None and none.preferred == () and make_pairs(none, 0.0, seed=0, ex_id="x") == []
+
+
+def test_score_chains_oracle_uses_the_truth_in_place_of_the_consensus():
+    tax = load_taxonomy("conf/taxonomy", ["watch"])
+    attr = next(a for a in tax.vertical("watch").attributes.values() if len(a.values) >= 2)
+    a, b = attr.values[0], attr.values[1]
+    texts = [f"<reasoning> r </reasoning><answer> {v} </answer>" for v in (a, a, a, a, b, b)] + ["no answer"]
+    method = score_chains(texts, attr, threshold=0.25, seed=0, ex_id="L::x")
+    oracle = score_chains(texts, attr, threshold=0.25, seed=0, ex_id="L::x", oracle=True, truth=b)
+    assert method.consensus.value == a and oracle.consensus.value == b
+    assert oracle.kept and {p.chosen for p in oracle.pairs} <= {4, 5}
+    assert sorted(p.rejected for p in oracle.pairs) == [0, 1, 2, 3, 6]
+
+
+def _row(listing, attr, answers, vertical="watch"):
+    return {"listing_id": listing, "vertical": vertical, "attribute": attr,
+            "chains": [{"answer": x} for x in answers]}
+
+
+def test_chain_premise_overall_and_per_attribute():
+    truth = {"A": {"colour": "Red", "shape": "Round"}, "B": {"colour": "Blue"}}
+    rows = [
+        _row("A", "colour", ["Red", "Red", "Red", "Blue", None, None, None]),  # kept (3/7 >= 0.4), right
+        _row("A", "shape", ["Square", "Square", "Square", "Round", "Round", None, None]),  # kept, wrong
+        _row("B", "colour", ["Blue", "Red", "Green", None, None, None, None]),  # not kept (1/7)
+        _row("B", "shape", ["Round"] * 7),  # no true label: left out
+        _row("C", "colour", ["Red"] * 7),  # no true label: left out
+    ]
+    p = chain_premise(rows, truth, 0.4)
+    # parsed chains with a label: 4 + 5 + 3 = 12; right: 3 + 2 + 1 = 6
+    assert (p["examples"], p["chains_parsed"], p["chains_right"]) == (3, 12, 6)
+    assert p["single_chain"] == pytest.approx(6 / 12)
+    assert (p["kept"], p["kept_right"]) == (2, 1) and p["consensus_kept"] == pytest.approx(0.5)
+    assert p["gain"] == pytest.approx(0.0) and p["threshold"] == 0.4
+    colour, shape = p["per_attribute"]["watch.colour"], p["per_attribute"]["watch.shape"]
+    assert colour["single_chain"] == pytest.approx(4 / 7) and colour["consensus_kept"] == pytest.approx(1.0)
+    assert colour["gain"] == pytest.approx(1 - 4 / 7)
+    assert shape["single_chain"] == pytest.approx(2 / 5) and shape["consensus_kept"] == pytest.approx(0.0)
+    # the consensus is recomputed from the chains: a row's stored consensus (an oracle arm's truth) is not read
+    assert chain_premise([{**rows[1], "consensus": "Round", "kept": True}], truth, 0.4)["consensus_kept"] == 0.0
+    empty = chain_premise([], truth, 0.5)
+    assert empty["single_chain"] is None and empty["consensus_kept"] is None and empty["gain"] is None
+
+
+def test_sampler_accuracy_over_all_and_parsed_answers():
+    e = {"accuracy": 0.25, "parse_failure_rate": 0.5, "scored": 100}
+    assert parsed_accuracy(e) == pytest.approx(0.5)
+    assert parsed_accuracy({"accuracy": 0.0, "parse_failure_rate": 1.0}) is None
+    assert sampler_accuracy(e, "sft/eval") == {"stage": "sft/eval", "accuracy": 0.25, "parsed_accuracy": 0.5,
+                                               "parse_failure_rate": 0.5}
+    assert sampler_accuracy(None, None) is None
+
+
+def test_oracle_methods_are_named_as_ceilings_and_need_the_truth():
+    assert training_kind("dpo-oracle") == "dpo" and training_kind("sl") == "sl"
+    assert "diagnostic ceiling" in method_label("sl-oracle") and method_label("dpo") == "DPO"
+    c = load_config("conf/demo_cpu.yaml", ["loop.method=dpo-oracle", "study.methods=[dpo,sl,dpo-oracle,sl-oracle]"])
+    assert c.loop.method == "dpo-oracle"
+    with pytest.raises(ConfigError, match=r"^loop.method: dpo-oracle .*data.truth is not set$"):
+        load_config("conf/demo_cpu.yaml", ["loop.method=dpo-oracle", "data.truth=null"])
+    with pytest.raises(ConfigError, match=r"^study.methods: sl-oracle .*data.truth"):
+        load_config("conf/demo_cpu.yaml", ["study.methods=[dpo,sl-oracle]", "data.truth=null"])
+    with pytest.raises(ConfigError, match="study.methods"):
+        load_config("conf/demo_cpu.yaml", ["study.methods=[dpo,ppo]"])
+
+
+def test_the_loop_refuses_an_oracle_without_the_truth_file(tmp_path):
+    from attrpipe.loop import run_loop
+
+    missing = str(tmp_path / "nowhere.parquet")
+    cfg = load_config("conf/demo_cpu.yaml", ["loop.method=sl-oracle", f"data.truth={missing}",
+                                             f"run.output_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"^data.truth: .*nowhere.parquet does not exist"):
+        run_loop(cfg, verbose=False)
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_the_report_shows_each_rounds_premise_and_names_the_oracle_a_ceiling(tmp_path):
+    import json
+
+    from attrpipe.loop import loop_table
+    from attrpipe.report import write_report
+
+    truth = {"A": {"colour": "Red"}}
+    premise = chain_premise([_row("A", "colour", ["Red", "Red", "Blue", None, None, None, None])], truth, 0.25)
+    premise["sampler"] = sampler_accuracy({"accuracy": 0.2, "parse_failure_rate": 0.5}, "sft/eval")
+    ev = {"accuracy": 0.2, "parse_failure_rate": 0.5, "scored": 10, "per_vertical": {"watch": 0.2}}
+    m = {"method": "dpo-oracle", "stages": ["sft", "sft/eval", "round-1/pseudolabel", "round-1/train", "round-1/eval"],
+         "finished": {"sft": {}, "sft/eval": ev, "round-1/pseudolabel": {"counts": {"kept": 1, "pairs": 2},
+                                                                          "premise": premise},
+                      "round-1/train": {}, "round-1/eval": {**ev, "accuracy": 0.3}}}
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "loop.json").write_text(json.dumps(m))
+    page = (tmp_path / "run" / "report" / "index.html")
+    assert write_report([str(run)]) == str(page)
+    html = page.read_text()
+    assert "The premise (run)" in html and "<td>watch.colour</td>" in html
+    assert "<td>66.7%</td>" in html and "<td>100.0%</td>" in html and "<td>+33.3</td>" in html  # 2/3, 1/1, gain
+    assert "DPO-oracle (diagnostic ceiling)" in html and "diagnostic ceilings, not the method" in html
+    table = loop_table(m)
+    assert "66.7%" in table and "100.0%" in table and "diagnostic ceiling" in table
+
+
+def test_a_finished_loop_gets_its_premise_on_rerun_without_running_anything(tmp_path):
+    """A run from before the premise was measured: rerunning the loop measures it from the committed chains."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from attrpipe import storage
+    from attrpipe.loop import _result_key, plan_stages, run_loop
+
+    truth = tmp_path / "truth.parquet"
+    pq.write_table(pa.Table.from_pylist([{"listing_id": "A", "labels": [("colour", "Red")]}],
+                                        schema=pa.schema([("listing_id", pa.string()),
+                                                          ("labels", pa.map_(pa.string(), pa.string()))])), truth)
+    cfg = load_config("conf/demo_cpu.yaml", [f"run.output_dir={tmp_path}", "run.name=r", "loop.rounds=1",
+                                             f"data.truth={truth}", "consensus.threshold=0.25"])
+    run = tmp_path / "r"
+    shards = run / "round-1" / "pseudolabels" / "consensus"
+    shards.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([_row("A", "colour", ["Red", "Red", "Blue", None, None, None, None])]),
+                   shards / "u.parquet")
+    ev = {"accuracy": 0.2, "parse_failure_rate": 0.5, "scored": 10}
+    stages = [s.name for s in plan_stages(rounds=1, method="dpo", seed_sft=True)]
+    manifest = {"config_hash": "x", "result_key": _result_key(cfg), "sft_key": _result_key(cfg, seed_sft_only=True),
+                "model_fingerprint": storage.fingerprint(cfg.model.path), "stages": stages,
+                "finished": {s: dict(ev) if s.endswith("eval") else {"counts": {}} for s in stages}}
+    (run / "loop.json").write_text(json.dumps(manifest))
+    out = run_loop(cfg, verbose=False)
+    p = out["finished"]["round-1/pseudolabel"]["premise"]
+    assert p["single_chain"] == pytest.approx(2 / 3) and p["consensus_kept"] == 1.0
+    assert p["sampler"] == {"stage": "sft/eval", "accuracy": 0.2, "parsed_accuracy": 0.4, "parse_failure_rate": 0.5}
+    assert json.loads((run / "loop.json").read_text())["finished"]["round-1/pseudolabel"]["premise"] == p
