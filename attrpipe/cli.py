@@ -104,7 +104,36 @@ def cmd_loop(args) -> int:
 def cmd_study(args) -> int:
     from attrpipe.study import run_study
 
-    run_study(_load(args), args.kind)
+    run_study(_load(args), args.kind, command=["attrpipe", *args.argv])
+    return 0
+
+
+def cmd_results_tables(args) -> int:
+    from attrpipe.results import fill_markers, load_summary, render_tables, tables_markdown
+
+    summary = load_summary(args.summary)
+    if summary is None:
+        print(f"attrpipe: error: no summary at {args.summary} (a study command writes it: study.summary)",
+              file=sys.stderr)
+        return 2
+    if args.into:
+        path = Path(args.into)
+        path.write_text(fill_markers(path.read_text(), render_tables(summary)))
+        print(f"tables written into the marked blocks of {path}")
+    else:
+        sys.stdout.write(tables_markdown(summary))
+    return 0
+
+
+def cmd_results_add(args) -> int:
+    from attrpipe.results import add_run
+
+    try:
+        add_run(args.summary, args.run, args.label)
+    except FileNotFoundError as e:
+        print(f"attrpipe: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.run} recorded as {args.label!r} in {args.summary}")
     return 0
 
 
@@ -181,11 +210,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_loop)
 
-    p = sub.add_parser("study", help="the paper's tables: a threshold or pool-size sweep, DPO and SL side by side")
+    p = sub.add_parser("study", help="the paper's tables: a threshold or pool-size sweep, DPO and SL side by side "
+                       "(and the oracle arms, diagnostic ceilings, when study.methods names them); merges its arms "
+                       "into study.summary")
     p.add_argument("kind", choices=["threshold", "pool-size"], help="threshold: study.thresholds; pool-size: "
                    "study.pool_sizes (the first N listings of the pool)")
     _add_config_args(p)
     p.set_defaults(func=cmd_study)
+
+    results = sub.add_parser("results", help="the summary.json the study commands write, and its Markdown tables")
+    results_sub = results.add_subparsers(dest="results_command", metavar="WHAT", required=True)
+    p = results_sub.add_parser("tables", help="the Markdown tables of a summary.json (Table 4/5/6 shapes, the premise)")
+    p.add_argument("summary", metavar="SUMMARY", help="a summary.json (study.summary; default <run dir>/summary.json)")
+    p.add_argument("--into", metavar="FILE", help="replace the <!-- results:NAME --> ... <!-- /results:NAME --> "
+                   "blocks of this Markdown file instead of printing")
+    p.set_defaults(func=cmd_results_tables)
+    p = results_sub.add_parser("add", help="record a run that is not a study in a summary.json: an evaluation "
+                               "(metrics.json; --label zero-shot is Table 4's first row) or a loop run")
+    p.add_argument("summary", metavar="SUMMARY")
+    p.add_argument("run", metavar="DIR", help="an evaluation output directory or a loop run directory")
+    p.add_argument("--label", required=True, help="its name in the summary, e.g. zero-shot")
+    p.set_defaults(func=cmd_results_add)
 
     p = sub.add_parser("report", help="static HTML report with PNG plots of loop runs and studies")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (<run.output_dir>/<run.name>); "
@@ -252,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     from attrpipe.config import ConfigError
     from attrpipe.taxonomy import TaxonomyError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return int(args.func(args) or 0)
     except (ConfigError, TaxonomyError) as e:

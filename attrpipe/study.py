@@ -4,7 +4,8 @@
 - ``attrpipe study pool-size CONFIG``: the unlabeled pool over ``study.pool_sizes`` listings, the first N of
   ``data.unlabeled`` (its Table 6);
 
-each for every method of ``study.methods`` (DPO and the self-learning baseline side by side) and every seed of
+each for every method of ``study.methods`` (DPO and the self-learning baseline side by side; ``dpo-oracle`` and
+``sl-oracle``, the diagnostic ceilings of attrpipe.methods, beside them when asked for) and every seed of
 ``study.seeds`` (mean and spread). An *arm* (value x method x seed) is an ordinary loop run of ``study.rounds`` rounds.
 What the arms of a seed have in common is done once and shared, never redone, by both kinds of study of a run:
 
@@ -21,6 +22,11 @@ Layout under ``<run.output_dir>/<run.name>/``::
     shared/seed-<s>/chains-<N>/                   the shared round-1 chains (a pseudo-labeling output)
     study-<kind>/seed-<s>/<method>-<var>-<value>/ an arm: a loop run directory (loop.json, round-k/...)
     study-<kind>/study.json  study.md  study.png  every arm's results, the table, the plot
+    summary.json                                  every study command's arms, merged (``study.summary`` moves it):
+                                                  what attrpipe.results renders docs/results.md's tables from
+
+Where the pool's true labels exist (``data.truth``), every arm's row also holds round 1's premise (attrpipe.premise: a
+parsed chain's accuracy, the kept consensus's, the gain), and study.md a table of it per attribute.
 
 ``study.name`` puts the arms under ``study-<kind>-<name>/`` instead: a lever of DPO, SL or the threshold (say
 ``dpo.learning_rate=1e-4 study.name=dpo-lr-1e-4``) runs beside the default arms and shares their seed SFT and chains
@@ -39,8 +45,10 @@ from dataclasses import asdict, dataclass
 from omegaconf import OmegaConf
 
 from attrpipe import storage
+from attrpipe.methods import is_oracle, method_label
 
-__all__ = ["KINDS", "Arm", "plan_arms", "arm_overrides", "summarize_arms", "study_table", "run_study"]
+__all__ = ["KINDS", "Arm", "plan_arms", "arm_overrides", "summarize_arms", "study_table", "premise_table",
+           "run_study"]
 
 KINDS = {"threshold": "consensus.threshold", "pool-size": "data.unlabeled_limit"}
 
@@ -49,7 +57,7 @@ KINDS = {"threshold": "consensus.threshold", "pool-size": "data.unlabeled_limit"
 class Arm:
     kind: str  # threshold | pool-size
     value: float | int
-    method: str  # dpo | sl
+    method: str  # dpo | sl | dpo-oracle | sl-oracle (attrpipe.methods)
     seed: int
 
     @property
@@ -84,9 +92,20 @@ def _mean_std(xs: list[float]) -> tuple[float | None, float | None]:
     return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
 
+def _mean(xs) -> float | None:
+    return _mean_std([x for x in xs if x is not None])[0]
+
+
+def _premise_of(r: dict, key: str):
+    p = r.get("premise")
+    return None if p is None else p.get(key)
+
+
 def summarize_arms(results: list[dict]) -> list[dict]:
     """Per (value, method): mean and sample standard deviation over seeds of the final accuracy, the SFT accuracy and
-    the lift (final - SFT), plus round 1's kept examples and pairs (means). ``results`` are the per-arm rows."""
+    the lift (final - SFT), plus round 1's kept examples and pairs (means) and, where measured, round 1's premise
+    (means of a parsed chain's accuracy, the kept consensus's and the gain; per attribute too). ``results`` are the
+    per-arm rows."""
     groups: dict[tuple, list[dict]] = {}
     for r in results:
         groups.setdefault((r["value"], r["method"]), []).append(r)
@@ -97,9 +116,20 @@ def summarize_arms(results: list[dict]) -> list[dict]:
         lift = [r["accuracy"] - r["sft_accuracy"] for r in rs
                 if r["accuracy"] is not None and r["sft_accuracy"] is not None]
         (am, asd), (sm, _), (lm, lsd) = _mean_std(final), _mean_std(sft), _mean_std(lift)
+        per_attr: dict[str, dict[str, list]] = {}
+        for r in rs:
+            for attr, p in ((r.get("premise") or {}).get("per_attribute") or {}).items():
+                d = per_attr.setdefault(attr, {"single_chain": [], "consensus_kept": [], "gain": [], "kept": []})
+                for k in d:
+                    d[k].append(p.get(k))
         rows.append({"value": value, "method": method, "seeds": len(rs), "accuracy": am, "accuracy_std": asd,
                      "sft_accuracy": sm, "lift": lm, "lift_std": lsd,
-                     "kept": _mean_std([r["kept"] for r in rs])[0], "pairs": _mean_std([r["pairs"] for r in rs])[0]})
+                     "kept": _mean_std([r["kept"] for r in rs])[0], "pairs": _mean_std([r["pairs"] for r in rs])[0],
+                     "single_chain": _mean(_premise_of(r, "single_chain") for r in rs),
+                     "consensus_kept": _mean(_premise_of(r, "consensus_kept") for r in rs),
+                     "gain": _mean(_premise_of(r, "gain") for r in rs),
+                     "premise_per_attribute": {a: {k: _mean(v) for k, v in d.items()}
+                                               for a, d in sorted(per_attr.items())}})
     return rows
 
 
@@ -112,35 +142,90 @@ def study_table(kind: str, summary: list[dict]) -> str:
             return "n/a"
         return f"{100 * m:.1f}" + ("" if sd is None else f" ± {100 * sd:.1f}")
 
-    lines = [f"| {var} | method | seeds | accuracy % | SFT % | lift (points) | kept (round 1) | pairs (round 1) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [f"| {var} | method | seeds | accuracy % | SFT % | lift (points) | kept (round 1) | pairs (round 1) "
+             "| a parsed chain right % | kept consensus right % | gain (points) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary:
         kept = "n/a" if r["kept"] is None else f"{r['kept']:.0f}"
         pairs = "n/a" if r["pairs"] is None else f"{r['pairs']:.0f}"
-        lines.append(f"| {r['value']} | {r['method'].upper()} | {r['seeds']} | {pct(r['accuracy'], r['accuracy_std'])} "
-                     f"| {pct(r['sft_accuracy'])} | {pct(r['lift'], r['lift_std'])} | {kept} | {pairs} |")
+        lines.append(f"| {r['value']} | {method_label(r['method'])} | {r['seeds']} "
+                     f"| {pct(r['accuracy'], r['accuracy_std'])} "
+                     f"| {pct(r['sft_accuracy'])} | {pct(r['lift'], r['lift_std'])} | {kept} | {pairs} "
+                     f"| {pct(r.get('single_chain'))} | {pct(r.get('consensus_kept'))} | {pct(r.get('gain'))} |")
+    if any(is_oracle(r["method"]) for r in summary):
+        lines.append("")
+        lines.append("The oracle rows are diagnostic ceilings, not the method: the same chains, scored against the "
+                     "true labels instead of their consensus, then trained as DPO / SL are.")
     return "\n".join(lines)
 
 
-def _arm_result(arm: Arm, manifest: dict) -> dict:
+def premise_table(kind: str, summary: list[dict]) -> str | None:
+    """Round 1's premise per attribute and study value (means over seeds), as Markdown; None when not measured.
+    Every method of a value scores the same chains, so one row per (value, attribute) suffices."""
+    var = "C" if kind == "threshold" else "unlabeled listings"
+    seen: dict = {}
+    for r in summary:
+        if r.get("premise_per_attribute") and r["value"] not in seen:
+            seen[r["value"]] = r["premise_per_attribute"]
+    if not seen:
+        return None
+
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:.1f}"
+
+    lines = [f"| {var} | attribute | a parsed chain right % | kept | kept consensus right % | gain (points) |",
+             "|---|---|---|---|---|---|"]
+    for value, attrs in seen.items():
+        for attr, p in attrs.items():
+            kept = "n/a" if p.get("kept") is None else f"{p['kept']:.0f}"
+            lines.append(f"| {value} | {attr} | {pct(p['single_chain'])} | {kept} | {pct(p['consensus_kept'])} "
+                         f"| {pct(p['gain'])} |")
+    return "\n".join(lines)
+
+
+def _arm_result(arm: Arm, manifest: dict, *, threshold: float, run_dir: str | None = None) -> dict:
+    """One arm's row: its final and per-round accuracy, round 1's counts and premise (when measured), its wall time
+    (the sum of its stages') and the C it kept at."""
+    from attrpipe.premise import parsed_accuracy
+
     fin = manifest["finished"]
     evals = [s for s in manifest["stages"] if s.endswith("/eval") and s != "sft/eval"]
     last = fin.get(evals[-1], {}) if evals else {}
-    r1 = fin.get("round-1/pseudolabel", {}).get("counts", {})
+    sft = fin.get("sft/eval", {})
+    pl = fin.get("round-1/pseudolabel", {})
+    r1 = pl.get("counts", {})
     return {**asdict(arm), "arm": arm.name, "accuracy": last.get("accuracy"),
-            "sft_accuracy": fin.get("sft/eval", {}).get("accuracy"),
+            "sft_accuracy": sft.get("accuracy"),
             "per_round": [fin.get(s, {}).get("accuracy") for s in ["sft/eval", *evals]],
-            "kept": r1.get("kept", 0), "pairs": r1.get("pairs", 0)}
+            "kept": r1.get("kept", 0), "pairs": r1.get("pairs", 0),
+            "parse_failure_rate": last.get("parse_failure_rate"), "parsed_accuracy": parsed_accuracy(last),
+            "sft_parse_failure_rate": sft.get("parse_failure_rate"), "sft_parsed_accuracy": parsed_accuracy(sft),
+            "threshold": threshold, "listings": r1.get("listings_in"),
+            "listing_attributes": r1.get("listing_attributes"), "premise": pl.get("premise"),
+            "seconds": round(sum(v.get("seconds", 0) for v in fin.values()), 1), "run_dir": run_dir}
 
 
-def run_study(cfg, kind: str, *, verbose: bool = True) -> dict:
-    """Run (or resume) a study; write study.json, study.md and study.png; return the study manifest."""
+def summary_path(cfg) -> str:
+    """Where a study command merges its arms: ``study.summary``, else ``<run.output_dir>/<run.name>/summary.json``."""
+    return cfg.study.summary or storage.join(cfg.run.output_dir, cfg.run.name, "summary.json")
+
+
+def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None = None) -> dict:
+    """Run (or resume) a study; write study.json, study.md and study.png, and merge its arms into the summary
+    (:func:`summary_path`, attrpipe.results) with ``command`` (the command line) and this invocation's wall time;
+    return the study manifest."""
+    from attrpipe.config import ConfigError
     from attrpipe.loop import run_loop
     from attrpipe.pseudolabel.pipeline import run_pseudolabel
     from attrpipe.report import plot_study
+    from attrpipe.results import update_summary
 
     t0 = time.perf_counter()
     sc = cfg.study
+    oracle = [m for m in sc.methods if is_oracle(m)]
+    if oracle and not storage.exists(cfg.data.truth):
+        raise ConfigError(f"data.truth: {cfg.data.truth} does not exist; study.methods has {oracle[0]} (a diagnostic "
+                          "ceiling), which scores the chains against it")
     values = list(sc.thresholds) if kind == "threshold" else sorted(int(n) for n in sc.pool_sizes)
     arms = plan_arms(kind, values, list(sc.methods), list(sc.seeds))
     study_dir = storage.join(cfg.run.output_dir, cfg.run.name, f"study-{kind}" + (f"-{sc.name}" if sc.name else ""))
@@ -169,16 +254,26 @@ def run_study(cfg, kind: str, *, verbose: bool = True) -> dict:
             acfg = OmegaConf.merge(cfg, {"run": {"output_dir": seed_dir, "name": arm.name}},
                                    arm_overrides(arm, rounds=int(sc.rounds)))
             manifest = run_loop(acfg, shared={"sft": base_dir, "chains": chains}, verbose=verbose)
-            results.append(_arm_result(arm, manifest))
+            results.append(_arm_result(arm, manifest, threshold=float(acfg.consensus.threshold),
+                                       run_dir=storage.join(seed_dir, arm.name)))
     summary = summarize_arms(results)
     table = study_table(kind, summary)
-    out = {"kind": kind, "variable": KINDS[kind], "values": values, "methods": list(sc.methods),
-           "seeds": list(sc.seeds), "rounds": int(sc.rounds), "arms": results, "summary": summary,
-           "table": table, "seconds_this_invocation": round(time.perf_counter() - t0, 1)}
+    premise = premise_table(kind, summary)
+    out = {"kind": kind, "variable": KINDS[kind], "name": sc.name, "run": cfg.run.name,
+           "study_dir": study_dir.rstrip("/").rsplit("/", 1)[-1], "values": values, "methods": list(sc.methods),
+           "seeds": list(sc.seeds), "rounds": int(sc.rounds), "reference": str(cfg.loop.reference),
+           "threshold": float(cfg.consensus.threshold), "pool": cfg.data.unlabeled_limit,
+           "arms": results, "summary": summary, "table": table, "premise_table": premise,
+           "seconds_this_invocation": round(time.perf_counter() - t0, 1)}
     storage.write_json_atomic(storage.join(study_dir, "study.json"), out)
-    storage.write_text_atomic(storage.join(study_dir, "study.md"), f"# Study: {kind}\n\n{table}\n")
+    md = f"# Study: {kind}\n\n{table}\n"
+    if premise:
+        md += ("\n## The premise per attribute (round 1, on the pool's true labels)\n\n" + premise + "\n")
+    storage.write_text_atomic(storage.join(study_dir, "study.md"), md)
     plot_study(out, storage.join(study_dir, "study.png"))
+    dest = summary_path(cfg)
+    update_summary(dest, out, command=command, seconds=out["seconds_this_invocation"])
     if verbose:
         print(table)
-        print(f"study results: {study_dir} (study.json, study.md, study.png)")
+        print(f"study results: {study_dir} (study.json, study.md, study.png); summary: {dest}")
     return out

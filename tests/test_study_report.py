@@ -167,3 +167,53 @@ def test_report_renders_with_every_plot(setup, threshold_study, tmp_path):
     assert len(set(small.quantize(64).getdata())) > 8  # text, axes, coloured lines: not one flat colour
     # matplotlib's first line colour (#1f77b4) on screen: the plots loaded, not broken-image icons
     assert any(abs(r - 31) < 30 and abs(g - 119) < 30 and abs(b - 180) < 30 for r, g, b in img.getdata())
+
+
+def test_oracle_arms_rescore_the_shared_chains_with_the_truth_and_pass_the_audit(setup, tiny_model_dir, tmp_path):
+    """dpo-oracle and sl-oracle (diagnostic ceilings) beside DPO on one threshold: the same chains, pairs by the truth;
+    each round's premise in loop.json, study.json and study.md; the arms merged into the summary; the audit passes."""
+    import pyarrow.parquet as pq
+
+    from attrpipe.audit import audit, format_report
+    from attrpipe.evaluation import read_labels
+    from attrpipe.study import run_study
+
+    summary = tmp_path / "summary.json"
+    cfg = _cfg(setup, tiny_model_dir, "study.thresholds=[0.1]", "study.methods=[dpo,dpo-oracle,sl-oracle]",
+               "study.name=oracle", f"study.summary={summary}")
+    st = run_study(cfg, "threshold", verbose=False, command=["attrpipe", "study", "threshold", "test"])
+    d = setup / "runs" / "s" / "study-threshold-oracle"
+    truth = read_labels(str(setup / "cat" / "truth" / "unlabeled.parquet"))
+    loops = {m: json.loads((d / "seed-0" / f"{m}-C-0.1" / "loop.json").read_text())
+             for m in ("dpo", "dpo-oracle", "sl-oracle")}
+    for m, lp in loops.items():
+        assert lp["method"] == m and "skipped" not in lp["finished"]["round-1/train"], m
+        pl = lp["finished"]["round-1/pseudolabel"]
+        assert pl["counts"]["chains_reused"] == pl["counts"]["chains"] > 0  # the shared chains, not sampled again
+        assert ("oracle_truth" in pl) == m.endswith("oracle")
+    # the premise is the chains' (the method's consensus), the same in every arm; the oracle keeps by the truth
+    premises = [lp["finished"]["round-1/pseudolabel"]["premise"] for lp in loops.values()]
+    assert premises[0] == premises[1] == premises[2] and premises[0]["examples"] > 0
+    assert premises[0]["per_attribute"] and premises[0]["sampler"]["stage"] == "sft/eval"
+    oracle_pairs = pq.read_table(d / "seed-0" / "dpo-oracle-C-0.1" / "round-1" / "pseudolabels" / "pairs").to_pylist()
+    assert oracle_pairs
+    for p in oracle_pairs:
+        t = truth[p["listing_id"]][p["attribute"]]
+        assert p["consensus"] == t and f"<answer> {t} </answer>" in p["chosen"] and f"> {t} <" not in p["rejected"]
+    rows = {m["arm"]: m for m in st["arms"]}
+    assert rows["dpo-oracle-C-0.1"]["premise"] == premises[0]
+    assert "diagnostic ceiling" in st["table"] and "## The premise per attribute" in (d / "study.md").read_text()
+    s = json.loads(summary.read_text())
+    entry = s["studies"]["s/study-threshold-oracle"]
+    assert entry["arms"]["sl-oracle-C-0.1"]["diagnostic"] and not entry["arms"]["dpo-C-0.1"]["diagnostic"]
+    assert entry["commands"][0]["argv"] == "attrpipe study threshold test"
+    assert entry["arms"]["dpo-C-0.1"]["premise"]["single_chain"]["mean"] == pytest.approx(
+        100 * premises[0]["single_chain"])
+    rep = audit(str(d))  # the oracle arms' pairs are re-derived against the truth file
+    assert rep.ok, format_report(rep)
+    tampered = tmp_path / "pseudolabels"  # the same output read as the method's: its pairs break the consensus rule
+    shutil.copytree(d / "seed-0" / "dpo-oracle-C-0.1" / "round-1" / "pseudolabels", tampered)
+    run = json.loads((tampered / "_run.json").read_text())
+    del run["key"]["oracle_truth"]
+    (tampered / "_run.json").write_text(json.dumps(run))
+    assert audit(str(tampered)).checks["consensus and pairs follow the rules"]

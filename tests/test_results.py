@@ -1,0 +1,180 @@
+"""summary.json and the tables rendered from it, on hand-made studies (pure: no Ray, no model)."""
+
+import json
+import math
+
+import pytest
+
+from attrpipe.cli import main
+from attrpipe.config import ConfigError, load_config
+from attrpipe.results import TABLES, fill_markers, headline, merge_study, render_tables, tables_markdown
+
+
+def _premise(single, kept_right, threshold=0.5):
+    return {"threshold": threshold, "examples": 10, "chains_parsed": 50, "kept": 4, "single_chain": single,
+            "consensus_kept": kept_right, "gain": kept_right - single,
+            "per_attribute": {"watch.colour": {"examples": 10, "kept": 4, "single_chain": single,
+                                               "consensus_kept": kept_right, "gain": kept_right - single}},
+            "sampler": {"stage": "sft/eval", "accuracy": 0.2, "parsed_accuracy": 0.4}}
+
+
+def _arm(kind, value, method, seed, acc, sft, *, threshold=0.5, listings=None, single=0.3, kept_right=0.4,
+         kept=10, pairs=20):
+    var = "C" if kind == "threshold" else "pool"
+    return {"kind": kind, "value": value, "method": method, "seed": seed, "arm": f"{method}-{var}-{value}",
+            "accuracy": acc, "sft_accuracy": sft, "per_round": [sft, acc], "kept": kept, "pairs": pairs,
+            "parse_failure_rate": 0.2, "parsed_accuracy": acc / 0.8, "sft_parse_failure_rate": 0.5,
+            "sft_parsed_accuracy": sft / 0.5, "threshold": threshold, "listings": listings if listings else value,
+            "listing_attributes": 3 * (listings if listings else value), "premise": _premise(single, kept_right),
+            "seconds": 100.0, "run_dir": f"/runs/m/{kind}/seed-{seed}"}
+
+
+def _study(kind, arms, *, name=None, rounds=1):
+    return {"kind": kind, "variable": "x", "name": name, "run": "m",
+            "study_dir": f"study-{kind}" + (f"-{name}" if name else ""), "rounds": rounds, "reference": "sft",
+            "threshold": 0.5, "pool": 8, "arms": arms}
+
+
+SFT = {0: 0.20, 1: 0.30}
+
+
+def _pool_study():
+    arms = []
+    for seed in (0, 1):
+        for n, (dpo, sl) in ((4, (0.22, 0.25)), (8, (0.26, 0.27))):
+            dpo_acc, sl_acc = dpo + 0.1 * seed, sl + 0.1 * seed
+            arms.append(_arm("pool-size", n, "dpo", seed, dpo_acc, SFT[seed], single=0.3 + 0.02 * seed,
+                             kept_right=0.4 + 0.02 * seed))
+            arms.append(_arm("pool-size", n, "sl", seed, sl_acc, SFT[seed], single=0.3 + 0.02 * seed,
+                             kept_right=0.4 + 0.02 * seed))
+    return _study("pool-size", arms)
+
+
+def test_merge_aggregates_per_seed_values_and_the_headline():
+    s = merge_study(None, _pool_study(), command=["attrpipe", "study", "pool-size", "c.yaml"], seconds=12.5, now=0)
+    arm = s["studies"]["m/study-pool-size"]["arms"]["dpo-pool-8"]
+    assert arm["seeds"] == [0, 1] and not arm["diagnostic"]
+    accs = [26.0, 36.0]
+    assert [arm["per_seed"][k]["accuracy"] for k in ("0", "1")] == pytest.approx(accs)
+    assert arm["accuracy"]["mean"] == pytest.approx(31.0)
+    assert arm["accuracy"]["std"] == pytest.approx(math.sqrt(((26 - 31) ** 2 + (36 - 31) ** 2) / 1))
+    lifts = [26.0 - 20.0, 36.0 - 30.0]
+    assert arm["lift"]["mean"] == pytest.approx(sum(lifts) / 2) and arm["lift"]["std"] == pytest.approx(0.0)
+    assert arm["premise"]["single_chain"]["mean"] == pytest.approx(31.0)
+    assert arm["premise"]["per_attribute"]["watch.colour"]["consensus_kept"] == pytest.approx(41.0)
+    h = s["headline"]
+    assert h["n_seeds"] == 2 and h["seed_sft"] == pytest.approx(25.0)
+    assert h["smallest_pool"]["listings"] == 4 and h["largest_pool"]["listings"] == 8
+    assert h["smallest_pool"]["dpo"] == {"accuracy": pytest.approx(27.0), "lift": pytest.approx(2.0)}
+    assert h["largest_pool"]["sl"] == {"accuracy": pytest.approx(32.0), "lift": pytest.approx(7.0)}
+    assert h["largest_pool"]["single_chain"] == pytest.approx(31.0)
+    assert h["largest_pool"]["consensus_kept"] == pytest.approx(41.0)
+    cmd = s["studies"]["m/study-pool-size"]["commands"]
+    assert cmd == [{"argv": "attrpipe study pool-size c.yaml", "seconds": 12.5, "finished_at": "1970-01-01T00:00:00Z",
+                    "seeds": [0, 1], "arms": ["dpo-pool-4", "dpo-pool-8", "sl-pool-4", "sl-pool-8"]}]
+
+
+def test_merging_keeps_other_seeds_and_studies_and_replaces_a_rerun_seed():
+    s = merge_study(None, _pool_study(), now=0)
+    before = json.dumps(s, sort_keys=True)
+    rerun = _study("pool-size", [_arm("pool-size", 8, "dpo", 1, 0.50, 0.30)])
+    s2 = merge_study(s, rerun, seconds=3.0, now=1)
+    assert json.dumps(s, sort_keys=True) == before  # the input is not changed
+    arm = s2["studies"]["m/study-pool-size"]["arms"]["dpo-pool-8"]
+    assert arm["per_seed"]["0"]["accuracy"] == pytest.approx(26.0) and arm["per_seed"]["1"]["accuracy"] == 50.0
+    assert arm["accuracy"]["mean"] == pytest.approx(38.0)
+    assert len(s2["studies"]["m/study-pool-size"]["commands"]) == 2
+    thr = _study("threshold", [_arm("threshold", c, m, 0, 0.2 + c / 10, 0.2, threshold=c, listings=8)
+                               for c in (0.3, 0.7) for m in ("dpo", "sl")])
+    oracle = _study("pool-size", [_arm("pool-size", 8, m, s_, 0.4, SFT[s_]) for m in ("dpo-oracle", "sl-oracle")
+                                  for s_ in (0, 1)])
+    s3 = merge_study(merge_study(s2, thr, now=2), oracle, now=3)
+    assert set(s3["studies"]) == {"m/study-pool-size", "m/study-threshold"}
+    ps = s3["studies"]["m/study-pool-size"]["arms"]
+    assert ps["dpo-oracle-pool-8"]["diagnostic"] and set(ps) >= {"dpo-pool-4", "sl-pool-8", "sl-oracle-pool-8"}
+    assert s3["headline"]["largest_pool"]["dpo"]["accuracy"] == pytest.approx(38.0)  # oracle arms are not the method
+
+
+def _full_summary():
+    s = merge_study(None, _pool_study(), command=["attrpipe", "study", "pool-size", "c.yaml"], seconds=60, now=0)
+    s = merge_study(s, _study("threshold", [_arm("threshold", c, m, 0, 0.2 + c / 10, 0.2, threshold=c, listings=8,
+                                                 kept_right=c) for c in (0.3, 0.7) for m in ("dpo", "sl")]), now=1)
+    s = merge_study(s, _study("pool-size", [_arm("pool-size", 8, m, sd, 0.45, SFT[sd]) for m in ("dpo-oracle",)
+                                            for sd in (0, 1)]), now=2)
+    s = merge_study(s, _study("threshold", [_arm("threshold", 0.5, "dpo", 0, 0.21, 0.2, listings=8)], name="lr",
+                              rounds=1), now=3)
+    s["runs"]["zero-shot"] = {"accuracy": 6.5, "parse_failure_rate": 74.3, "parsed_accuracy": 25.2}
+    return s
+
+
+def test_tables_are_computed_from_the_arms():
+    t = render_tables(_full_summary())
+    assert set(t) == set(TABLES)
+    t4 = t["table-4"].splitlines()
+    assert t4[0].startswith("| model | seeds | test accuracy % |")
+    assert "| pretrained model, no adapter (zero-shot) | - | 6.5 |" in t["table-4"]
+    # seed SFT: 20 and 30 -> 25.0 ± 7.1; DPO at 8 listings: 26 and 36 -> 31.0 ± 7.1, lift +6.0 ± 0.0
+    assert "| seed SFT | 2 | 25.0 ± 7.1 |" in t["table-4"]
+    assert "| DPO | 2 | 31.0 ± 7.1 | +6.0 ± 0.0 |" in t["table-4"]
+    assert "| DPO-oracle (diagnostic ceiling) | 2 | 45.0 ± 0.0 | +20.0 ± 7.1 |" in t["table-4"]
+    assert "| SL-oracle (diagnostic ceiling) | 0 | not run |" in t["table-4"]
+    assert "diagnostic ceilings, never the method" in t["table-4"]
+    # Table 5: the threshold study's C = 0.3 and 0.7 (seed 0), and C = 0.5 from the pool-size study's seed-0 arms
+    t5 = t["table-5"]
+    assert [r.split(" | ")[0] for r in t5.splitlines()[2:5]] == ["| 0.3", "| 0.5", "| 0.7"]
+    assert "| 0.5 | 0 | 10 | 40.0 | 20 | 26.0 (+6.0) | 27.0 (+7.0) |" in t5
+    assert "| 0.3 | 0 | 10 | 30.0 | 20 | 23.0 (+3.0) | 23.0 (+3.0) |" in t5
+    # Table 6: both pools, both seeds, the oracle columns because one ran
+    t6 = t["table-6"]
+    assert "| 4 | 0, 1 | 12 | 10 | 20 | 27.0 ± 7.1 | +2.0 ± 0.0 | 30.0 ± 7.1 | +5.0 ± 0.0 | not run |" in t6
+    assert "DPO-oracle (diagnostic ceiling) accuracy %" in t6.splitlines()[0]
+    # the premise: seeds 0 and 1 give 30 and 32 (single chain), 40 and 42 (kept consensus)
+    assert "| 8 | 0.5 | 0, 1 | 31.0 ± 1.4 | 41.0 ± 1.4 | +10.0 ± 0.0 | 25.0 ± 7.1 | 50.0 ± 14.1 |" in t["premise"]
+    assert "| 8 | 0.3 | 0 | 30.0 | 30.0 | +0.0 |" in t["premise"]
+    assert "| watch.colour | 10 | 31.0 ± 1.4 | 4 | 41.0 ± 1.4 | +10.0 ± 0.0 |" in t["premise-per-attribute"]
+    assert "m/study-threshold-lr" in t["other-studies"] and "m/study-pool-size" not in t["other-studies"]
+    assert "| m/study-pool-size | `attrpipe study pool-size c.yaml` | 60 |" in t["commands"]
+
+
+def test_fill_markers_replaces_only_the_marked_blocks():
+    s = _full_summary()
+    doc = ("# Results\n\nprose stays\n\n<!-- results:table-6 -->\nold typed table\n<!-- /results:table-6 -->\n\n"
+           "more prose\n<!-- results:premise -->\n<!-- /results:premise -->\n")
+    out = fill_markers(doc, render_tables(s))
+    assert "old typed table" not in out and "prose stays" in out and "more prose" in out
+    assert render_tables(s)["table-6"] in out and render_tables(s)["premise"] in out
+    assert fill_markers(out, render_tables(s)) == out  # regenerating is stable
+    with pytest.raises(ValueError, match="unknown results table"):
+        fill_markers("<!-- results:nope -->\n<!-- /results:nope -->", {})
+    assert "headline: n_seeds 2" in tables_markdown(s)
+    assert headline({"studies": {}})["n_seeds"] is None
+
+
+def test_results_commands(tmp_path, capsys):
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps(_full_summary()))
+    assert main(["results", "tables", str(summary)]) == 0
+    out = capsys.readouterr().out
+    assert "<!-- results:table-4 -->" in out and "| DPO | 2 | 31.0 ± 7.1 |" in out
+    doc = tmp_path / "results.md"
+    doc.write_text("<!-- results:table-4 -->\n<!-- /results:table-4 -->\n")
+    assert main(["results", "tables", str(summary), "--into", str(doc)]) == 0
+    assert "| seed SFT | 2 | 25.0 ± 7.1 |" in doc.read_text()
+    ev = tmp_path / "zs"
+    ev.mkdir()
+    (ev / "metrics.json").write_text(json.dumps({"accuracy": 0.1, "parse_failure_rate": 0.5, "scored": 10}))
+    assert main(["results", "add", str(summary), str(ev), "--label", "zero-shot"]) == 0
+    rec = json.loads(summary.read_text())["runs"]["zero-shot"]
+    assert rec["accuracy"] == pytest.approx(10.0) and rec["parsed_accuracy"] == pytest.approx(20.0)
+    assert main(["results", "add", str(summary), str(tmp_path / "none"), "--label", "x"]) == 2
+    assert main(["results", "tables", str(tmp_path / "missing.json")]) == 2
+
+
+def test_a_study_with_an_oracle_arm_refuses_a_missing_truth_file(tmp_path):
+    from attrpipe.study import run_study
+
+    cfg = load_config("conf/demo_cpu.yaml", ["study.methods=[dpo,dpo-oracle]", f"data.truth={tmp_path / 'no.parquet'}",
+                                             f"run.output_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"^data.truth: .*no.parquet does not exist; study.methods has dpo-oracle"):
+        run_study(cfg, "threshold", verbose=False)
+    assert not any(tmp_path.iterdir())  # refused before anything was written
