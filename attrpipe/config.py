@@ -153,6 +153,14 @@ class SlConf:
 
 
 @dataclass
+class VisionStageConf:  # attrpipe synth pretrain's first stage: the vision tower on a direct objective
+    examples: int = MISSING
+    steps: int = MISSING
+    batch_size: int = MISSING
+    learning_rate: float = MISSING
+
+
+@dataclass
 class PretrainConf(SftConf):  # the training knobs of SFT, plus what to build and render
     output: str = MISSING
     examples: int = MISSING
@@ -161,6 +169,7 @@ class PretrainConf(SftConf):  # the training knobs of SFT, plus what to build an
     text: Dict[str, Any] = MISSING
     vision: Dict[str, Any] = MISSING
     products: bool = MISSING
+    vision_stage: VisionStageConf = field(default_factory=VisionStageConf)
 
 
 @dataclass
@@ -314,6 +323,10 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
         ("pseudolabel.round", c.pseudolabel.round >= 0, "must be >= 0"),
         ("pretrain.examples", c.pretrain.examples >= 1, "must be >= 1"),
         ("pretrain.eval_examples", c.pretrain.eval_examples >= 0, "must be >= 0"),
+        ("pretrain.vision_stage.examples", c.pretrain.vision_stage.examples >= 0, "must be >= 0 (0: no vision stage)"),
+        ("pretrain.vision_stage.steps", c.pretrain.vision_stage.steps >= 0, "must be >= 0"),
+        ("pretrain.vision_stage.batch_size", c.pretrain.vision_stage.batch_size >= 1, "must be >= 1"),
+        ("pretrain.vision_stage.learning_rate", c.pretrain.vision_stage.learning_rate > 0, "must be > 0"),
         ("pretrain.image_size", c.pretrain.image_size >= 28, "must be >= 28 (one merged vision patch)"),
         ("pretrain.learning_rate", c.pretrain.learning_rate > 0, "must be > 0"),
         ("pretrain.epochs", c.pretrain.epochs >= 1, "must be >= 1"),

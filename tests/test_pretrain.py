@@ -169,7 +169,8 @@ def test_pretrain_recipe_end_to_end_then_cached(tmp_path, ray_local):
     cfg = load_config("conf/demo_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}", "pretrain.examples=48",
                                              f"pretrain.eval_examples={len(SCHEDULE)}", "pretrain.max_steps=3",
                                              "pretrain.batch_size=4", "pretrain.image_size=56",
-                                             "ray.train.num_workers=1"])
+                                             "pretrain.vision_stage.examples=24", "pretrain.vision_stage.steps=2",
+                                             "pretrain.vision_stage.batch_size=8", "ray.train.num_workers=1"])
     rec = run_pretrain(cfg, verbose=False)
     model = tmp_path / "pt" / "model"
     assert rec["model"] == str(model) and rec["steps"] == 3
@@ -181,8 +182,24 @@ def test_pretrain_recipe_end_to_end_then_cached(tmp_path, ray_local):
     ev = rec["evaluation"]
     assert set(ev) == {"random_base", "pretrained"} and ev["pretrained"]["questions"] == len(SCHEDULE)
     assert set(ev["pretrained"]["by_kind"]) == set(KINDS)  # the taxonomy's products among them (captions, parts)
+    vs = rec["vision_stage"]  # the vision tower trained first, on its own objective, and went into the QA stage
+    assert vs["steps"] == 2 and set(vs["held_out"]) == {"questions", "before", "after"}
+    assert set(vs["held_out"]["after"]) == {"vertical", "attributes", "by_attribute"}
+    assert (tmp_path / "pt" / "base-vision" / "model.safetensors").read_bytes() != base_w
     saved = json.loads((tmp_path / "pt" / PRETRAIN_FILE).read_text())
     assert saved["hash"] == rec["hash"]
+    # shipped: a copy with its model card; the loader checks every file's sha256
+    from attrpipe.models.loader import MODEL_CARD_FILE, ModelChecksumError, file_sha256, verify_model_files
+    from attrpipe.synth.pretrain import export_model
+
+    card = export_model(rec, tmp_path / "shipped")
+    assert card["recipe_hash"] == rec["hash"] and card["num_parameters"] == rec["num_parameters"]
+    assert card["sha256"]["model.safetensors"] == file_sha256(next(model.glob("*.safetensors")))
+    assert verify_model_files(tmp_path / "shipped") == json.loads((tmp_path / "shipped" / MODEL_CARD_FILE).read_text())
+    load_model(str(tmp_path / "shipped"))
+    (tmp_path / "shipped" / "config.json").write_text("{}")
+    with pytest.raises(ModelChecksumError):
+        load_model(str(tmp_path / "shipped"))
     again = run_pretrain(cfg, verbose=False)  # cached: the same record, no training
     assert again == saved
     from attrpipe.synth.pretrain import pretrain_recipe, recipe_hash

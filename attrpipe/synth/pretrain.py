@@ -30,7 +30,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-__all__ = ["pretrain_recipe", "recipe_hash", "write_vqa_split", "evaluate_vqa", "run_pretrain", "PRETRAIN_FILE"]
+__all__ = ["pretrain_recipe", "recipe_hash", "write_vqa_split", "evaluate_vqa", "run_pretrain", "export_model",
+           "PRETRAIN_FILE"]
 
 PRETRAIN_FILE = "pretrain.json"
 _RECIPE_VERSION = 4  # bump when the questions or the procedure change in a way the recipe does not capture
@@ -145,6 +146,31 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
     timings["build_base_s"] = round(time.perf_counter() - t, 1)
     params = json.loads((base / "attrpipe_tiny.json").read_text())["num_parameters"]
 
+    start = base
+    vs = p.vision_stage
+    if int(vs.examples) > 0 and int(vs.steps) > 0:
+        from attrpipe.synth.vision import run_vision_stage
+
+        if taxonomy is None:
+            raise ValueError("pretrain.vision_stage needs pretrain.products=true (the products it draws)")
+        t = time.perf_counter()
+        start = out / "base-vision"
+        shutil.rmtree(start, ignore_errors=True)
+        shutil.copytree(base, start)
+        if verbose:
+            print(f"pretrain: vision stage, {int(vs.examples):,} products, {int(vs.steps):,} steps ...", flush=True)
+        vision_record = run_vision_stage(start, taxonomy, examples=int(vs.examples), steps=int(vs.steps),
+                                         batch_size=int(vs.batch_size), learning_rate=float(vs.learning_rate),
+                                         seed=seed, size=size, verbose=verbose)
+        timings["vision_s"] = round(time.perf_counter() - t, 1)
+        if verbose:
+            after = vision_record["held_out"]["after"]
+            print(f"pretrain: vision stage held-out: vertical {after['vertical']:.1%}, attributes "
+                  f"{after['attributes']:.1%} (before {vision_record['held_out']['before']['attributes']:.1%})",
+                  flush=True)
+    else:
+        vision_record = None
+
     t = time.perf_counter()
     data = out / "data"
     shutil.rmtree(data, ignore_errors=True)
@@ -156,7 +182,7 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
               f"{timings['render_s']}s; training ...")
 
     t = time.perf_counter()
-    train_cfg = OmegaConf.merge(cfg, {"model": {"path": str(base), "dtype": "float32"},
+    train_cfg = OmegaConf.merge(cfg, {"model": {"path": str(start), "dtype": "float32"},
                                       "images": {"size": size, "max_images": 1}})
     result = run_training("pretrain", train_cfg, out_dir=str(out / "train"), data=str(data / "train"))
     timings["train_s"] = round(time.perf_counter() - t, 1)
@@ -184,6 +210,7 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
         "steps": result["final_step"],
         "loss_first_50": sum(losses[:50]) / max(1, len(losses[:50])),
         "loss_last_50": sum(losses[-50:]) / max(1, len(losses[-50:])),
+        "vision_stage": vision_record,
         "evaluation": evaluation,
         "timings": timings,
         "wall_seconds": round(time.perf_counter() - t0, 1),
@@ -207,3 +234,34 @@ def format_pretrain(record: dict) -> str:
         lines.append(f"chance: {next(iter(ev.values()))['chance']:.0%} (one of the options at random)")
     return "\n".join(lines)
 
+
+
+def export_model(record: dict, dest: str | Path) -> dict[str, Any]:
+    """Copy the pretrained model of ``record`` (:func:`run_pretrain`'s result) to ``dest`` with a model card
+    (:data:`attrpipe.models.loader.MODEL_CARD_FILE`): the recipe and its hash, the parameter count, the sha256 of
+    every file, how long training took and what it measured. The loader checks those hashes on every load."""
+    from attrpipe import storage
+    from attrpipe.models.loader import MODEL_CARD_FILE, file_sha256
+
+    src, dest = Path(record["model"]), Path(dest)
+    staging = dest.with_name(f".{dest.name}-staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(src, staging, ignore=shutil.ignore_patterns(MODEL_CARD_FILE, "training_args.bin", "*.pt"))
+    files = sorted(p.name for p in staging.iterdir() if p.is_file())
+    card = {
+        "what": "the stand-in for a pretrained Qwen2.5-VL on the CPU, built by `attrpipe synth pretrain` "
+                "(docs/pretrain.md)",
+        "recipe_hash": record["hash"],
+        "recipe": record["recipe"],
+        "num_parameters": record["num_parameters"],
+        "steps": record["steps"],
+        "training_seconds": record["wall_seconds"],
+        "timings": record["timings"],
+        "vision_stage": record.get("vision_stage"),
+        "evaluation": record.get("evaluation"),
+        "sha256": {name: file_sha256(staging / name) for name in files},
+    }
+    storage.write_json_atomic(str(staging / MODEL_CARD_FILE), card)
+    shutil.rmtree(dest, ignore_errors=True)
+    staging.rename(dest)
+    return card
