@@ -16,16 +16,24 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. consensus.threshold=0.7")
 
 
-def _load(args):
-    from attrpipe.config import load_config
+def _load(args, *, check_model: bool = True):
+    """The configuration; with ``check_model``, a shipped model directory at ``model.path`` is checked against its
+    model card's sha256 first, before anything runs."""
+    from pathlib import Path
 
-    return load_config(args.config, args.overrides)
+    from attrpipe.config import load_config
+    from attrpipe.models.loader import verify_model_files
+
+    cfg = load_config(args.config, args.overrides)
+    if check_model and "://" not in str(cfg.model.path) and Path(str(cfg.model.path)).is_dir():
+        verify_model_files(str(cfg.model.path))
+    return cfg
 
 
 def cmd_config(args) -> int:
     from attrpipe.config import config_hash, to_yaml
 
-    cfg = _load(args)
+    cfg = _load(args, check_model=False)
     sys.stdout.write(to_yaml(cfg))
     print(f"# config hash: {config_hash(cfg)}")
     return 0
@@ -34,7 +42,14 @@ def cmd_config(args) -> int:
 def cmd_synth_pretrain(args) -> int:
     from attrpipe.synth.pretrain import run_pretrain
 
-    run_pretrain(_load(args), force=args.force)
+    cfg = _load(args, check_model=False)  # it may be rebuilding the very model at model.path
+    record = run_pretrain(cfg, force=args.force)
+    if args.export:
+        from attrpipe.synth.pretrain import export_model
+
+        card = export_model(record, args.export)
+        print(f"exported {args.export}: {len(card['sha256'])} files, model.safetensors sha256 "
+              f"{card['sha256']['model.safetensors'][:16]}...")
     return 0
 
 
@@ -72,7 +87,10 @@ def cmd_model_tiny(args) -> int:
 def cmd_pseudolabel(args) -> int:
     from attrpipe.pseudolabel.pipeline import run_pseudolabel
 
-    run_pseudolabel(_load(args), catalog=args.catalog, out=args.out, adapter=args.adapter)
+    cfg = _load(args)
+    # data.unlabeled_limit: the first N listings of the pool (the loop's pool), unless another catalog is given
+    limit = cfg.data.unlabeled_limit if args.catalog is None else None
+    run_pseudolabel(cfg, catalog=args.catalog, out=args.out, adapter=args.adapter, limit=limit)
     return 0
 
 
@@ -281,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
                                               "(pretrain.*; cached in pretrain.output)")
     _add_config_args(p)
     p.add_argument("--force", action="store_true", help="retrain even if the cached model matches the recipe")
+    p.add_argument("--export", metavar="DIR", help="also copy the model to DIR with its model card (recipe, hash, "
+                                                   "parameters, sha256 of every file, timings): a shipped model")
     p.set_defaults(func=cmd_synth_pretrain)
 
     model = sub.add_parser("model", help="model utilities")
@@ -295,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from attrpipe.config import ConfigError
+    from attrpipe.models.loader import ModelChecksumError
     from attrpipe.taxonomy import TaxonomyError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -302,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, TaxonomyError) as e:
+    except (ConfigError, TaxonomyError, ModelChecksumError) as e:
         print(f"attrpipe: error: {e}", file=sys.stderr)
         return 2
 

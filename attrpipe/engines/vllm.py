@@ -9,6 +9,7 @@ docs/engines.md explains why this is a Ray Data actor owning ``vllm.LLM`` rather
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from attrpipe.engines.base import GenerationRequest, SamplingSpec, request_seed
@@ -71,10 +72,12 @@ class VLLMEngine:
     def __init__(self, llm_kwargs: dict, *, adapter: str | None = None, image_size: int = 224):
         from vllm import LLM
 
-        from attrpipe.models.loader import load_processor
+        from attrpipe.models.loader import load_processor, verify_model_files
 
         model = llm_kwargs["model"]
         llm_kwargs = {**llm_kwargs, "model": local_copy(model)}  # a model on object storage: a local copy
+        if Path(llm_kwargs["model"]).is_dir():
+            verify_model_files(llm_kwargs["model"])  # a shipped model's weights, checked before vLLM reads them
         self.llm = LLM(**llm_kwargs)
         self.processor = load_processor(llm_kwargs["model"], trust_remote_code=llm_kwargs.get("trust_remote_code",
                                                                                                 False),

@@ -20,6 +20,10 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_LORA_TARGET_MODULES",
+    "MODEL_CARD_FILE",
+    "ModelChecksumError",
+    "file_sha256",
+    "verify_model_files",
     "load_processor",
     "load_model",
     "lora_config",
@@ -36,6 +40,50 @@ DEFAULT_LORA_TARGET_MODULES = r".*language_model\.layers\.\d+\.self_attn\.(q_pro
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
 # "org/name" (the hub's repo id shape): letters, digits, "-", "_", "."; no leading "." or "/", exactly one "/".
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+# A shipped model directory (models/miniature) carries this JSON: its recipe and the sha256 of each weight file.
+MODEL_CARD_FILE = "attrpipe-model.json"
+
+
+class ModelChecksumError(ValueError):
+    """A shipped model's weight file does not match the sha256 its model card records."""
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_model_files(model_dir: str | os.PathLike) -> dict | None:
+    """If ``model_dir`` holds a model card (:data:`MODEL_CARD_FILE`), check every file it lists against its sha256
+    and return the card; a missing or changed file is a one-line :class:`ModelChecksumError`. No card: None."""
+    import json
+
+    d = Path(model_dir)
+    card_file = d / MODEL_CARD_FILE
+    if not card_file.is_file():
+        return None
+    try:
+        card = json.loads(card_file.read_text(encoding="utf-8"))
+        files = dict(card["sha256"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelChecksumError(f"{card_file}: not a model card with a 'sha256' table ({e})") from None
+    for name, expected in sorted(files.items()):
+        f = d / name
+        if not f.is_file():
+            raise ModelChecksumError(f"{f} is missing (listed in {MODEL_CARD_FILE})")
+        got = file_sha256(f)
+        if got != expected:
+            raise ModelChecksumError(f"{f}: sha256 {got[:16]}... does not match {expected[:16]}... recorded in "
+                                     f"{MODEL_CARD_FILE}; restore the file (git checkout) or rebuild it "
+                                     "(docs/pretrain.md)")
+    return card
 
 
 def _looks_like_hub_id(path: str) -> bool:
@@ -60,6 +108,8 @@ def _resolve(path: str | os.PathLike, what: str, required_file: str) -> str:
             raise FileNotFoundError(
                 f"{what} directory {str(p)!r} has no {required_file}; is it a saved checkpoint directory?"
             )
+        if what == "model":
+            verify_model_files(p)
         return str(p)
     # "org/name" is a hub id unless "org" is a local directory: then it is a mistyped local path, and failing here
     # beats ~50 s of hub retries on a machine without network.
