@@ -24,6 +24,7 @@ __all__ = [
     "ModelChecksumError",
     "file_sha256",
     "verify_model_files",
+    "locate_checkpoint",
     "load_processor",
     "load_model",
     "lora_config",
@@ -90,17 +91,11 @@ def _looks_like_hub_id(path: str) -> bool:
     return bool(_HUB_ID_RE.match(path)) and ".." not in path
 
 
-def _resolve(path: str | os.PathLike, what: str, required_file: str) -> str:
-    """A local directory (checked to hold ``required_file``) or a hub id; anything else is FileNotFoundError. A URI
-    (an adapter or model on object storage) is copied to a local cache first (attrpipe.storage.local_copy)."""
-    s = os.fspath(path)
-    if not s:
-        raise FileNotFoundError(f"{what} path is empty")
-    if "://" in s:
-        from attrpipe.storage import local_copy
-
-        s = local_copy(s)
-    p = Path(s).expanduser()
+def locate_checkpoint(path: str, what: str, required_file: str) -> str:
+    """Where a checkpoint is, without loading or fetching anything: a local directory (checked to hold
+    ``required_file``) or a hub id; anything else is FileNotFoundError (NotADirectoryError for a file). A URI is not
+    looked up here (:func:`_resolve` copies it to a local cache first; attrpipe.preflight checks it in place)."""
+    p = Path(path).expanduser()
     if p.exists():
         if not p.is_dir():
             raise NotADirectoryError(f"{what} path {str(p)!r} is a file, expected a checkpoint directory")
@@ -108,17 +103,32 @@ def _resolve(path: str | os.PathLike, what: str, required_file: str) -> str:
             raise FileNotFoundError(
                 f"{what} directory {str(p)!r} has no {required_file}; is it a saved checkpoint directory?"
             )
-        if what == "model":
-            verify_model_files(p)
         return str(p)
     # "org/name" is a hub id unless "org" is a local directory: then it is a mistyped local path, and failing here
     # beats ~50 s of hub retries on a machine without network.
-    if _looks_like_hub_id(s) and not p.parent.is_dir():
-        return s
+    if _looks_like_hub_id(path) and not p.parent.is_dir():
+        return path
     raise FileNotFoundError(
-        f"{what} {s!r} does not exist (resolved to {str(p.resolve())!r}) and is not a Hugging Face Hub id "
+        f"{what} {path!r} does not exist (resolved to {str(p.resolve())!r}) and is not a Hugging Face Hub id "
         "('org/name' where 'org' is not a local directory)"
     )
+
+
+def _resolve(path: str | os.PathLike, what: str, required_file: str) -> str:
+    """A local directory (checked to hold ``required_file``) or a hub id (:func:`locate_checkpoint`); a model directory
+    with a model card is checked against it. A URI (an adapter or model on object storage) is copied to a local cache
+    first (attrpipe.storage.local_copy)."""
+    s = os.fspath(path)
+    if not s:
+        raise FileNotFoundError(f"{what} path is empty")
+    if "://" in s:
+        from attrpipe.storage import local_copy
+
+        s = local_copy(s)
+    src = locate_checkpoint(s, what, required_file)
+    if what == "model" and Path(src).is_dir():
+        verify_model_files(src)
+    return src
 
 
 def _hub_error(what: str, path: str, err: Exception) -> Exception:
