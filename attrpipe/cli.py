@@ -13,18 +13,31 @@ __all__ = ["main"]
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="a YAML config (conf/demo_cpu.yaml, conf/paper.yaml, ...), merged over base.yaml")
-    p.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. consensus.threshold=0.7")
+    p.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. consensus.threshold=0.7; before or after "
+                   "the options")
+
+
+def _is_override(token: str) -> bool:
+    return "=" in token and not token.startswith("-")
+
+
+def _command(args) -> str:
+    """The command with its kind (``study threshold``, ``train sft``), as attrpipe.preflight.SET_BY_COMMAND names it."""
+    return f"{args.command} {args.kind}" if getattr(args, "kind", None) else args.command
 
 
 def _load(args, *, check_model: bool = True):
-    """The configuration; with ``check_model``, a shipped model directory at ``model.path`` is checked against its
-    model card's sha256 first, before anything runs."""
+    """The configuration, with the overrides the command would ignore refused (attrpipe.preflight); with
+    ``check_model``, a shipped model directory at ``model.path`` is checked against its model card's sha256 first,
+    before anything runs."""
     from pathlib import Path
 
     from attrpipe.config import load_config
     from attrpipe.models.loader import verify_model_files
+    from attrpipe.preflight import refuse_overrides
 
     cfg = load_config(args.config, args.overrides)
+    refuse_overrides(_command(args), args.overrides)
     if check_model and "://" not in str(cfg.model.path) and Path(str(cfg.model.path)).is_dir():
         verify_model_files(str(cfg.model.path))
     return cfg
@@ -84,27 +97,50 @@ def cmd_model_tiny(args) -> int:
     return 0
 
 
+def _adapter(args, key: str, value):
+    """The adapter a command samples with, and where it came from: ``--adapter``, else the config key's value."""
+    return (args.adapter, "--adapter") if args.adapter is not None else (value, key)
+
+
 def cmd_pseudolabel(args) -> int:
+    from attrpipe.preflight import check_generation
     from attrpipe.pseudolabel.pipeline import run_pseudolabel
 
     cfg = _load(args)
-    # data.unlabeled_limit: the first N listings of the pool (the loop's pool), unless another catalog is given
-    limit = cfg.data.unlabeled_limit if args.catalog is None else None
-    run_pseudolabel(cfg, catalog=args.catalog, out=args.out, adapter=args.adapter, limit=limit)
+    catalog = args.catalog or cfg.data.unlabeled
+    adapter, adapter_source = _adapter(args, "pseudolabel.adapter", cfg.pseudolabel.adapter)
+    check_generation(cfg, data=catalog, data_source="--catalog" if args.catalog else "data.unlabeled", labeled=False,
+                     adapter=adapter, adapter_source=adapter_source)
+    # data.unlabeled_limit: the first N listings of the catalog labeled (the pool, or --catalog's)
+    run_pseudolabel(cfg, catalog=catalog, out=args.out, adapter=adapter, limit=cfg.data.unlabeled_limit)
     return 0
 
 
 def cmd_evaluate(args) -> int:
     from attrpipe.evaluation import run_evaluate
+    from attrpipe.preflight import check_generation
 
-    run_evaluate(_load(args), test=args.test, adapter=args.adapter, out=args.out)
+    cfg = _load(args)
+    test = args.test or cfg.data.test
+    # without --adapter the pipeline samples with pseudolabel.adapter (null by default: the model alone)
+    adapter, adapter_source = _adapter(args, "pseudolabel.adapter", cfg.pseudolabel.adapter)
+    check_generation(cfg, data=test, data_source="--test" if args.test else "data.test", labeled=True,
+                     adapter=adapter, adapter_source=adapter_source)
+    run_evaluate(cfg, test=test, adapter=args.adapter, out=args.out)
     return 0
 
 
 def cmd_train(args) -> int:
+    from attrpipe.preflight import check_training
     from attrpipe.train import run_training
+    from attrpipe.train.plan import default_paths
 
-    out = run_training(args.kind, _load(args), out_dir=args.out, data=args.data, init_adapter=args.init_adapter,
+    cfg = _load(args)
+    source = "--data" if args.data else ("data.seed" if args.kind == "sft" else f"{args.kind} data (no --data: the "
+                                         "default)")
+    check_training(args.kind, cfg, data=args.data or default_paths(args.kind, cfg)["data"], data_source=source,
+                   init_adapter=args.init_adapter, reference_adapter=args.reference_adapter, resume=args.resume)
+    out = run_training(args.kind, cfg, out_dir=args.out, data=args.data, init_adapter=args.init_adapter,
                        resume_from=args.resume, reference_adapter=args.reference_adapter)
     print(f"{args.kind}: {out['global_step']} steps on {out['records']} records in {out['wall_seconds']:.0f}s "
           f"(train loss {out['train_loss']:.4f})")
@@ -114,15 +150,21 @@ def cmd_train(args) -> int:
 
 def cmd_loop(args) -> int:
     from attrpipe.loop import run_loop
+    from attrpipe.preflight import check_loop
 
-    run_loop(_load(args))
+    cfg = _load(args)
+    check_loop(cfg)
+    run_loop(cfg)
     return 0
 
 
 def cmd_study(args) -> int:
+    from attrpipe.preflight import check_study
     from attrpipe.study import run_study
 
-    run_study(_load(args), args.kind, command=["attrpipe", *args.argv])
+    cfg = _load(args)
+    check_study(cfg)
+    run_study(cfg, args.kind, command=["attrpipe", *args.argv])
     return 0
 
 
@@ -165,8 +207,15 @@ def cmd_report(args) -> int:
 
 def cmd_predict(args) -> int:
     from attrpipe.predict import run_predict
+    from attrpipe.preflight import check_generation
 
-    run_predict(_load(args), catalog=args.catalog, adapter=args.adapter, out=args.out, mode=args.mode)
+    cfg = _load(args)
+    catalog = args.catalog or cfg.data.unlabeled
+    adapter, adapter_source = _adapter(args, "predict.adapter", cfg.predict.adapter)
+    check_generation(cfg, data=catalog, data_source="--catalog" if args.catalog else "data.unlabeled", labeled=False,
+                     adapter=adapter, adapter_source=adapter_source)
+    # data.unlabeled_limit: the first N listings of the catalog (a trial), as pseudo-labeling takes it
+    run_predict(cfg, catalog=catalog, adapter=adapter, out=args.out, mode=args.mode, limit=cfg.data.unlabeled_limit)
     return 0
 
 
@@ -205,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     syn = load_config().synthetic  # one place for the defaults: conf/base.yaml
     p = sub.add_parser("pseudolabel", help="7-chain consensus pseudo-labels and DPO pairs (Ray Data)")
     _add_config_args(p)
-    p.add_argument("--catalog", help="catalog to label (default: data.unlabeled)")
+    p.add_argument("--catalog", help="catalog to label (default: data.unlabeled); data.unlabeled_limit applies to it")
     p.add_argument("--out", help="output directory or URI (default: pseudolabel.output or the run directory)")
     p.add_argument("--adapter", help="LoRA adapter to sample with (default: pseudolabel.adapter)")
     p.set_defaults(func=cmd_pseudolabel)
@@ -258,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict every inferable attribute of a catalog; low-confidence rows to review")
     _add_config_args(p)
-    p.add_argument("--catalog", help="catalog to predict (default: data.unlabeled)")
+    p.add_argument("--catalog", help="catalog to predict (default: data.unlabeled); data.unlabeled_limit applies "
+                   "to it")
     p.add_argument("--adapter", help="trained LoRA adapter (default: predict.adapter)")
     p.add_argument("--out", help="output directory or URI (default: predict.output or <run>/predict)")
     p.add_argument("--mode", choices=["greedy", "self_consistency"], help="default: predict.mode")
@@ -267,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="greedy decoding of a labeled test set; accuracy as JSON")
     _add_config_args(p)
     p.add_argument("--test", help="labeled test set (default: data.test)")
-    p.add_argument("--adapter", help="LoRA adapter to evaluate (default: the model without adapter)")
+    p.add_argument("--adapter", help="LoRA adapter to evaluate (default: pseudolabel.adapter, null: the model "
+                   "without adapter)")
     p.add_argument("--out", help="output directory (default: <run.output_dir>/<run.name>/eval)")
     p.set_defaults(func=cmd_evaluate)
 
@@ -316,14 +367,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from attrpipe.config import ConfigError
     from attrpipe.models.loader import ModelChecksumError
+    from attrpipe.preflight import InputError
     from attrpipe.taxonomy import TaxonomyError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides after the options (argparse takes only those before them as the positional): in order,
+    # after the ones before, so the last of a key wins as on any command line
+    if extra and hasattr(args, "overrides") and all(_is_override(t) for t in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = argv
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, TaxonomyError, ModelChecksumError) as e:
+    except (ConfigError, TaxonomyError, ModelChecksumError, InputError) as e:
         print(f"attrpipe: error: {e}", file=sys.stderr)
         return 2
 

@@ -55,10 +55,14 @@ def run_demo(cfg) -> int:
     """The whole method on the CPU: seed SFT, ``loop.rounds`` rounds of pseudo-labeling -> DPO -> evaluation, the
     run's report. Resumable like any loop (rerun continues where it stopped)."""
     from attrpipe.loop import loop_table, run_loop
+    from attrpipe.preflight import check_loop, check_model
     from attrpipe.report import write_report
 
     t0 = time.perf_counter()
+    if not cfg.model.build_tiny:  # a model it does not build: checked before the catalog is rendered
+        check_model(cfg)
     ensure_demo_assets(cfg)
+    check_loop(cfg)  # what the loop will read, as `attrpipe loop` checks it
     print(f"assets ready in {time.perf_counter() - t0:.1f}s: model {cfg.model.path}, catalog {cfg.data.root}")
     manifest = run_loop(cfg, verbose=True)
     run_dir = str(Path(cfg.run.output_dir, cfg.run.name).resolve())

@@ -60,7 +60,9 @@ def prediction_rows(consensus_rows: list[dict], *, review_below: float, greedy: 
 
 
 def run_predict(cfg, *, catalog: str | None = None, adapter: str | None = None, out: str | None = None,
-                mode: str | None = None, verbose: bool = True) -> dict:
+                mode: str | None = None, limit: int | None = None, verbose: bool = True) -> dict:
+    """``limit``: only the first ``limit`` listings of the catalog (``attrpipe predict`` passes
+    ``data.unlabeled_limit``: a trial on a catalog's first listings)."""
     from attrpipe.pseudolabel.pipeline import run_pseudolabel
 
     mode = mode or cfg.predict.mode
@@ -70,7 +72,7 @@ def run_predict(cfg, *, catalog: str | None = None, adapter: str | None = None, 
     adapter = adapter if adapter is not None else cfg.predict.adapter
     out = out or cfg.predict.output or storage.join(cfg.run.output_dir, cfg.run.name, "predict")
     manifest = run_pseudolabel(cfg, catalog=catalog, out=out, adapter=adapter, greedy=mode == "greedy",
-                               review_below=float(cfg.predict.review_below), verbose=verbose)
+                               limit=limit, review_below=float(cfg.predict.review_below), verbose=verbose)
     if verbose:
         c = manifest["counts"]
         print(f"predict ({mode}): {c['listing_attributes']} listing-attributes of {c['listings_labeled']} listings "
