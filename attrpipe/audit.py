@@ -13,14 +13,16 @@ holding more than one unit in memory:
 - **counts**: each marker's counts equal the counts of its shards, and manifest.json's totals the sum of the markers;
 - **whole shards**: every shard a marker names is a readable Parquet file with the documented schema. Files no marker
   names (a unit cut short by a kill, a temporary ``.tmp-*`` file) are listed as leftovers: readers take only the
-  files the markers name (:func:`committed_files`), so they are never data.
+  files the markers name (attrpipe.pseudolabel.output.committed_files), so they are never data.
 
 A loop run (``loop.json``) is checked stage by stage: every planned stage finished, each pseudo-labeling output as
 above, each adapter whole (``adapter_config.json`` parses, every tensor of ``adapter_model.safetensors`` loads and is
 finite), each evaluation's ``metrics.json`` present. A study (``study.json``) audits every arm's loop run.
 
 The checks are plain functions over files (no Ray); :func:`audit` returns a report, the CLI prints its table and
-exits 1 when anything is wrong.
+exits 1 when anything is wrong. What the audit re-derives, it re-derives with the pipeline's own pure functions,
+imported here: the output format and the counts (attrpipe.pseudolabel.output), the units and their rows
+(attrpipe.pseudolabel.units), the asked attributes (attrpipe.pseudolabel.stages) and the rules (attrpipe.scoring).
 """
 
 from __future__ import annotations
@@ -31,10 +33,27 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from attrpipe import storage
+from attrpipe.loop_manifest import LOOP_FILE, read_loop_manifest
+from attrpipe.pseudolabel.output import (
+    COUNT_KEYS,
+    MANIFEST_FILE,
+    RUN_FILE,
+    SHARD_DIRS,
+    UNITS_DIR,
+    committed_unit_ids,
+    marker_path,
+    read_run_key,
+    summarize,
+    unit_counts,
+)
+from attrpipe.pseudolabel.stages import asked_attributes
+from attrpipe.pseudolabel.units import Unit, plan_units, read_unit
+from attrpipe.schemas import CONSENSUS_SCHEMA, PAIRS_SCHEMA, PREDICTIONS_SCHEMA, QUARANTINE_SCHEMA, REVIEW_SCHEMA
+from attrpipe.scoring import score_chains
+from attrpipe.taxonomy import load_taxonomy
 
-__all__ = ["AuditReport", "audit", "audit_pseudolabel", "audit_adapter", "committed_files", "format_report"]
+__all__ = ["AuditReport", "audit", "audit_pseudolabel", "audit_adapter", "format_report"]
 
-SHARD_DIRS = ("consensus", "pairs", "quarantine", "predictions", "review")
 _MAX_PROBLEMS_PER_CHECK = 20  # past this a check says "... and N more" (the count stays exact)
 
 
@@ -61,28 +80,10 @@ class AuditReport:
             self.facts[k] = self.facts.get(k, 0) + v
 
 
-def committed_files(shard_dir: str) -> list[str] | None:
-    """The shard files of a pseudo-labeling output's ``consensus/``, ``pairs/``, ... that a unit marker names: the
-    only files that are data. ``None`` when ``shard_dir`` is not inside such an output (a user's own Parquet)."""
-    shard_dir = shard_dir.rstrip("/")
-    out, name = posixpath.split(shard_dir)
-    if name not in SHARD_DIRS or not storage.exists(storage.join(out, "_run.json")):
-        return None
-    files = []
-    for marker in storage.list_files(storage.join(out, "_units"), ".json"):
-        rel = storage.read_json(marker)["files"].get(name)
-        if rel:
-            files.append(storage.join(out, rel))
-    return sorted(files)
-
-
 # --- pseudo-labeling outputs -----------------------------------------------------------------------------------------
 
 
 def _schemas():
-    from attrpipe.schemas import (CONSENSUS_SCHEMA, PAIRS_SCHEMA, PREDICTIONS_SCHEMA, QUARANTINE_SCHEMA,
-                                  REVIEW_SCHEMA)
-
     return {"consensus": CONSENSUS_SCHEMA, "pairs": PAIRS_SCHEMA, "quarantine": QUARANTINE_SCHEMA,
             "predictions": PREDICTIONS_SCHEMA, "review": REVIEW_SCHEMA}
 
@@ -107,10 +108,6 @@ def _pair_key(p: dict) -> tuple:
 
 def audit_pseudolabel(out: str) -> AuditReport:
     """Audit one pseudo-labeling output directory (or URI)."""
-    from attrpipe.pseudolabel.pipeline import COUNT_KEYS, summarize, unit_counts
-    from attrpipe.pseudolabel.units import Unit, plan_units, read_unit
-    from attrpipe.scoring import score_chains
-
     rep = AuditReport(out, "pseudolabel")
     complete = rep.check("every planned unit committed")
     rows_once = rep.check("every input row labeled or quarantined, exactly once")
@@ -118,11 +115,10 @@ def audit_pseudolabel(out: str) -> AuditReport:
     counts = rep.check("counts add up (markers, manifest)")
     whole = rep.check("shards whole, with the documented schemas")
 
-    run_file = storage.join(out, "_run.json")
-    if not storage.exists(run_file):
-        complete.append(f"{out} has no _run.json: not a pseudo-labeling output")
+    key = read_run_key(out)
+    if key is None:
+        complete.append(f"{out} has no {RUN_FILE}: not a pseudo-labeling output")
         return rep
-    key = storage.read_json(run_file)["key"]
     greedy = bool(key["generation"].get("greedy"))
     n_chains = 1 if greedy else int(key["generation"]["num_chains"])
     threshold, seed = key["threshold"], key["seed"]
@@ -142,20 +138,18 @@ def audit_pseudolabel(out: str) -> AuditReport:
             rules.append(f"cannot read the truth file {key['oracle_truth']!r} the oracle scored with: {e}")
             return rep
     schemas = _schemas()
-    markers_dir = storage.join(out, "_units")
-    on_disk = {posixpath.basename(f).removesuffix(".json") for f in storage.list_files(markers_dir, ".json")}
+    on_disk = committed_unit_ids(out)
     planned = {u.unit_id for u in units}
     for extra in sorted(on_disk - planned):
-        complete.append(f"_units/{extra}.json: a marker for a unit the input does not have")
+        complete.append(f"{UNITS_DIR}/{extra}.json: a marker for a unit the input does not have")
     named: set[str] = set()
     markers = []
     for unit in units:
-        marker_path = storage.join(markers_dir, f"{unit.unit_id}.json")
         if unit.unit_id not in on_disk:
             complete.append(f"unit {unit.unit_id} ({posixpath.basename(unit.file)} rows {unit.start}-{unit.stop}) "
                             "has no marker: not committed (rerun the command to finish it)")
             continue
-        marker = storage.read_json(marker_path)
+        marker = storage.read_json(marker_path(out, unit.unit_id))
         markers.append(marker)
         if Unit(**marker["unit"]) != unit:
             complete.append(f"unit {unit.unit_id}: its marker describes other rows ({marker['unit']})")
@@ -168,8 +162,8 @@ def audit_pseudolabel(out: str) -> AuditReport:
                 break
             shards[name] = rows
         else:
-            _audit_unit(unit, marker, shards, read_unit, asked, taxonomy, n_chains, threshold, seed,
-                        score_chains, unit_counts, rows_once, rules, counts, rep.facts, truth)
+            _audit_unit(unit, marker, shards, asked, taxonomy, n_chains, threshold, seed, rows_once, rules, counts,
+                        rep.facts, truth)
     # leftovers: files in the shard folders that no marker names
     for name in SHARD_DIRS:
         d = storage.join(out, name)
@@ -181,10 +175,10 @@ def audit_pseudolabel(out: str) -> AuditReport:
         for info in fs.get_file_info(pafs.FileSelector(p, recursive=True)):
             if info.type == pafs.FileType.File and f"{name}/{posixpath.relpath(info.path, p)}" not in named:
                 rep.leftovers.append(storage.join(d, posixpath.relpath(info.path, p)))
-    manifest_path = storage.join(out, "manifest.json")
+    manifest_path = storage.join(out, MANIFEST_FILE)
     if len(markers) == len(units):
         if not storage.exists(manifest_path):
-            counts.append("manifest.json is missing (rerun the command to write it)")
+            counts.append(f"{MANIFEST_FILE} is missing (rerun the command to write it)")
         else:
             totals = summarize(markers) if markers else {k: 0 for k in COUNT_KEYS}
             written = storage.read_json(manifest_path)["counts"]
@@ -197,9 +191,6 @@ def audit_pseudolabel(out: str) -> AuditReport:
 
 def _asked_by_vertical(tax_conf: dict):
     """The run's taxonomy and, per vertical, the names of the attributes it asked (as the pipeline chose them)."""
-    from attrpipe.pseudolabel.stages import asked_attributes
-    from attrpipe.taxonomy import load_taxonomy
-
     taxonomy = load_taxonomy(tax_conf["path"], tax_conf["verticals"] or None)
     asked = {v: [a.name for a in asked_attributes(taxonomy, v, skip_non_inferable=tax_conf["skip_non_inferable"],
                                                   category_question=tax_conf["category_question"])]
@@ -207,8 +198,8 @@ def _asked_by_vertical(tax_conf: dict):
     return taxonomy, asked
 
 
-def _audit_unit(unit, marker, shards, read_unit, asked, taxonomy, n_chains, threshold, seed, score_chains,
-                unit_counts, rows_once, rules, counts, facts, truth=None) -> None:
+def _audit_unit(unit, marker, shards, asked, taxonomy, n_chains, threshold, seed, rows_once, rules, counts, facts,
+                truth=None) -> None:
     uid = unit.unit_id
     consensus, pairs, quarantine = (shards.get(k, []) for k in ("consensus", "pairs", "quarantine"))
     inputs = [(r["_source"], r.get("listing_id"), r.get("vertical")) for r in
@@ -334,13 +325,11 @@ def _read_bytes(path: str) -> bytes:
 
 
 def audit_loop(run_dir: str) -> AuditReport:
-    from attrpipe.loop import LOOP_FILE
-
     rep = AuditReport(run_dir, "loop")
     stages = rep.check("every planned stage finished")
     adapters = rep.check("adapters whole")
     evals = rep.check("evaluations written")
-    manifest = storage.read_json(storage.join(run_dir, LOOP_FILE))
+    manifest = read_loop_manifest(run_dir)
     fin = manifest["finished"]
     for name in manifest["stages"]:
         if name not in fin:
@@ -350,7 +339,7 @@ def audit_loop(run_dir: str) -> AuditReport:
         if name.endswith("/pseudolabel"):
             out = storage.join(run_dir, name.split("/")[0], "pseudolabels")
             rep.merge(audit_pseudolabel(out), name)
-            manifest_path = storage.join(out, "manifest.json")
+            manifest_path = storage.join(out, MANIFEST_FILE)
             if storage.exists(manifest_path) and storage.read_json(manifest_path)["counts"] != result.get("counts"):
                 rep.check("counts add up (markers, manifest)").append(
                     f"{name}: loop.json's counts differ from the stage's manifest.json")
@@ -361,18 +350,16 @@ def audit_loop(run_dir: str) -> AuditReport:
             if not storage.exists(metrics):
                 evals.append(f"{name}: {metrics} is missing")
             predictions = storage.join(run_dir, name, "predictions")
-            if storage.exists(storage.join(predictions, "_run.json")):  # the greedy decodes it scored
+            if storage.exists(storage.join(predictions, RUN_FILE)):  # the greedy decodes it scored
                 rep.merge(audit_pseudolabel(predictions), name)
     return rep
 
 
 def audit(path: str) -> AuditReport:
     """Audit a loop run, a study, or a pseudo-labeling / evaluation / prediction output."""
-    from attrpipe.loop import LOOP_FILE
-
     if storage.exists(storage.join(path, LOOP_FILE)):
         return audit_loop(path)
-    if storage.exists(storage.join(path, "_run.json")):
+    if storage.exists(storage.join(path, RUN_FILE)):
         return audit_pseudolabel(path)
     if storage.exists(storage.join(path, "study.json")):
         rep = AuditReport(path, "study")
@@ -382,7 +369,7 @@ def audit(path: str) -> AuditReport:
         for run in runs:
             rep.merge(audit_loop(run), posixpath.relpath(run, path) if "://" not in path else run)
         return rep
-    if storage.exists(storage.join(path, "predictions", "_run.json")):  # an evaluation's output
+    if storage.exists(storage.join(path, "predictions", RUN_FILE)):  # an evaluation's output
         return audit_pseudolabel(storage.join(path, "predictions"))
     rep = AuditReport(path)
     rep.check("recognised").append(f"{path} holds no loop.json, study.json or _run.json: nothing attrpipe wrote")

@@ -31,11 +31,10 @@ from pathlib import Path
 
 from attrpipe import storage
 from attrpipe.config import ConfigError, config_hash, to_yaml
+from attrpipe.loop_manifest import loop_manifest_path, read_loop_manifest
 from attrpipe.methods import is_oracle, training_kind
 
 __all__ = ["Stage", "plan_stages", "train_start", "run_loop", "loop_table"]
-
-LOOP_FILE = "loop.json"
 
 
 @dataclass(frozen=True)
@@ -167,7 +166,7 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
     run_dir = storage.join(cfg.run.output_dir, cfg.run.name)
     if "://" not in run_dir:
         run_dir = str(Path(run_dir).resolve())
-    loop_file = storage.join(run_dir, LOOP_FILE)
+    loop_file = loop_manifest_path(run_dir)
     key, sft_key = _result_key(cfg), _result_key(cfg, seed_sft_only=True)
     model_fp = storage.fingerprint(cfg.model.path)  # the same path may hold other weights (a rebuilt pretrain)
     stages = plan_stages(rounds=cfg.loop.rounds, method=cfg.loop.method, seed_sft=cfg.loop.seed_sft)
@@ -219,7 +218,7 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
             storage.copy_tree(src, path("sft/adapter"))
             result = {"adapter": path("sft/adapter"), "shared_from": src}
         elif st.kind == "eval" and st.round == 0 and "sft" in shared:
-            src = storage.read_json(storage.join(shared["sft"], LOOP_FILE))["finished"]["sft/eval"]
+            src = read_loop_manifest(shared["sft"])["finished"]["sft/eval"]
             result = {**src, "shared_from": storage.join(shared["sft"], "sft/eval")}
         elif st.kind == "sft":
             res = run_training("sft", cfg, out_dir=path(st.out), resume_from=_resume(path(st.out)))

@@ -28,6 +28,7 @@ from typing import Iterable, Sequence
 import pyarrow as pa
 
 from attrpipe import storage
+from attrpipe.pseudolabel.output import committed_files
 from attrpipe.schemas import CATALOG_SCHEMA, CONSENSUS_SCHEMA, LABELED_SCHEMA, PAIRS_SCHEMA
 
 __all__ = [
@@ -160,8 +161,6 @@ def dataset_files(path: str, source: str, kind: str) -> list[str]:
                              "Parquet file or a directory of them)")
         return [path]
     if kind in ("pairs", "consensus"):
-        from attrpipe.audit import committed_files
-
         files = committed_files(path)
         if files is not None:  # inside a pseudo-labeling output: only the shards its unit markers name are data
             if not files:

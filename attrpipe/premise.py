@@ -22,6 +22,7 @@ from typing import Iterable
 
 from attrpipe import storage
 from attrpipe.consensus import compute_consensus, is_kept
+from attrpipe.pseudolabel.output import committed_files
 
 __all__ = ["chain_premise", "parsed_accuracy", "sampler_accuracy", "read_truth", "read_chain_rows"]
 
@@ -90,8 +91,6 @@ def read_truth(path: str | None) -> dict[str, dict[str, str]] | None:
 
 def read_chain_rows(pseudolabel_dir: str) -> list[dict]:
     """The consensus rows of a pseudo-labeling output (only the committed shards), with just what the premise reads."""
-    from attrpipe.audit import committed_files
-
     d = storage.join(pseudolabel_dir, "consensus")
     files = committed_files(d)
     if files is None:

@@ -93,12 +93,14 @@ def bare_loop(cfg, catalog: str, out: str) -> dict:
     import torch
     from omegaconf import OmegaConf
 
-    from attrpipe.pseudolabel.pipeline import GenerateUnit, PrepareUnit, ScoreAndWriteUnit, _catalog_root, summarize
+    from attrpipe.pseudolabel.output import summarize
+    from attrpipe.pseudolabel.pipeline import GenerateUnit, PrepareUnit, ScoreAndWriteUnit
+    from attrpipe.train.examples import catalog_root
     from attrpipe.pseudolabel.units import find_duplicate_ids, plan_units
 
     torch.set_num_threads(2)
     cfg_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    prep = PrepareUnit(cfg_yaml, _catalog_root(catalog), sorted(find_duplicate_ids(catalog)))
+    prep = PrepareUnit(cfg_yaml, catalog_root(catalog), sorted(find_duplicate_ids(catalog)))
     gen = GenerateUnit(cfg_yaml, None)
     torch.set_num_threads(2)
     write = ScoreAndWriteUnit(cfg_yaml, out)

@@ -7,8 +7,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from attrpipe.audit import audit, audit_adapter, committed_files, format_report
+from attrpipe.audit import audit, audit_adapter, format_report
 from attrpipe.cli import main
+from attrpipe.pseudolabel.output import committed_files
 from attrpipe.pseudolabel.pipeline import run_pseudolabel
 from attrpipe.schemas import CONSENSUS_SCHEMA, PAIRS_SCHEMA, QUARANTINE_SCHEMA
 from test_pseudolabel import cfg_for

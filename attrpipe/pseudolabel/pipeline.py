@@ -8,13 +8,9 @@ and CPU scoring/writing tasks. The driver only plans units and sums the markers;
 
 from __future__ import annotations
 
-import hashlib
 import json
-import posixpath
 import time
-from collections import Counter
 from dataclasses import asdict
-from typing import Any
 
 import pyarrow as pa
 from omegaconf import OmegaConf
@@ -22,6 +18,18 @@ from omegaconf import OmegaConf
 from attrpipe import storage
 from attrpipe.config import config_hash
 from attrpipe.engines.base import SamplingSpec
+from attrpipe.pseudolabel.output import (
+    MANIFEST_FILE,
+    check_reusable,
+    claim_output,
+    committed_unit_ids,
+    marker_path,
+    run_identity,
+    semantic_key,
+    shard_rel,
+    summarize,
+    unit_counts,
+)
 from attrpipe.pseudolabel.stages import (
     ImageSettings,
     PreparedListing,
@@ -37,23 +45,8 @@ from attrpipe.schemas import CONSENSUS_SCHEMA, PAIRS_SCHEMA, PREDICTIONS_SCHEMA,
 from attrpipe.taxonomy import load_taxonomy
 from attrpipe.train.examples import catalog_root
 
-__all__ = ["run_pseudolabel", "output_dir_for", "summarize", "cpu_stage_resources", "COUNT_KEYS"]
+__all__ = ["run_pseudolabel", "output_dir_for", "cpu_stage_resources", "format_summary"]
 
-COUNT_KEYS = (
-    "listings_in",
-    "listings_quarantined",
-    "listings_labeled",
-    "extra_images_dropped",
-    "listing_attributes",
-    "kept",
-    "below_threshold",
-    "no_consensus",
-    "pairs",
-    "chains",
-    "chains_unparsed",
-    "chains_reused",
-    "predictions_for_review",
-)
 _CATALOG_COLUMNS = ["listing_id", "vertical", "image_uris", "image_bytes"]
 
 
@@ -87,49 +80,6 @@ def cpu_stage_resources(cluster_cpus: float, engine_cpus: float, num_cpus_per_ta
 
 def output_dir_for(cfg) -> str:
     return cfg.pseudolabel.output or storage.join(cfg.run.output_dir, cfg.run.name, "pseudolabels")
-
-
-def _semantic_key(cfg, catalog: str, identity: dict, greedy: bool, limit: int | None,
-                  review_below: float | None) -> dict:
-    """What decides the rows a run writes; a resume must agree on all of it."""
-    if greedy:
-        gen = {"greedy": True, "max_new_tokens": cfg.eval.max_new_tokens}
-    else:
-        gen = {k: v for k, v in OmegaConf.to_container(cfg.generation).items() if k != "batch_size"}
-    return {
-        "catalog": catalog,
-        "limit": limit,
-        "model": identity.get("model"),
-        "model_fingerprint": identity.get("model_fingerprint"),
-        "adapter_fingerprint": identity.get("adapter_fingerprint"),
-        "images": OmegaConf.to_container(cfg.images),
-        "taxonomy": OmegaConf.to_container(cfg.taxonomy),
-        "generation": gen,
-        "threshold": cfg.consensus.threshold,
-        "seed": cfg.run.seed,
-        "listings_per_unit": cfg.pseudolabel.listings_per_unit,
-        "round": cfg.pseudolabel.round,
-        "review_below": review_below,
-    }
-
-
-# What must agree for an earlier run's chains to be the very chains this run would sample (the threshold, the pool
-# size and the round may differ: they change what is kept and paired, not what is sampled).
-CHAIN_KEYS = ("catalog", "model_fingerprint", "adapter_fingerprint", "images", "taxonomy", "generation", "seed",
-              "listings_per_unit")
-
-
-def _check_reusable(source: str, key: dict) -> None:
-    run_file = storage.join(source, "_run.json")
-    if not storage.exists(run_file):
-        raise FileNotFoundError(f"{source} is not a pseudo-labeling output (no _run.json): no chains to reuse")
-    src = storage.read_json(run_file).get("key", {})
-    if src.get("generation", {}).get("greedy"):
-        raise ValueError(f"{source} holds greedy decodes, not sampled chains")
-    differ = [k for k in CHAIN_KEYS if src.get(k) != key[k]]
-    if differ:
-        raise ValueError(f"the chains in {source} were sampled differently (differs in: {', '.join(differ)}); "
-                         "they cannot stand in for this run's")
 
 
 # --- stages run by Ray ------------------------------------------------------------------------------------------
@@ -169,7 +119,7 @@ class PrepareUnit:
         the unit is then generated)."""
         if not self.reuse:
             return {}
-        shard = storage.join(self.reuse, "consensus", f"{unit_id}.parquet")
+        shard = storage.join(self.reuse, shard_rel("consensus", unit_id))
         if not storage.exists(shard):
             return {}
         rows = storage.read_parquet(shard, columns=["example_id", "listing_id", "chains"]).to_pylist()
@@ -255,67 +205,20 @@ class ScoreAndWriteUnit:
             outputs += [("predictions", predictions, PREDICTIONS_SCHEMA), ("review", review, REVIEW_SCHEMA)]
         files = {}
         for name, rows, schema in outputs:
-            dest = storage.join(self.out, name, f"{unit.unit_id}.parquet")
+            dest = storage.join(self.out, shard_rel(name, unit.unit_id))
             if rows:
                 storage.write_parquet_atomic(dest, pa.Table.from_pylist(rows, schema=schema))
-                files[name] = f"{name}/{unit.unit_id}.parquet"
+                files[name] = shard_rel(name, unit.unit_id)
             else:
                 storage.remove_file(dest)  # a stale shard of an interrupted earlier attempt
         counts = unit_counts(row["n_in"], len(row["listings"]), extra, consensus, pairs, quarantine,
                              reused=int(row.get("reused") or 0), review=len(review))
         marker = {"unit": row["unit"], "files": files, "counts": counts}
-        storage.write_json_atomic(storage.join(self.out, "_units", f"{unit.unit_id}.json"), marker)
+        storage.write_json_atomic(marker_path(self.out, unit.unit_id), marker)
         return {"unit_id": unit.unit_id, "counts": json.dumps(counts)}
 
 
-def unit_counts(n_in: int, n_labeled: int, extra: int, consensus: list[dict], pairs: list[dict],
-                quarantine: list[dict], *, reused: int = 0, review: int = 0) -> dict:
-    chains = [ch for r in consensus for ch in r["chains"]]
-    return {
-        "listings_in": n_in,
-        "listings_quarantined": len(quarantine),
-        "listings_labeled": n_labeled,
-        "extra_images_dropped": extra,
-        "listing_attributes": len(consensus),
-        "kept": sum(r["kept"] for r in consensus),
-        "below_threshold": sum(not r["kept"] for r in consensus),
-        "no_consensus": sum(r["consensus"] is None for r in consensus),
-        "pairs": len(pairs),
-        "chains": len(chains),
-        "chains_unparsed": sum(ch["answer"] is None for ch in chains),
-        "chains_reused": reused,
-        "predictions_for_review": review,
-        "quarantine_reasons": dict(Counter(q["reason"] for q in quarantine)),
-        "unparsed_reasons": dict(Counter(ch["reason"] for ch in chains if ch["answer"] is None)),
-    }
-
-
-def summarize(markers: list[dict]) -> dict:
-    """Sum unit counts; the invariants the audit checks hold by construction and are asserted here too."""
-    total: dict[str, Any] = {k: 0 for k in COUNT_KEYS}
-    reasons: Counter = Counter()
-    unparsed: Counter = Counter()
-    for m in markers:
-        c = m["counts"]
-        for k in COUNT_KEYS:
-            total[k] += c.get(k, 0)
-        reasons.update(c["quarantine_reasons"])
-        unparsed.update(c["unparsed_reasons"])
-    total["quarantine_reasons"] = dict(sorted(reasons.items()))
-    total["unparsed_reasons"] = dict(sorted(unparsed.items()))
-    assert total["listings_in"] == total["listings_labeled"] + total["listings_quarantined"], total
-    assert total["listing_attributes"] == total["kept"] + total["below_threshold"], total
-    return total
-
-
 # --- driver -----------------------------------------------------------------------------------------------------
-
-
-def _identity_for(cfg, adapter: str | None) -> dict:
-    from attrpipe.storage import fingerprint
-
-    return {"model": cfg.model.path, "model_fingerprint": fingerprint(cfg.model.path), "adapter": adapter,
-            "adapter_fingerprint": fingerprint(adapter)}
 
 
 def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, adapter: str | None = None,
@@ -343,8 +246,8 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
     catalog = catalog or cfg.data.unlabeled
     out = out or output_dir_for(cfg)
     adapter = adapter if adapter is not None else cfg.pseudolabel.adapter
-    identity = _identity_for(cfg, adapter)
-    key = _semantic_key(cfg, catalog, identity, greedy, limit, review_below)
+    identity = run_identity(cfg, adapter)
+    key = semantic_key(cfg, catalog, identity, greedy, limit, review_below)
     if truth is not None:
         if greedy:
             raise ValueError("truth (oracle scoring) is for sampled chains, not greedy decoding")
@@ -354,22 +257,11 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
     if reuse_chains_from is not None:
         if greedy:
             raise ValueError("reuse_chains_from is for sampled chains, not greedy decoding")
-        _check_reusable(reuse_chains_from, key)
-    key_hash = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    run_file = storage.join(out, "_run.json")
-    if storage.exists(run_file):
-        previous = storage.read_json(run_file)
-        if previous.get("key_hash") != key_hash:
-            changed = sorted(k for k in key if previous.get("key", {}).get(k) != key[k])
-            raise RuntimeError(
-                f"{out} holds pseudo-labels of a different run (differs in: {', '.join(changed) or 'unknown'}); "
-                "use another output directory or remove it"
-            )
-    else:
-        storage.write_json_atomic(run_file, {"key_hash": key_hash, "key": key})
+        check_reusable(reuse_chains_from, key)
+    key_hash = claim_output(out, key)
 
     units = plan_units(catalog, cfg.pseudolabel.listings_per_unit, limit)
-    done = {posixpath.basename(f).removesuffix(".json") for f in storage.list_files(storage.join(out, "_units"), ".json")}
+    done = committed_unit_ids(out)
     pending = [u for u in units if u.unit_id not in done]
     if verbose:
         print(f"pseudolabel: {len(units)} units of <= {cfg.pseudolabel.listings_per_unit} listings, "
@@ -412,7 +304,7 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
         # (Ray 2.60; the stage idle, "backpressured:tasks(DownstreamCapacity)", its input queue growing).
         # materialize() keeps the one-row-per-unit results (~100 bytes each) and has no such consumer.
         ds.materialize()
-    markers = [storage.read_json(storage.join(out, "_units", f"{u.unit_id}.json")) for u in units]
+    markers = [storage.read_json(marker_path(out, u.unit_id)) for u in units]
     totals = summarize(markers)
     manifest = {
         "config_hash": config_hash(cfg),
@@ -432,7 +324,7 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
         "counts": totals,
         "seconds_this_invocation": round(time.perf_counter() - t0, 2),
     }
-    storage.write_json_atomic(storage.join(out, "manifest.json"), manifest)
+    storage.write_json_atomic(storage.join(out, MANIFEST_FILE), manifest)
     if verbose:
         print(format_summary(manifest))
     return manifest
@@ -457,4 +349,4 @@ def format_summary(manifest: dict) -> str:
               f"{'extra images dropped':<28}{c['extra_images_dropped']:>10}"]
     if manifest.get("review_below") is not None:
         lines.append(f"{'predictions for review':<28}{c['predictions_for_review']:>10}")
-    return "\n".join(lines) + f"\nmanifest: {storage.join(manifest['output'], 'manifest.json')}"
+    return "\n".join(lines) + f"\nmanifest: {storage.join(manifest['output'], MANIFEST_FILE)}"

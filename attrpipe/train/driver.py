@@ -26,6 +26,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from attrpipe import storage
+from attrpipe.pseudolabel.output import committed_files
 from attrpipe.ray_utils import init_ray
 
 from attrpipe.train.examples import (
@@ -104,8 +105,6 @@ def _present_columns(path: str | list[str], wanted: tuple[str, ...]) -> list[str
 def data_files(data: str) -> str | list[str]:
     """What to read of ``data``: inside a pseudo-labeling output (``<out>/pairs``, ``<out>/consensus``) only the shards
     its unit markers name, so a shard left behind by a killed run is never trained on; any other Parquet as it is."""
-    from attrpipe.audit import committed_files
-
     files = committed_files(data)
     if files is None:
         return data
