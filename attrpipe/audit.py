@@ -47,7 +47,7 @@ from attrpipe.pseudolabel.output import (
     unit_counts,
 )
 from attrpipe.pseudolabel.stages import asked_attributes
-from attrpipe.pseudolabel.units import Unit, plan_units, read_unit
+from attrpipe.pseudolabel.units import Unit, plan_units, read_labels, read_unit
 from attrpipe.schemas import CONSENSUS_SCHEMA, PAIRS_SCHEMA, PREDICTIONS_SCHEMA, QUARANTINE_SCHEMA, REVIEW_SCHEMA
 from attrpipe.scoring import score_chains
 from attrpipe.taxonomy import load_taxonomy
@@ -130,8 +130,6 @@ def audit_pseudolabel(out: str) -> AuditReport:
     taxonomy, asked = _asked_by_vertical(key["taxonomy"])
     truth = None
     if key.get("oracle_truth"):  # a diagnostic oracle arm: the consensus is the true label
-        from attrpipe.evaluation import read_labels
-
         try:
             truth = read_labels(key["oracle_truth"])
         except Exception as e:  # noqa: BLE001

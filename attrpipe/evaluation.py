@@ -20,22 +20,11 @@ from typing import Iterable
 import pyarrow.parquet as pq
 
 from attrpipe import storage
+from attrpipe.pseudolabel.units import read_labels
 
-__all__ = ["NO_ANSWER", "compute_metrics", "read_labels", "run_evaluate", "format_metrics"]
+__all__ = ["NO_ANSWER", "compute_metrics", "run_evaluate", "format_metrics"]
 
 NO_ANSWER = "<no answer>"
-
-
-def read_labels(test_path: str) -> dict[str, dict[str, str]]:
-    """listing_id -> {attribute: value} from a labeled set (reads only two columns)."""
-    from attrpipe.pseudolabel.units import catalog_files
-
-    labels: dict[str, dict[str, str]] = {}
-    for f in catalog_files(test_path):
-        fs, p = storage.filesystem_for(f)
-        for r in pq.read_table(p, filesystem=fs, columns=["listing_id", "labels"]).to_pylist():
-            labels[r["listing_id"]] = dict(r["labels"] or {})
-    return labels
 
 
 def _acc(right: int, total: int) -> float | None:

@@ -1,5 +1,6 @@
 """Catalog prediction (``attrpipe predict``): every inferable attribute of every listing of a catalog, with the trained
-adapter, through the pseudo-labeling pipeline (so it streams, resumes and quarantines bad rows the same way).
+adapter, through the pseudo-labeling pipeline (so it streams, resumes and quarantines bad rows the same way): the
+pipeline writes the rows below as it scores each unit (attrpipe.pseudolabel.stages.prediction_rows).
 
 Two modes (``predict.mode``):
 
@@ -18,45 +19,11 @@ Outputs under ``predict.output`` (default ``<run.output_dir>/<run.name>/predict`
 
 from __future__ import annotations
 
-from collections import Counter
-
 from attrpipe import storage
 
-__all__ = ["MODES", "prediction_rows", "run_predict"]
+__all__ = ["MODES", "run_predict"]
 
 MODES = ("greedy", "self_consistency")
-
-
-def prediction_rows(consensus_rows: list[dict], *, review_below: float, greedy: bool) -> tuple[list[dict], list[dict]]:
-    """Prediction rows (PREDICTIONS_SCHEMA) and review rows (REVIEW_SCHEMA) from a unit's consensus rows."""
-    predictions, review = [], []
-    for r in consensus_rows:
-        value = r["consensus"]
-        confidence = None if greedy else float(r["confidence"])
-        if value is None:
-            reason = "no_answer"
-        elif confidence is not None and confidence < review_below:
-            reason = "low_confidence"
-        else:
-            reason = None
-        p = {
-            "listing_id": r["listing_id"],
-            "vertical": r["vertical"],
-            "attribute": r["attribute"],
-            "value": value,
-            "confidence": confidence,
-            "n_chains": r["n_chains"],
-            "n_valid": r["n_valid"],
-            "needs_review": reason is not None,
-            "review_reason": reason,
-            "model": r["model"],
-            "adapter": r["adapter"],
-        }
-        predictions.append(p)
-        if reason is not None:
-            votes = Counter(ch["answer"] for ch in r["chains"] if ch["answer"] is not None)
-            review.append({**p, "votes": dict(votes), "image_uris": r["image_uris"], "image_bytes": r["image_bytes"]})
-    return predictions, review
 
 
 def run_predict(cfg, *, catalog: str | None = None, adapter: str | None = None, out: str | None = None,

@@ -23,6 +23,7 @@ from typing import Iterable
 from attrpipe import storage
 from attrpipe.consensus import compute_consensus, is_kept
 from attrpipe.pseudolabel.output import committed_files
+from attrpipe.pseudolabel.units import read_labels
 
 __all__ = ["chain_premise", "parsed_accuracy", "sampler_accuracy", "read_truth", "read_chain_rows"]
 
@@ -84,8 +85,6 @@ def read_truth(path: str | None) -> dict[str, dict[str, str]] | None:
     """listing_id -> true labels from ``data.truth``; None when it is unset or missing (nothing is measured)."""
     if not path or not storage.exists(path):
         return None
-    from attrpipe.evaluation import read_labels
-
     return read_labels(path)
 
 

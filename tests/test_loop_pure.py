@@ -3,8 +3,7 @@
 import pytest
 
 from attrpipe.engines.base import GenerationRequest
-from attrpipe.predict import prediction_rows
-from attrpipe.pseudolabel.stages import texts_with_cache
+from attrpipe.pseudolabel.stages import prediction_rows, texts_with_cache
 from attrpipe.report import calibration_table, round_series
 from attrpipe.study import Arm, arm_overrides, plan_arms, study_table, summarize_arms
 

@@ -175,7 +175,7 @@ def test_oracle_arms_rescore_the_shared_chains_with_the_truth_and_pass_the_audit
     import pyarrow.parquet as pq
 
     from attrpipe.audit import audit, format_report
-    from attrpipe.evaluation import read_labels
+    from attrpipe.pseudolabel.units import read_labels
     from attrpipe.study import run_study
 
     summary = tmp_path / "summary.json"

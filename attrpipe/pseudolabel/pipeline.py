@@ -35,12 +35,12 @@ from attrpipe.pseudolabel.stages import (
     PreparedListing,
     asked_attributes,
     listing_requests,
+    prediction_rows,
     prepare_listing,
     score_listing,
     texts_with_cache,
 )
-from attrpipe.pseudolabel.units import Unit, find_duplicate_ids, plan_units, read_unit
-from attrpipe.predict import prediction_rows
+from attrpipe.pseudolabel.units import Unit, find_duplicate_ids, plan_units, read_labels, read_unit
 from attrpipe.schemas import CONSENSUS_SCHEMA, PAIRS_SCHEMA, PREDICTIONS_SCHEMA, QUARANTINE_SCHEMA, REVIEW_SCHEMA
 from attrpipe.taxonomy import load_taxonomy
 from attrpipe.train.examples import catalog_root
@@ -173,8 +173,6 @@ class GenerateUnit:
 
 class ScoreAndWriteUnit:
     def __init__(self, cfg_yaml: str, out: str, predict: dict | None = None, truth: str | None = None):
-        from attrpipe.evaluation import read_labels
-
         self.ctx = _Context(cfg_yaml)
         self.out = out
         self.predict = predict  # {"review_below": float, "greedy": bool}: also write predictions/ and review/

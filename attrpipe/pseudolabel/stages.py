@@ -3,6 +3,7 @@
 1. :func:`prepare_listing`  validate one catalog row and load its images  -> a prepared listing or a quarantine row
 2. :func:`listing_requests` one generation request per asked attribute, all sharing the listing's images
 3. :func:`score_listing`    chains -> consensus rows and DPO pair rows (attrpipe.scoring.score_chains)
+4. :func:`prediction_rows`  consensus rows -> prediction and review rows (``attrpipe predict``)
 
 Quarantine reason codes (listing level; one row per quarantined input row):
 
@@ -21,6 +22,7 @@ dropped and the unit's counts add them up.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from PIL import Image
@@ -39,6 +41,7 @@ __all__ = [
     "asked_attributes",
     "listing_requests",
     "score_listing",
+    "prediction_rows",
     "quarantine_row",
     "texts_with_cache",
 ]
@@ -237,3 +240,35 @@ def score_listing(
                 }
             )
     return consensus_rows, pair_rows
+
+
+def prediction_rows(consensus_rows: list[dict], *, review_below: float, greedy: bool) -> tuple[list[dict], list[dict]]:
+    """Prediction rows (PREDICTIONS_SCHEMA) and review rows (REVIEW_SCHEMA) from a unit's consensus rows."""
+    predictions, review = [], []
+    for r in consensus_rows:
+        value = r["consensus"]
+        confidence = None if greedy else float(r["confidence"])
+        if value is None:
+            reason = "no_answer"
+        elif confidence is not None and confidence < review_below:
+            reason = "low_confidence"
+        else:
+            reason = None
+        p = {
+            "listing_id": r["listing_id"],
+            "vertical": r["vertical"],
+            "attribute": r["attribute"],
+            "value": value,
+            "confidence": confidence,
+            "n_chains": r["n_chains"],
+            "n_valid": r["n_valid"],
+            "needs_review": reason is not None,
+            "review_reason": reason,
+            "model": r["model"],
+            "adapter": r["adapter"],
+        }
+        predictions.append(p)
+        if reason is not None:
+            votes = Counter(ch["answer"] for ch in r["chains"] if ch["answer"] is not None)
+            review.append({**p, "votes": dict(votes), "image_uris": r["image_uris"], "image_bytes": r["image_bytes"]})
+    return predictions, review

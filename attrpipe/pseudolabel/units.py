@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from attrpipe import storage
 
-__all__ = ["Unit", "plan_units", "read_unit", "find_duplicate_ids", "catalog_files"]
+__all__ = ["Unit", "plan_units", "read_unit", "find_duplicate_ids", "catalog_files", "read_labels"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -47,6 +47,16 @@ def catalog_files(path: str) -> list[str]:
     if not files:
         raise FileNotFoundError(f"no Parquet files at {path!r}")
     return files
+
+
+def read_labels(test_path: str) -> dict[str, dict[str, str]]:
+    """listing_id -> {attribute: value} from a labeled set (reads only two columns)."""
+    labels: dict[str, dict[str, str]] = {}
+    for f in catalog_files(test_path):
+        fs, p = storage.filesystem_for(f)
+        for r in pq.read_table(p, filesystem=fs, columns=["listing_id", "labels"]).to_pylist():
+            labels[r["listing_id"]] = dict(r["labels"] or {})
+    return labels
 
 
 def _open(path: str) -> pq.ParquetFile:
