@@ -224,7 +224,8 @@ def _listings(study: dict) -> list[int]:
 
 def headline(summary: dict) -> dict:
     """The headline numbers, from the arms of the pool-size study (without ``study.name``)."""
-    out = {"n_seeds": None, "seed_sft": None, "smallest_pool": None, "largest_pool": None}
+    out = {"n_seeds": None, "seed_sft": None, "smallest_pool": None, "largest_pool": None, "single_chain": None,
+           "consensus_kept": None}
     src = _main_study(summary, "pool-size")
     if src is None:
         return out
@@ -250,6 +251,9 @@ def headline(summary: dict) -> dict:
 
     if pools:
         out["smallest_pool"], out["largest_pool"] = pool(pools[0]), pool(pools[-1])
+        # the premise on the configuration's pool (the largest), also at the top level
+        out["single_chain"] = out["largest_pool"]["single_chain"]
+        out["consensus_kept"] = out["largest_pool"]["consensus_kept"]
     return out
 
 

@@ -69,6 +69,8 @@ def test_merge_aggregates_per_seed_values_and_the_headline():
     assert h["largest_pool"]["sl"] == {"accuracy": pytest.approx(32.0), "lift": pytest.approx(7.0)}
     assert h["largest_pool"]["single_chain"] == pytest.approx(31.0)
     assert h["largest_pool"]["consensus_kept"] == pytest.approx(41.0)
+    assert (h["single_chain"], h["consensus_kept"]) == (h["largest_pool"]["single_chain"],
+                                                         h["largest_pool"]["consensus_kept"])
     cmd = s["studies"]["m/study-pool-size"]["commands"]
     assert cmd == [{"argv": "attrpipe study pool-size c.yaml", "seconds": 12.5, "finished_at": "1970-01-01T00:00:00Z",
                     "seeds": [0, 1], "arms": ["dpo-pool-4", "dpo-pool-8", "sl-pool-4", "sl-pool-8"]}]
