@@ -198,11 +198,13 @@ def _select(summary: dict, run: str, *, methods, threshold, listings, rounds: in
     threshold study's arm at C and a pool-size study's arm at that pool are the same configuration, and either
     serves (pool-size studies first)."""
     found: dict[int, dict] = {}
-    studies = sorted((s for s in summary.get("studies", {}).values() if s.get("run") == run and s.get("name") is None),
-                     key=lambda s: (s["kind"] != "pool-size", s.get("dir") or ""))
+    # a named study is a lever and may differ in any setting, so only the default studies serve; the diagnostic oracle
+    # arms change nothing but how the chains are scored, so a named study may hold them (study.name=oracle)
+    studies = sorted((s for s in summary.get("studies", {}).values() if s.get("run") == run),
+                     key=lambda s: (s.get("name") is not None, s["kind"] != "pool-size", s.get("dir") or ""))
     for st in studies:
         for arm in st["arms"].values():
-            if arm["method"] not in methods:
+            if arm["method"] not in methods or (st.get("name") is not None and not is_oracle(arm["method"])):
                 continue
             for seed, rec in arm["per_seed"].items():
                 if seeds is not None and int(seed) not in seeds:

@@ -180,3 +180,14 @@ def test_a_study_with_an_oracle_arm_refuses_a_missing_truth_file(tmp_path):
     with pytest.raises(ConfigError, match=r"^data.truth: .*no.parquet does not exist; study.methods has dpo-oracle"):
         run_study(cfg, "threshold", verbose=False)
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_oracle_arms_of_a_named_study_fill_table_4_but_a_named_levers_method_arms_do_not():
+    s = _full_summary()
+    s = merge_study(s, _study("threshold", [_arm("threshold", 0.5, "sl-oracle", sd, 0.5, SFT[sd], listings=8)
+                                            for sd in (0, 1)], name="oracle"), now=4)
+    s = merge_study(s, _study("threshold", [_arm("threshold", 0.5, "sl", sd, 0.9, SFT[sd], listings=8)
+                                            for sd in (0, 1)], name="sl-lever"), now=5)
+    t4 = render_tables(s)["table-4"]
+    assert "| SL-oracle (diagnostic ceiling) | 2 | 50.0 ± 0.0 | +25.0 ± 7.1 |" in t4
+    assert "90.0" not in t4  # the lever's SL arms (90%) are not the method's row
