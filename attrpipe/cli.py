@@ -26,27 +26,20 @@ def _command(args) -> str:
     return f"{args.command} {args.kind}" if getattr(args, "kind", None) else args.command
 
 
-def _load(args, *, check_model: bool = True):
-    """The configuration, with the overrides the command would ignore refused (attrpipe.preflight); with
-    ``check_model``, a shipped model directory at ``model.path`` is checked against its model card's sha256 first,
-    before anything runs."""
-    from pathlib import Path
-
+def _load(args):
+    """The configuration, with the overrides the command would ignore refused (attrpipe.preflight)."""
     from attrpipe.config import load_config
-    from attrpipe.models.loader import verify_model_files
     from attrpipe.preflight import refuse_overrides
 
     cfg = load_config(args.config, args.overrides)
     refuse_overrides(_command(args), args.overrides)
-    if check_model and "://" not in str(cfg.model.path) and Path(str(cfg.model.path)).is_dir():
-        verify_model_files(str(cfg.model.path))
     return cfg
 
 
 def cmd_config(args) -> int:
     from attrpipe.config import config_hash, to_yaml
 
-    cfg = _load(args, check_model=False)
+    cfg = _load(args)
     sys.stdout.write(to_yaml(cfg))
     print(f"# config hash: {config_hash(cfg)}")
     return 0
@@ -55,7 +48,7 @@ def cmd_config(args) -> int:
 def cmd_synth_pretrain(args) -> int:
     from attrpipe.synth.pretrain import run_pretrain
 
-    cfg = _load(args, check_model=False)  # it may be rebuilding the very model at model.path
+    cfg = _load(args)
     record = run_pretrain(cfg, force=args.force)
     if args.export:
         from attrpipe.synth.pretrain import export_model

@@ -314,12 +314,16 @@ def _check_checkpoint(path: str, source: str, what: str, required: Sequence[str]
 
 def check_model(cfg, source: str = "model.path") -> None:
     """``model.path`` is a model: a directory with ``config.json``, ``tokenizer_config.json`` (the processor) and
-    safetensors weights, or a hub id. (A shipped model's sha256 card is checked by the CLI as the config loads.)"""
+    safetensors weights, or a hub id; a shipped model's files match its model card's sha256."""
+    from attrpipe.models.loader import verify_model_files
+
     path = str(cfg.model.path)
     hint = ""
     if cfg.model.build_tiny:
         hint = " (model.build_tiny: `attrpipe demo` builds it there, or `attrpipe model tiny --out PATH`)"
     _check_checkpoint(path, source, "model", ("config.json", "tokenizer_config.json"), "*.safetensors", hint)
+    if "://" not in path and Path(path).is_dir():
+        verify_model_files(path)
 
 
 def check_adapter(path: str, source: str) -> None:
