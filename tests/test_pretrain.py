@@ -12,7 +12,7 @@ from PIL import Image
 
 from attrpipe.config import load_config
 from attrpipe.prompts import OPTIONS_SEPARATOR
-from attrpipe.synth.render import COLOURS, PATTERNS
+from attrpipe.synth.render.colours import COLOURS, PATTERNS
 from attrpipe.synth.vqa import (KINDS, MAX_COUNT, SCHEDULE, SHAPES, render_vqa, vqa_corpus, vqa_examples,
                                 vqa_records)
 from attrpipe.synth.catalog import part_described

@@ -19,7 +19,8 @@ from typing import Iterator
 from PIL import Image
 
 from attrpipe.synth.catalog import listing_rng
-from attrpipe.synth.render import render_listing, renderable_attributes, sample_labels
+from attrpipe.synth.render.listing import render_listing
+from attrpipe.synth.render.registry import renderable_attributes, sample_labels
 from attrpipe.synth.vision import product_view
 from attrpipe.synth.vqa import vqa_examples
 from attrpipe.taxonomy import Taxonomy, load_taxonomy

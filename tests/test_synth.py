@@ -10,14 +10,10 @@ from PIL import Image
 
 from attrpipe.schemas import CATALOG_SCHEMA, LABELED_SCHEMA
 from attrpipe.synth.catalog import TRUTH_SCHEMA, write_synthetic_catalog
-from attrpipe.synth.render import (
-    PATTERNS,
-    RenderError,
-    check_renderable,
-    render_listing,
-    renderable_attributes,
-    sample_labels,
-)
+from attrpipe.synth.render.colours import PATTERNS
+from attrpipe.synth.render.listing import render_listing
+from attrpipe.synth.render.registry import check_renderable, renderable_attributes, sample_labels
+from attrpipe.synth.render.spec import RenderError
 from attrpipe.taxonomy import Vertical, load_taxonomy
 
 ROOT = Path(__file__).resolve().parents[1]

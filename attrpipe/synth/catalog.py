@@ -41,7 +41,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from attrpipe.schemas import CATALOG_SCHEMA, LABELED_SCHEMA
-from attrpipe.synth.render import check_renderable, render_listing, sample_labels
+from attrpipe.synth.render.listing import render_listing
+from attrpipe.synth.render.registry import check_renderable, sample_labels
 from attrpipe.taxonomy import Attribute, Taxonomy, Vertical
 
 __all__ = ["FORMAT_VERSION", "TRUTH_SCHEMA", "write_synthetic_catalog", "reasoning_text", "evidence_text",

@@ -33,7 +33,8 @@ def product_view(seed: int, i: int, taxonomy, size: int):
     view is a hero shot, at half of it), resized to ``size`` pixels."""
     from PIL import Image
 
-    from attrpipe.synth.render import render_listing, sample_labels
+    from attrpipe.synth.render.listing import render_listing
+    from attrpipe.synth.render.registry import sample_labels
 
     rng = random.Random(f"vision:{seed}:{i}")
     vertical = taxonomy.verticals[rng.choice(sorted(taxonomy.verticals))]

@@ -34,7 +34,11 @@ from typing import Iterator, Sequence
 from PIL import Image
 
 from attrpipe.prompts import OPTIONS_SEPARATOR, format_target, user_text
-from attrpipe.synth.render import COLOURS, PATTERNS, Painter, _background, _star, render_listing, sample_labels
+from attrpipe.synth.render.colours import COLOURS, PATTERNS
+from attrpipe.synth.render.geometry import star
+from attrpipe.synth.render.listing import backdrop, render_listing
+from attrpipe.synth.render.painter import Painter
+from attrpipe.synth.render.registry import sample_labels
 from attrpipe.taxonomy import Taxonomy
 
 __all__ = ["KINDS", "SHAPES", "VQAExample", "render_vqa", "vqa_examples", "vqa_records", "vqa_corpus"]
@@ -113,7 +117,7 @@ def _figure(p: Painter, shape: str, cx: float, cy: float, r: float, colour, rot:
     elif shape == "Hexagon":
         shapes = [("poly", ring(6, r * 1.1, rot))]
     elif shape == "Star":
-        shapes = [("poly", _star(cx, cy, r * 1.25, inner=0.4, rot=rot - math.pi / 2))]
+        shapes = [("poly", star(cx, cy, r * 1.25, inner=0.4, rot=rot - math.pi / 2))]
     else:  # pragma: no cover - programming error
         raise ValueError(shape)
     p.part(shapes, colour)
@@ -214,7 +218,7 @@ def render_vqa(rng: random.Random, size: int, kind: str | None = None, *,
         if taxonomy is None:
             raise ValueError(f"{kind} questions need a taxonomy (the products to draw)")
         return _PRODUCT_RENDERERS[kind](rng, size, taxonomy)
-    bg = _background(rng, 0.15, size).convert("RGB")
+    bg = backdrop(rng, 0.15, size).convert("RGB")
     bg_colour = bg.resize((1, 1)).getpixel((0, 0))
     p = Painter(size, rng)
     shape = rng.choice(SHAPES)
