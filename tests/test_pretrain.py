@@ -13,8 +13,8 @@ from PIL import Image
 from attrpipe.config import load_config
 from attrpipe.prompts import OPTIONS_SEPARATOR
 from attrpipe.synth.render.colours import COLOURS, PATTERNS
-from attrpipe.synth.vqa import (KINDS, MAX_COUNT, SCHEDULE, SHAPES, render_vqa, vqa_corpus, vqa_examples,
-                                vqa_records)
+from attrpipe.synth.vqa import (KINDS, MAX_COUNT, SCHEDULE, SHAPES, render_attribute, render_vqa, vqa_corpus,
+                                vqa_examples, vqa_records)
 from attrpipe.synth.catalog import part_described
 from attrpipe.taxonomy import load_taxonomy
 
@@ -132,6 +132,11 @@ def test_a_feature_question_asks_another_visible_attribute_of_the_product_drawn(
     for v, a in asked:
         assert "most suitable value" not in ex.user_text and a.description.strip() not in ex.user_text
         assert ex.user_text != user_text(a, v.display_name)
+
+
+def test_an_attribute_question_is_a_part_or_a_feature():
+    with pytest.raises(ValueError, match="a part or a feature, not 'caption'"):
+        render_attribute(random.Random(0), 96, TAXONOMY, "caption")
 
 
 def test_the_pretrain_kind_trains_a_whole_model_from_its_own_section():

@@ -165,47 +165,39 @@ def render_caption(rng: random.Random, size: int, taxonomy: Taxonomy) -> VQAExam
                       reasoning)
 
 
-def render_part(rng: random.Random, size: int, taxonomy: Taxonomy) -> VQAExample:
-    """The colour or the print of one part of a product of a random vertical (a vertical without colour or print
-    attributes is never drawn)."""
+def render_attribute(rng: random.Random, size: int, taxonomy: Taxonomy, kind: str) -> VQAExample:
+    """One visible attribute of a product of a random vertical, asked in a describer's words: up to five of its values
+    as options, its visual evidence as the reasoning. ``kind`` "part": the colour or the print of one part ("Which
+    colour is the strap in this photo?"); "feature": any other visible feature, the heel, the neckline, the wheels...
+    ("What heel type does the sandal in this photo have?"). A vertical without such an attribute is never drawn."""
     from attrpipe.synth.catalog import evidence_text, part_described
 
-    names = sorted(n for n, v in taxonomy.verticals.items()
-                   if any(part_described(v, a) for a in v.inferable_attributes()))
+    if kind not in ("part", "feature"):
+        raise ValueError(f"an attribute question is a part or a feature, not {kind!r}")
+
+    def asked(vertical, attribute) -> bool:  # a part question asks a colour or a print, a feature one anything else
+        return bool(part_described(vertical, attribute)) == (kind == "part")
+
+    names = sorted(n for n, v in taxonomy.verticals.items() if any(asked(v, a) for a in v.inferable_attributes()))
     if not names:
-        raise ValueError("no vertical of the taxonomy has a colour or print attribute to ask about")
+        what = "a colour or print attribute" if kind == "part" else "a feature other than a colour or print"
+        raise ValueError(f"no vertical of the taxonomy has {what} to ask about")
     vertical = taxonomy.verticals[rng.choice(names)]
     labels, image = _product_photo(rng, vertical, size)
-    described = [(a, part_described(vertical, a)) for a in vertical.inferable_attributes()]
-    attribute, (what, part) = rng.choice([(a, d) for a, d in described if d])
+    attribute = rng.choice([a for a in vertical.inferable_attributes() if asked(vertical, a)])
     answer = labels[attribute.name]
     clause = evidence_text(vertical, attribute, answer, rng)
-    question = rng.choice(_QUESTIONS[f"part_{what}"]).format(part=part)
-    return VQAExample(image, "part", question[0].upper() + question[1:], _options(rng, answer, attribute.values),
-                      answer, _sentence(clause))
+    if kind == "part":
+        what, part = part_described(vertical, attribute)
+        question = rng.choice(_QUESTIONS[f"part_{what}"]).format(part=part)
+        question = question[0].upper() + question[1:]
+    else:
+        question = rng.choice(_QUESTIONS["feature"]).format(label=attribute.name.replace("_", " "),
+                                                            vd=vertical.display_name)
+    return VQAExample(image, kind, question, _options(rng, answer, attribute.values), answer, _sentence(clause))
 
 
-def render_feature(rng: random.Random, size: int, taxonomy: Taxonomy) -> VQAExample:
-    """One visible feature of a product of a random vertical other than its colour or print (the heel, the neckline,
-    the wheels...), named in a describer's words: up to five of that feature's names as options, its visual evidence
-    as the reasoning (a vertical without such a feature is never drawn)."""
-    from attrpipe.synth.catalog import evidence_text, part_described
-
-    names = sorted(n for n, v in taxonomy.verticals.items()
-                   if any(not part_described(v, a) for a in v.inferable_attributes()))
-    if not names:
-        raise ValueError("no vertical of the taxonomy has a feature other than a colour or print to ask about")
-    vertical = taxonomy.verticals[rng.choice(names)]
-    labels, image = _product_photo(rng, vertical, size)
-    attribute = rng.choice([a for a in vertical.inferable_attributes() if not part_described(vertical, a)])
-    answer = labels[attribute.name]
-    clause = evidence_text(vertical, attribute, answer, rng)
-    question = rng.choice(_QUESTIONS["feature"]).format(label=attribute.name.replace("_", " "),
-                                                        vd=vertical.display_name)
-    return VQAExample(image, "feature", question, _options(rng, answer, attribute.values), answer, _sentence(clause))
-
-
-_PRODUCT_RENDERERS = {"caption": render_caption, "part": render_part, "feature": render_feature}
+_PRODUCT_KINDS = ("caption", "part", "feature")
 
 
 def render_vqa(rng: random.Random, size: int, kind: str | None = None, *,
@@ -214,10 +206,12 @@ def render_vqa(rng: random.Random, size: int, kind: str | None = None, *,
     kind = kind or rng.choice(KINDS)
     if kind not in KINDS:
         raise ValueError(f"unknown question kind {kind!r}; one of {KINDS}")
-    if kind in _PRODUCT_RENDERERS:
+    if kind in _PRODUCT_KINDS:
         if taxonomy is None:
             raise ValueError(f"{kind} questions need a taxonomy (the products to draw)")
-        return _PRODUCT_RENDERERS[kind](rng, size, taxonomy)
+        if kind == "caption":
+            return render_caption(rng, size, taxonomy)
+        return render_attribute(rng, size, taxonomy, kind)
     bg = backdrop(rng, 0.15, size).convert("RGB")
     bg_colour = bg.resize((1, 1)).getpixel((0, 0))
     p = Painter(size, rng)
@@ -256,7 +250,7 @@ def render_vqa(rng: random.Random, size: int, kind: str | None = None, *,
 def vqa_examples(n: int, *, seed: int, size: int, taxonomy: Taxonomy | None = None) -> Iterator[VQAExample]:
     """``n`` examples, the kinds in :data:`SCHEDULE` order (without products when no taxonomy is given); example
     ``i`` depends only on ``(seed, i)`` and the taxonomy."""
-    schedule = SCHEDULE if taxonomy is not None else tuple(k for k in SCHEDULE if k not in _PRODUCT_RENDERERS)
+    schedule = SCHEDULE if taxonomy is not None else tuple(k for k in SCHEDULE if k not in _PRODUCT_KINDS)
     for i in range(n):
         yield render_vqa(random.Random(f"vqa:{seed}:{i}"), size, schedule[i % len(schedule)], taxonomy=taxonomy)
 
