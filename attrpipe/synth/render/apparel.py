@@ -5,17 +5,8 @@ from __future__ import annotations
 
 import math
 
-from attrpipe.synth.render.colours import (
-    COLOURS,
-    PATTERNS,
-    RGB,
-    colour_distance,
-    contrast_colour,
-    edge_colour,
-    luminance,
-    pick_accent,
-    shade,
-)
+from attrpipe.synth.render.colours import (COLOURS, PATTERNS, RGB, colour_distance, contrast_colour, edge_colour,
+                                           luminance, pick_accent, shade)
 from attrpipe.synth.render.geometry import Pt
 from attrpipe.synth.render.painter import Painter, Shape
 from attrpipe.synth.render.spec import COLOUR_VALUES, ProductSpec, RenderError, draws

@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-from attrpipe.synth.render.colours import (
-    COLOURS,
-    PATTERNS,
-    colour_distance,
-    contrast_colour,
-    edge_colour,
-    luminance,
-    pick_accent,
-    shade,
-)
+from attrpipe.synth.render.colours import (COLOURS, PATTERNS, colour_distance, contrast_colour, edge_colour, luminance,
+                                           pick_accent, shade)
 from attrpipe.synth.render.geometry import spline
 from attrpipe.synth.render.painter import Painter
 from attrpipe.synth.render.spec import COLOUR_VALUES, ProductSpec, draws

@@ -9,15 +9,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from attrpipe.synth.render.colours import (
-    COLOUR_BY_KEY,
-    METALLIC,
-    RGB,
-    edge_colour,
-    jitter_colour,
-    pick_accent,
-    value_key,
-)
+from attrpipe.synth.render.colours import (COLOUR_BY_KEY, METALLIC, RGB, edge_colour, jitter_colour, pick_accent,
+                                           value_key)
 from attrpipe.synth.render.geometry import Pt
 from attrpipe.synth.render.textures import TEXTURES, Box
 

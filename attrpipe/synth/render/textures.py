@@ -13,14 +13,7 @@ import math
 import random
 from typing import Callable
 
-from attrpipe.synth.render.colours import (
-    PATTERNS,
-    colour_distance,
-    luminance,
-    pick_accent,
-    shade,
-    value_key,
-)
+from attrpipe.synth.render.colours import PATTERNS, colour_distance, luminance, pick_accent, shade, value_key
 from attrpipe.synth.render.geometry import blob, spline, star
 
 __all__ = ["Box", "TEXTURES"]
