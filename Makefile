@@ -52,7 +52,7 @@ test-fast: setup
 	$(VENV)/bin/python -m pytest -m "not slow"
 
 demo: setup
-	$(VENV)/bin/attrpipe demo conf/demo_cpu.yaml
+	$(VENV)/bin/attrpipe demo conf/demo.yaml
 
 clean:
 	rm -rf runs data/demo .cache

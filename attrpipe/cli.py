@@ -15,6 +15,30 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="a YAML config (conf/demo_cpu.yaml, conf/paper.yaml, ...), merged over base.yaml")
     p.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. consensus.threshold=0.7; before or after "
                    "the options")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="the full logs of Ray, the trainers and the libraries on the terminal (by default they go to "
+                        "a log file in the output directory, and the terminal shows one line per stage)")
+
+
+def _quiet(args, out_dir: str | None):
+    """The command's terminal session (attrpipe.console): logs to ``<out_dir>/attrpipe-<command>.log`` unless -v."""
+    from attrpipe.console import log_path, session
+
+    return session(log_path(out_dir, _command(args)), verbose=getattr(args, "verbose", False),
+                   shutdown_ray=getattr(args, "cli_process", False))
+
+
+def _run_dir(cfg, *sub: str) -> str:
+    from attrpipe import storage
+
+    return storage.join(str(cfg.run.output_dir), str(cfg.run.name), *sub)
+
+
+def _say_log(log: str | None) -> None:
+    if log:
+        from attrpipe.console import echo
+
+        echo(f"log: {log}")
 
 
 def _is_override(token: str) -> bool:
@@ -49,7 +73,9 @@ def cmd_synth_pretrain(args) -> int:
     from attrpipe.synth.pretrain import run_pretrain
 
     cfg = _load(args)
-    record = run_pretrain(cfg, force=args.force)
+    with _quiet(args, str(cfg.pretrain.output)) as log:
+        record = run_pretrain(cfg, force=args.force)
+        _say_log(log)
     if args.export:
         from attrpipe.synth.pretrain import export_model
 
@@ -97,15 +123,18 @@ def _adapter(args, key: str, value):
 
 def cmd_pseudolabel(args) -> int:
     from attrpipe.preflight import check_generation
-    from attrpipe.pseudolabel.pipeline import run_pseudolabel
+    from attrpipe.pseudolabel.pipeline import output_dir_for, run_pseudolabel
 
     cfg = _load(args)
     catalog = args.catalog or cfg.data.unlabeled
     adapter, adapter_source = _adapter(args, "pseudolabel.adapter", cfg.pseudolabel.adapter)
     check_generation(cfg, data=catalog, data_source="--catalog" if args.catalog else "data.unlabeled", labeled=False,
                      adapter=adapter, adapter_source=adapter_source)
+    out = args.out or output_dir_for(cfg)
     # data.unlabeled_limit: the first N listings of the catalog labeled (the pool, or --catalog's)
-    run_pseudolabel(cfg, catalog=catalog, out=args.out, adapter=adapter, limit=cfg.data.unlabeled_limit)
+    with _quiet(args, out) as log:
+        run_pseudolabel(cfg, catalog=catalog, out=out, adapter=adapter, limit=cfg.data.unlabeled_limit)
+        _say_log(log)
     return 0
 
 
@@ -119,13 +148,17 @@ def cmd_evaluate(args) -> int:
     adapter, adapter_source = _adapter(args, "pseudolabel.adapter", cfg.pseudolabel.adapter)
     check_generation(cfg, data=test, data_source="--test" if args.test else "data.test", labeled=True,
                      adapter=adapter, adapter_source=adapter_source)
-    run_evaluate(cfg, test=test, adapter=args.adapter, out=args.out)
+    out = args.out or _run_dir(cfg, "eval")
+    with _quiet(args, out) as log:
+        run_evaluate(cfg, test=test, adapter=args.adapter, out=out)
+        _say_log(log)
     return 0
 
 
 def cmd_train(args) -> int:
     from attrpipe.preflight import check_training
     from attrpipe.train import run_training
+    from attrpipe.console import echo
     from attrpipe.train.plan import default_paths
 
     cfg = _load(args)
@@ -133,11 +166,13 @@ def cmd_train(args) -> int:
                                          "default)")
     check_training(args.kind, cfg, data=args.data or default_paths(args.kind, cfg)["data"], data_source=source,
                    init_adapter=args.init_adapter, reference_adapter=args.reference_adapter, resume=args.resume)
-    out = run_training(args.kind, cfg, out_dir=args.out, data=args.data, init_adapter=args.init_adapter,
-                       resume_from=args.resume, reference_adapter=args.reference_adapter)
-    print(f"{args.kind}: {out['global_step']} steps on {out['records']} records in {out['wall_seconds']:.0f}s "
-          f"(train loss {out['train_loss']:.4f})")
-    print(f"adapter: {out['adapter']}\nmetrics: {out['metrics']}")
+    with _quiet(args, args.out or default_paths(args.kind, cfg)["out_dir"]) as log:
+        out = run_training(args.kind, cfg, out_dir=args.out, data=args.data, init_adapter=args.init_adapter,
+                           resume_from=args.resume, reference_adapter=args.reference_adapter)
+        echo(f"{args.kind}: {out['global_step']} steps on {out['records']} records in {out['wall_seconds']:.0f}s "
+             f"(train loss {out['train_loss']:.4f})")
+        echo(f"adapter: {out['adapter']}\nmetrics: {out['metrics']}")
+        _say_log(log)
     return 0
 
 
@@ -147,7 +182,9 @@ def cmd_loop(args) -> int:
 
     cfg = _load(args)
     check_loop(cfg)
-    run_loop(cfg)
+    with _quiet(args, _run_dir(cfg)) as log:
+        run_loop(cfg)
+        _say_log(log)
     return 0
 
 
@@ -157,7 +194,9 @@ def cmd_study(args) -> int:
 
     cfg = _load(args)
     check_study(cfg)
-    run_study(cfg, args.kind, command=["attrpipe", *args.argv])
+    with _quiet(args, _run_dir(cfg)) as log:
+        run_study(cfg, args.kind, command=["attrpipe", *args.argv])
+        _say_log(log)
     return 0
 
 
@@ -208,7 +247,10 @@ def cmd_predict(args) -> int:
     check_generation(cfg, data=catalog, data_source="--catalog" if args.catalog else "data.unlabeled", labeled=False,
                      adapter=adapter, adapter_source=adapter_source)
     # data.unlabeled_limit: the first N listings of the catalog (a trial), as pseudo-labeling takes it
-    run_predict(cfg, catalog=catalog, adapter=adapter, out=args.out, mode=args.mode, limit=cfg.data.unlabeled_limit)
+    out = args.out or cfg.predict.output or _run_dir(cfg, "predict")
+    with _quiet(args, out) as log:
+        run_predict(cfg, catalog=catalog, adapter=adapter, out=out, mode=args.mode, limit=cfg.data.unlabeled_limit)
+        _say_log(log)
     return 0
 
 
@@ -223,7 +265,11 @@ def cmd_audit(args) -> int:
 def cmd_demo(args) -> int:
     from attrpipe.demo import run_demo
 
-    return run_demo(_load(args))
+    cfg = _load(args)
+    with _quiet(args, _run_dir(cfg)) as log:
+        code = run_demo(cfg)
+        _say_log(log)
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -363,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     from attrpipe.preflight import InputError
     from attrpipe.taxonomy import TaxonomyError
 
+    cli_process = argv is None  # the `attrpipe` process itself (not a call from Python): it owns its Ray
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -373,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = argv
+    args.cli_process = cli_process
     try:
         return int(args.func(args) or 0)
     except (ConfigError, TaxonomyError, ModelChecksumError, InputError) as e:

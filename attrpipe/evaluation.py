@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from attrpipe import storage
 from attrpipe.pseudolabel.units import read_labels
+from attrpipe.console import echo
 
 __all__ = ["NO_ANSWER", "compute_metrics", "run_evaluate", "format_metrics"]
 
@@ -91,8 +92,8 @@ def run_evaluate(cfg, *, test: str | None = None, adapter: str | None = None, ou
     })
     storage.write_json_atomic(storage.join(out, "metrics.json"), metrics)
     if verbose:
-        print(format_metrics(metrics))
-        print(f"predictions and metrics under {out}")
+        echo(format_metrics(metrics))
+        echo(f"predictions and metrics under {out}")
     return metrics
 
 

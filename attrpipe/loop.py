@@ -31,10 +31,11 @@ from pathlib import Path
 
 from attrpipe import storage
 from attrpipe.config import ConfigError, config_hash, to_yaml
+from attrpipe.console import echo
 from attrpipe.loop_manifest import loop_manifest_path, read_loop_manifest
 from attrpipe.methods import is_oracle, training_kind
 
-__all__ = ["Stage", "plan_stages", "train_start", "run_loop", "loop_table"]
+__all__ = ["Stage", "plan_stages", "train_start", "run_loop", "loop_table", "stage_summary"]
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,7 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
     for st in stages:
         if st.name in manifest["finished"]:
             if verbose:
-                print(f"[loop] {st.name}: done earlier, skipped")
+                echo(f"[loop] {st.name}: done earlier, skipped")
             done = manifest["finished"][st.name]
             if st.kind == "pseudolabel" and "premise" not in done:  # a run from before the premise was measured
                 premise = _premise(cfg, st, manifest, path(st.out), truth_cache)
@@ -210,7 +211,7 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
                     storage.write_json_atomic(loop_file, manifest)
             continue
         if verbose:
-            print(f"[loop] {st.name} ...", flush=True)
+            echo(f"[loop] {st.name} ...")
         t0 = time.perf_counter()
         if st.kind == "sft" and "sft" in shared:
             src = storage.join(shared["sft"], "sft", "adapter")
@@ -228,7 +229,7 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
             reuse = shared.get("chains") if st.round == 1 else None
             m = run_pseudolabel(rcfg, catalog=cfg.data.unlabeled, out=path(st.out), adapter=path(st.adapter_in),
                                 limit=cfg.data.unlabeled_limit, reuse_chains_from=reuse, truth=oracle_truth,
-                                verbose=verbose)
+                                verbose=False)
             result = {"counts": m["counts"]}
             if reuse:
                 result["reused_chains_from"] = reuse
@@ -246,7 +247,7 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
             result = {"adapter": adapter, "skipped": f"no {'pairs' if st.kind == 'dpo' else 'kept examples'}; "
                       f"adapter copied unchanged from {st.adapter_in}"}
             if verbose:
-                print(f"[loop] {st.name}: {result['skipped']}")
+                echo(f"[loop] {st.name}: {result['skipped']}")
         elif st.kind in ("dpo", "sl"):
             data = storage.join(path(f"round-{st.round}/pseudolabels"), "pairs" if st.kind == "dpo" else "consensus")
             start = starts[st.name]
@@ -265,12 +266,41 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
             raise ValueError(st.kind)
         result["seconds"] = round(time.perf_counter() - t0, 1)
         manifest["finished"][st.name] = result
+        if verbose:
+            echo(stage_summary(st.name, st.kind, result, manifest))
         storage.write_json_atomic(loop_file, manifest)
         if _stop_after == st.name:
             return manifest
     if verbose:
-        print(loop_table(manifest))
+        echo(loop_table(manifest))
     return manifest
+
+
+def stage_summary(name: str, kind: str, result: dict, manifest: dict) -> str:
+    """The one line a finished stage leaves on the terminal: what it produced, in the numbers that matter."""
+    def pct(x):
+        return f"{100 * x:.1f}%"
+
+    head = f"[loop] {name}: "
+    if "shared_from" in result:
+        return head + f"shared from {result['shared_from']}"
+    if "skipped" in result:
+        return head + result["skipped"]
+    if kind == "pseudolabel":
+        c = result["counts"]
+        line = (f"{c['listing_attributes']} listing-attributes, {c['kept']} kept, {c['pairs']} pairs, "
+                f"{c['chains_unparsed']}/{c['chains']} chains unparsed")
+        p = result.get("premise")
+        if p is not None and p.get("consensus_kept") is not None and p.get("single_chain") is not None:
+            line += f"; against the truth: kept consensus {pct(p['consensus_kept'])}, a chain {pct(p['single_chain'])}"
+        return head + line + f" ({result['seconds']:.0f}s)"
+    if kind == "eval":
+        line = f"accuracy {pct(result['accuracy'])}, {pct(result['parse_failure_rate'])} unparsed"
+        sft = manifest["finished"].get("sft/eval")
+        if name != "sft/eval" and sft is not None:
+            line += f", {100 * (result['accuracy'] - sft['accuracy']):+.1f} points over the seed SFT"
+        return head + line + f" ({result['seconds']:.0f}s)"
+    return head + f"{result.get('final_step')} steps ({result['seconds']:.0f}s)"
 
 
 def _premise(cfg, st: Stage, manifest: dict, out: str, truth_cache: dict) -> dict | None:
@@ -305,9 +335,10 @@ def loop_table(manifest: dict) -> str:
     def pct(x):
         return "n/a" if x is None else f"{100 * x:.1f}%"
 
-    rows = [f"{'stage':<16}{'accuracy':>10}{'parse fail':>12}{'kept':>8}{'pairs':>8}{'1 chain right':>15}"
+    rows = [f"{'stage':<16}{'accuracy':>10}{'lift':>8}{'parse fail':>12}{'kept':>8}{'pairs':>8}{'1 chain right':>15}"
             f"{'kept right':>12}"]
     fin = manifest["finished"]
+    sft = fin.get("sft/eval")
     for name in manifest["stages"]:
         if not name.endswith("eval") or name not in fin:
             continue
@@ -316,7 +347,9 @@ def loop_table(manifest: dict) -> str:
         pl = fin.get(f"{rnd}/pseudolabel", {})
         counts, premise = pl.get("counts", {}), pl.get("premise")
         chain, kept = ("", "") if premise is None else (pct(premise["single_chain"]), pct(premise["consensus_kept"]))
-        rows.append(f"{rnd:<16}{pct(e['accuracy']):>10}{pct(e['parse_failure_rate']):>12}{counts.get('kept', ''):>8}"
+        lift = "" if sft is None or name == "sft/eval" else f"{100 * (e['accuracy'] - sft['accuracy']):+.1f}"
+        rows.append(f"{rnd:<16}{pct(e['accuracy']):>10}{lift:>8}{pct(e['parse_failure_rate']):>12}"
+                    f"{counts.get('kept', ''):>8}"
                     f"{counts.get('pairs', ''):>8}{chain:>15}{kept:>12}")
     if is_oracle(manifest.get("method", "")):
         rows.append(f"method {manifest['method']}: a diagnostic ceiling (chains scored against the true labels), "

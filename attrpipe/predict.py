@@ -20,6 +20,7 @@ Outputs under ``predict.output`` (default ``<run.output_dir>/<run.name>/predict`
 from __future__ import annotations
 
 from attrpipe import storage
+from attrpipe.console import echo
 
 __all__ = ["MODES", "run_predict"]
 
@@ -42,7 +43,7 @@ def run_predict(cfg, *, catalog: str | None = None, adapter: str | None = None, 
                                limit=limit, review_below=float(cfg.predict.review_below), verbose=verbose)
     if verbose:
         c = manifest["counts"]
-        print(f"predict ({mode}): {c['listing_attributes']} listing-attributes of {c['listings_labeled']} listings "
+        echo(f"predict ({mode}): {c['listing_attributes']} listing-attributes of {c['listings_labeled']} listings "
               f"-> {storage.join(out, 'predictions')}; {c['predictions_for_review']} for review "
               f"-> {storage.join(out, 'review')}")
     return manifest

@@ -46,6 +46,7 @@ from omegaconf import OmegaConf
 
 from attrpipe import storage
 from attrpipe.methods import is_oracle, method_label
+from attrpipe.console import echo
 
 __all__ = ["KINDS", "Arm", "plan_arms", "arm_overrides", "summarize_arms", "study_table", "premise_table",
            "run_study"]
@@ -238,19 +239,18 @@ def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None
         base_cfg = OmegaConf.merge(cfg, {"run": {"output_dir": shared_dir, "name": "base", "seed": seed},
                                          "loop": {"rounds": 0, "seed_sft": True}})
         if verbose:
-            print(f"[study {kind}] seed {seed}: seed SFT (shared by every arm)", flush=True)
+            echo(f"[study {kind}] seed {seed}: seed SFT (shared by every arm)")
         run_loop(base_cfg, verbose=verbose)
         base_dir = storage.join(shared_dir, "base")
         chains = storage.join(shared_dir, f"chains-{chains_limit if chains_limit is not None else 'all'}")
         if verbose:
-            print(f"[study {kind}] seed {seed}: round-1 chains over {chains_limit or 'all'} listings (shared)",
-                  flush=True)
+            echo(f"[study {kind}] seed {seed}: round-1 chains over {chains_limit or 'all'} listings (shared)")
         chains_cfg = OmegaConf.merge(base_cfg, {"pseudolabel": {"round": 1}})
         run_pseudolabel(chains_cfg, catalog=cfg.data.unlabeled, out=chains,
                         adapter=storage.join(base_dir, "sft", "adapter"), limit=chains_limit, verbose=verbose)
         for arm in (a for a in arms if a.seed == seed):
             if verbose:
-                print(f"[study {kind}] seed {seed}: arm {arm.name}", flush=True)
+                echo(f"[study {kind}] seed {seed}: arm {arm.name}")
             acfg = OmegaConf.merge(cfg, {"run": {"output_dir": seed_dir, "name": arm.name}},
                                    arm_overrides(arm, rounds=int(sc.rounds)))
             manifest = run_loop(acfg, shared={"sft": base_dir, "chains": chains}, verbose=verbose)
@@ -274,6 +274,6 @@ def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None
     dest = summary_path(cfg)
     update_summary(dest, out, command=command, seconds=out["seconds_this_invocation"])
     if verbose:
-        print(table)
-        print(f"study results: {study_dir} (study.json, study.md, study.png); summary: {dest}")
+        echo(table)
+        echo(f"study results: {study_dir} (study.json, study.md, study.png); summary: {dest}")
     return out

@@ -15,4 +15,7 @@ def run(command: str) -> None:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from attrpipe.cli import main
 
-    raise SystemExit(main([command, *sys.argv[1:]]))
+    # --verbose: a job's driver output is already its log (`ray job logs`, the dashboard), so the libraries' logs stay
+    # in it instead of going to a file on the head node (the CLI's default on a terminal, attrpipe.console)
+    verbose = ["--verbose"] if command != "report" else []
+    raise SystemExit(main([command, *sys.argv[1:], *verbose]))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+import time
 from collections import Counter
 from typing import Any
 
@@ -148,6 +149,23 @@ def committed_unit_ids(out: str) -> set[str]:
     """The ids of the units that have a marker: the committed ones."""
     markers = storage.list_files(storage.join(out, UNITS_DIR), ".json")
     return {posixpath.basename(f).removesuffix(".json") for f in markers}
+
+
+def progress_poll(out: str, units: list, done_before: set[str]):
+    """For a progress line (attrpipe.console.Progress): a function that returns the listings of this invocation's
+    units committed so far, of how many, and the chains they sampled per second. Reads each new marker once."""
+    sizes = {u.unit_id: u.stop - u.start for u in units if u.unit_id not in done_before}
+    chains: dict[str, int] = {}
+    t0 = time.perf_counter()
+
+    def poll() -> tuple[int, int, str]:
+        for uid in committed_unit_ids(out).intersection(sizes).difference(chains):
+            chains[uid] = storage.read_json(marker_path(out, uid))["counts"]["chains"]
+        n = sum(chains.values())
+        rate = n / max(time.perf_counter() - t0, 1e-9)
+        return sum(sizes[u] for u in chains), sum(sizes.values()), f"{n} chains  {rate:.1f} chains/s"
+
+    return poll
 
 
 def committed_files(shard_dir: str) -> list[str] | None:

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from attrpipe import storage
 from attrpipe.config import config_hash
+from attrpipe.console import Progress, echo
 from attrpipe.engines.base import SamplingSpec
 from attrpipe.pseudolabel.output import (
     MANIFEST_FILE,
@@ -24,6 +25,7 @@ from attrpipe.pseudolabel.output import (
     claim_output,
     committed_unit_ids,
     marker_path,
+    progress_poll,
     run_identity,
     semantic_key,
     shard_rel,
@@ -301,7 +303,9 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
         # back against those few bytes while the consumer waited for it: a stall, seen at 50k of 1M listings
         # (Ray 2.60; the stage idle, "backpressured:tasks(DownstreamCapacity)", its input queue growing).
         # materialize() keeps the one-row-per-unit results (~100 bytes each) and has no such consumer.
-        ds.materialize()
+        label = "evaluate" if greedy and review_below is None else ("predict" if greedy else "pseudolabel")
+        with Progress(label, progress_poll(out, units, done), unit="listings", interval=2.0):
+            ds.materialize()
     markers = [storage.read_json(marker_path(out, u.unit_id)) for u in units]
     totals = summarize(markers)
     manifest = {
@@ -324,7 +328,7 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
     }
     storage.write_json_atomic(storage.join(out, MANIFEST_FILE), manifest)
     if verbose:
-        print(format_summary(manifest))
+        echo(format_summary(manifest))
     return manifest
 
 

@@ -24,6 +24,7 @@ import hashlib
 import json
 import shutil
 import time
+from attrpipe.console import echo
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,7 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
         done = json.loads(record_file.read_text())
         if done.get("hash") == digest and (out / "model" / "config.json").is_file():
             if verbose:
-                print(f"pretrain: cached model {out / 'model'} (recipe {digest})")
+                echo(f"pretrain: cached model {out / 'model'} (recipe {digest})")
             return done
     p = cfg.pretrain
     seed, size = int(cfg.run.seed), int(p.image_size)
@@ -158,16 +159,15 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
         shutil.rmtree(start, ignore_errors=True)
         shutil.copytree(base, start)
         if verbose:
-            print(f"pretrain: vision stage, {int(vs.examples):,} products, {int(vs.steps):,} steps ...", flush=True)
+            echo(f"pretrain: vision stage, {int(vs.examples):,} products, {int(vs.steps):,} steps ...")
         vision_record = run_vision_stage(start, taxonomy, examples=int(vs.examples), steps=int(vs.steps),
                                          batch_size=int(vs.batch_size), learning_rate=float(vs.learning_rate),
                                          seed=seed, size=size, verbose=verbose)
         timings["vision_s"] = round(time.perf_counter() - t, 1)
         if verbose:
             after = vision_record["held_out"]["after"]
-            print(f"pretrain: vision stage held-out: vertical {after['vertical']:.1%}, attributes "
-                  f"{after['attributes']:.1%} (before {vision_record['held_out']['before']['attributes']:.1%})",
-                  flush=True)
+            echo(f"pretrain: vision stage held-out: vertical {after['vertical']:.1%}, attributes "
+                  f"{after['attributes']:.1%} (before {vision_record['held_out']['before']['attributes']:.1%})")
     else:
         vision_record = None
 
@@ -178,7 +178,7 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
     timings["render_s"] = round(time.perf_counter() - t, 1)
     eval_seed = seed + 7_919  # held out: other scenes than any training question
     if verbose:
-        print(f"pretrain: base model {params:,} parameters; {int(p.examples):,} questions rendered in "
+        echo(f"pretrain: base model {params:,} parameters; {int(p.examples):,} questions rendered in "
               f"{timings['render_s']}s; training ...")
 
     t = time.perf_counter()
@@ -217,7 +217,7 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
     }
     storage.write_json_atomic(str(record_file), record)
     if verbose:
-        print(format_pretrain(record))
+        echo(format_pretrain(record))
     return record
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from attrpipe import storage
+from attrpipe.console import Progress
 from attrpipe.pseudolabel.output import committed_files
 from attrpipe.ray_utils import init_ray
 
@@ -204,6 +205,18 @@ def _abs(p: str) -> str:
     return p if "://" in p else os.path.abspath(p)
 
 
+PROGRESS_FILE = "_progress.json"  # rank 0's step and loss while training runs (the progress line)
+
+
+def _progress_poll(path: str, max_steps: int):
+    def poll() -> tuple[int, int, str]:
+        p = storage.read_json(path) if storage.exists(path) else {}
+        loss = p.get("loss")
+        return int(p.get("step", 0)), int(p.get("max_steps") or max_steps), "" if loss is None else f"loss {loss:.4f}"
+
+    return poll
+
+
 def run_training(
     kind: str,
     cfg,
@@ -289,6 +302,7 @@ def run_training(
         "shuffle_buffer_size": int(tc.shuffle_buffer_size),
         "resume_from": resume,
         "fault": _fault,
+        "progress": storage.join(out_dir, PROGRESS_FILE),
     }
     ray_storage = _abs(str(tc.storage_path)) if tc.storage_path else storage.join(out_dir, "ray")
     name = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
@@ -308,7 +322,9 @@ def run_training(
         datasets={"train": records},
         dataset_config=DataConfig(execution_options=ingest_options(bool(tc.preserve_order))),
     )
-    result = trainer.fit()
+    with Progress(kind, _progress_poll(storage.join(out_dir, PROGRESS_FILE), plan.max_steps), unit="steps",
+                  interval=2.0):
+        result = trainer.fit()
     if result.error is not None:
         raise result.error
     final = result.checkpoint

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from attrpipe import storage
 from attrpipe.train.examples import dpo_example, sft_example
 
 __all__ = [
@@ -288,6 +289,35 @@ def step_logs(log_history: list[dict]) -> list[dict]:
 # --- the Ray Train loop ---------------------------------------------------------------------------------------------
 
 
+def _progress_callback(path: str | None, every_s: float = 2.0):
+    """Rank 0 writes its step, the plan's steps and the last loss to ``path`` (the training output's
+    ``_progress.json``) at most every ``every_s`` seconds and at the end: the driver's progress line reads it."""
+    if not path:
+        return None
+    from transformers import TrainerCallback
+
+    class _Progress(TrainerCallback):
+        last = 0.0
+        loss = None
+
+        def _write(self, state, force: bool = False):
+            now = time.monotonic()
+            if state.is_world_process_zero and (force or now - self.last >= every_s):
+                self.last = now
+                storage.write_json_atomic(path, {"step": state.global_step, "max_steps": state.max_steps,
+                                                 "loss": self.loss})
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.loss = float(logs["loss"])
+            self._write(state)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self._write(state, force=True)
+
+    return _Progress()
+
+
 def _fault_callback(spec: dict | None):
     """Test hook: fail once at step ``spec["step"]`` (one marker file per rank), to exercise FailureConfig recovery.
 
@@ -389,6 +419,9 @@ def train_loop_per_worker(job: dict) -> None:
             job["deepspeed"]["zero_optimization"]["stage"] == 3:
         _adapter_to_model_dtype(model)
     callbacks = [RayTrainReportCallback()]
+    progress = _progress_callback(job.get("progress"))
+    if progress is not None:
+        callbacks.append(progress)
     fault = _fault_callback(job.get("fault"))
     if fault is not None:
         callbacks.append(fault)
