@@ -247,9 +247,12 @@ def write_report(run_dirs: list[str], out: str | None = None) -> str:
     sections: list[str] = []
     if loops:
         _plot_rounds([(n, m) for n, _, m in loops], storage.join(out, "accuracy_by_round.png"))
-        sections.append(_figure("Accuracy by round", "accuracy_by_round.png",
-                                "Greedy decoding of the labeled test set after the seed SFT and after each round."))
-        sections.append(_rounds_table(loops))
+        # the first screen: the plot, and the table of what each round did and measured
+        sections.append("<h2>Accuracy by round</h2><img src='accuracy_by_round.png' alt='Accuracy by round' "
+                        "class='first'>" + _rounds_table(loops)
+                        + "<p>Accuracy: greedy decoding of the labeled test set after the seed SFT and after each "
+                        "round; lift: points over the run's seed SFT. A parsed chain / the kept consensus right: "
+                        "their accuracy on the pool's true labels (data.truth), the premise of the method.</p>")
         # the first run of the method: an oracle arm's consensus column is the truth (its calibration means nothing)
         name, d, m = next((lp for lp in loops if not is_oracle(lp[2].get("method", ""))), loops[0])
         if sum(1 for s in m["stages"] if s.endswith("eval") and s in m["finished"]) >= 1:
@@ -282,12 +285,15 @@ def write_report(run_dirs: list[str], out: str | None = None) -> str:
         sections.append(_figure(f"Study: {html.escape(st['kind'])}", png,
                                 f"{len(st['seeds'])} seed(s), {st['rounds']} round(s) per arm."))
         sections.append(f"<pre>{html.escape(st['table'])}</pre>")
-    title = "attrpipe report: " + ", ".join(html.escape(r) for r in run_dirs)
+    title = "attrpipe report"
+    runs_line = "<p class='runs'>" + ", ".join(html.escape(r) for r in run_dirs) + "</p>"
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>"
             "body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}"
-            "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
-            "img{max-width:100%;border:1px solid #ddd}</style></head><body>"
-            f"<h1>{title}</h1>" + "\n".join(sections) + "</body></html>\n")
+            "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}td{white-space:nowrap}"
+            "th{background:#dde6f3}h1{margin:0.2em 0}h2{margin:0.6em 0 0.3em}.runs{color:#666;margin:0}"
+            "img{max-width:100%;border:1px solid #ddd}img.first{width:560px;display:block;margin-bottom:6px}"
+            "</style></head><body>"
+            f"<h1>{title}</h1>{runs_line}" + "\n".join(sections) + "</body></html>\n")
     index = storage.join(out, "index.html")
     storage.write_text_atomic(index, page)
     return index
@@ -302,10 +308,11 @@ def _pct(x) -> str:
 
 
 def _rounds_table(loops) -> str:
-    rows = ["<table><tr><th>run</th><th>method</th><th>stage</th><th>accuracy</th><th>parse failures</th>"
+    rows = ["<table><tr><th>run</th><th>method</th><th>stage</th><th>accuracy</th><th>lift</th><th>parse failures</th>"
             "<th>kept</th><th>pairs</th><th>a parsed chain right</th><th>kept consensus right</th></tr>"]
     for name, _, m in loops:
         method = m.get("method", "")
+        sft = m["finished"].get("sft/eval") or {}
         for s in m["stages"]:
             if not (s.endswith("eval") and s in m["finished"]):
                 continue
@@ -315,6 +322,7 @@ def _rounds_table(loops) -> str:
             c, p = pl.get("counts", {}), pl.get("premise") or {}
             rows.append(f"<tr><td>{html.escape(name)}</td><td>{html.escape(method_label(method)) if method else ''}"
                         f"</td><td>{rnd}</td><td>{_pct(e.get('accuracy'))}</td>"
+                        f"<td>{_lift(e, sft) if s != 'sft/eval' else ''}</td>"
                         f"<td>{_pct(e.get('parse_failure_rate'))}</td><td>{c.get('kept', '')}</td>"
                         f"<td>{c.get('pairs', '')}</td><td>{_pct(p.get('single_chain')) if p else ''}</td>"
                         f"<td>{_pct(p.get('consensus_kept')) if p else ''}</td></tr>")
@@ -324,6 +332,11 @@ def _rounds_table(loops) -> str:
                 "labels instead of their consensus, then trained as DPO / SL are. What they reach says what the "
                 "learner could do if the consensus were right.</p>")
     return "".join(rows) + "</table>" + note
+
+
+def _lift(e: dict, sft: dict) -> str:
+    a, b = e.get("accuracy"), sft.get("accuracy")
+    return "" if a is None or b is None else f"{100 * (a - b):+.1f}"
 
 
 def _points(x) -> str:
