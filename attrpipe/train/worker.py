@@ -153,27 +153,15 @@ def build_trainer(kind: str, *, model, peft_config, processor, args, train_datas
     if kind in ("sft", "sl", "pretrain"):
         from trl import SFTTrainer
 
-        return SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=train_dataset,
-            processing_class=processor,
-            peft_config=peft_config,
-            callbacks=list(callbacks),
-        )
-    if kind == "dpo":
+        trainer, extra = SFTTrainer, {}
+    elif kind == "dpo":
         from trl import DPOTrainer
 
-        return DPOTrainer(
-            model=model,
-            ref_model=None,
-            args=args,
-            train_dataset=train_dataset,
-            processing_class=processor,
-            peft_config=peft_config,
-            callbacks=list(callbacks),
-        )
-    raise ValueError(f"unknown training kind {kind!r}")
+        trainer, extra = DPOTrainer, {"ref_model": None}
+    else:
+        raise ValueError(f"unknown training kind {kind!r}")
+    return trainer(model=model, args=args, train_dataset=train_dataset, processing_class=processor,
+                   peft_config=peft_config, callbacks=list(callbacks), **extra)
 
 
 def load_reference_adapter(model, path: str) -> None:
