@@ -26,8 +26,9 @@ shared seed SFT serves every DPO or SL setting so.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from attrpipe import storage
 from attrpipe.config import ConfigError, config_hash, to_yaml
@@ -35,28 +36,31 @@ from attrpipe.console import echo
 from attrpipe.loop_manifest import loop_manifest_path, read_loop_manifest
 from attrpipe.methods import is_oracle, training_kind
 
-__all__ = ["Stage", "plan_stages", "train_start", "run_loop", "loop_table", "stage_summary"]
+__all__ = ["Stage", "plan_stages", "train_start", "LoopRun", "STAGE_RUNNERS", "run_loop", "loop_table", "stage_summary"]
 
 
 @dataclass(frozen=True)
 class Stage:
-    name: str  # "sft", "eval-sft", "round-1/pseudolabel", "round-1/train", "round-1/eval", ...
-    kind: str  # sft | eval | pseudolabel | dpo | sl
+    name: str  # "sft", "sft/eval", "round-1/pseudolabel", "round-1/train", "round-1/eval", ...
+    kind: str  # sft | eval | pseudolabel | dpo | sl | shared-sft | shared-eval (STAGE_RUNNERS: the function of each)
     round: int
     adapter_in: str | None  # the adapter this stage samples with / starts from (relative to the run dir)
     out: str  # its output (relative to the run dir)
 
 
-def plan_stages(*, rounds: int, method: str, seed_sft: bool, evaluate: bool = True) -> list[Stage]:
-    """The ordered stages of a loop (pure). An oracle method's training stages are of the kind it trains as."""
+def plan_stages(*, rounds: int, method: str, seed_sft: bool, evaluate: bool = True,
+                shared_sft: bool = False) -> list[Stage]:
+    """The ordered stages of a loop (pure). An oracle method's training stages are of the kind it trains as.
+    ``shared_sft``: the seed SFT and its evaluation are another run's, copied (``shared-sft``, ``shared-eval``)."""
     kind = training_kind(method)
+    shared = "shared-" if shared_sft else ""
     stages: list[Stage] = []
     prev = None
     if seed_sft:
-        stages.append(Stage("sft", "sft", 0, None, "sft"))
+        stages.append(Stage("sft", f"{shared}sft", 0, None, "sft"))
         prev = "sft/adapter"
         if evaluate:
-            stages.append(Stage("sft/eval", "eval", 0, prev, "sft/eval"))
+            stages.append(Stage("sft/eval", f"{shared}eval", 0, prev, "sft/eval"))
     for r in range(1, rounds + 1):
         d = f"round-{r}"
         stages.append(Stage(f"{d}/pseudolabel", "pseudolabel", r, prev, f"{d}/pseudolabels"))
@@ -150,6 +154,28 @@ def _check_key(manifest: dict, key: str, sft_key: str, run_dir: str, model_finge
                            "or remove the directory")
 
 
+@dataclass
+class LoopRun:
+    """What every stage of a loop run reads: set up once by :func:`run_loop`, then handed to each stage's function."""
+
+    cfg: Any
+    run_dir: str  # absolute (or a URI)
+    manifest: dict  # loop.json as it stands
+    stages: list[Stage]
+    starts: dict[str, TrainStart]  # every training stage's start, by stage name
+    shared: dict  # run_loop's ``shared``
+    oracle_truth: str | None  # data.truth for an oracle method (the chains are scored against it), else None
+    verbose: bool
+    truth_cache: dict = field(default_factory=dict)  # data.truth, read once for every round's premise
+
+    def path(self, rel: str | None) -> str | None:
+        """A path relative to the run directory, joined to it (None stays None)."""
+        return None if rel is None else storage.join(self.run_dir, rel)
+
+    def save(self) -> None:
+        storage.write_json_atomic(loop_manifest_path(self.run_dir), self.manifest)
+
+
 def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_after: str | None = None) -> dict:
     """Run (or resume) the loop; return the run manifest. ``_stop_after`` (tests) stops after the named stage.
 
@@ -157,20 +183,33 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
     ``{"sft": RUN_DIR}`` takes the seed SFT adapter and its evaluation from that loop run (copied into this run), and
     ``{"chains": DIR}`` makes round 1 reuse the chains of that pseudo-labeling output (sampled with the same SFT
     adapter, settings and seed: the chains this run would sample), re-scoring them with this run's threshold and pool.
+
+    A recipe: set the run up (plan, checks, loop.json), then each planned stage in order, skipped when loop.json
+    records it as finished, else run by the function of its kind (``STAGE_RUNNERS``) and recorded.
     """
-    from omegaconf import OmegaConf
+    run = _setup(cfg, shared or {}, verbose)
+    for st in run.stages:
+        if st.name in run.manifest["finished"]:
+            _finished_earlier(run, st)
+            continue
+        _run_stage(run, st)
+        if _stop_after == st.name:
+            return run.manifest
+    if verbose:
+        echo(loop_table(run.manifest))
+    return run.manifest
 
-    from attrpipe.evaluation import run_evaluate
-    from attrpipe.pseudolabel.pipeline import run_pseudolabel
-    from attrpipe.train import run_training
 
+def _setup(cfg, shared: dict, verbose: bool) -> LoopRun:
+    """Plan the stages, refuse what cannot run (before anything is written), open or create loop.json."""
     run_dir = storage.join(cfg.run.output_dir, cfg.run.name)
     if "://" not in run_dir:
         run_dir = str(Path(run_dir).resolve())
     loop_file = loop_manifest_path(run_dir)
     key, sft_key = _result_key(cfg), _result_key(cfg, seed_sft_only=True)
     model_fp = storage.fingerprint(cfg.model.path)  # the same path may hold other weights (a rebuilt pretrain)
-    stages = plan_stages(rounds=cfg.loop.rounds, method=cfg.loop.method, seed_sft=cfg.loop.seed_sft)
+    stages = plan_stages(rounds=cfg.loop.rounds, method=cfg.loop.method, seed_sft=cfg.loop.seed_sft,
+                         shared_sft="sft" in shared)
     # every training stage's start, resolved up front: one the configuration cannot give is refused before round 1
     starts = {st.name: train_start(st, seed_sft=bool(cfg.loop.seed_sft), reference=str(cfg.loop.reference))
               for st in stages if st.kind in ("dpo", "sl")}
@@ -180,7 +219,6 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
         if not storage.exists(oracle_truth):
             raise ConfigError(f"data.truth: {oracle_truth} does not exist; loop.method={cfg.loop.method} (a "
                               "diagnostic ceiling) scores the chains against it")
-    truth_cache: dict = {}
     if storage.exists(loop_file):
         manifest = storage.read_json(loop_file)
         _check_key(manifest, key, sft_key, run_dir, model_fp)
@@ -193,87 +231,138 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
     manifest.update(result_key=key, sft_key=sft_key, model_fingerprint=model_fp)
     manifest["stages"] = [s.name for s in stages]
     manifest["method"] = cfg.loop.method
-    storage.write_json_atomic(loop_file, manifest)
+    run = LoopRun(cfg, run_dir, manifest, stages, starts, shared, oracle_truth, verbose)
+    run.save()
+    return run
 
-    def path(rel: str | None) -> str | None:
-        return None if rel is None else storage.join(run_dir, rel)
 
-    shared = shared or {}
-    for st in stages:
-        if st.name in manifest["finished"]:
-            if verbose:
-                echo(f"[loop] {st.name}: done earlier, skipped")
-            done = manifest["finished"][st.name]
-            if st.kind == "pseudolabel" and "premise" not in done:  # a run from before the premise was measured
-                premise = _premise(cfg, st, manifest, path(st.out), truth_cache)
-                if premise is not None:
-                    done["premise"] = premise
-                    storage.write_json_atomic(loop_file, manifest)
-            continue
-        if verbose:
-            echo(f"[loop] {st.name} ...")
-        t0 = time.perf_counter()
-        if st.kind == "sft" and "sft" in shared:
-            src = storage.join(shared["sft"], "sft", "adapter")
-            storage.remove_tree(path("sft/adapter"))
-            storage.copy_tree(src, path("sft/adapter"))
-            result = {"adapter": path("sft/adapter"), "shared_from": src}
-        elif st.kind == "eval" and st.round == 0 and "sft" in shared:
-            src = read_loop_manifest(shared["sft"])["finished"]["sft/eval"]
-            result = {**src, "shared_from": storage.join(shared["sft"], "sft/eval")}
-        elif st.kind == "sft":
-            res = run_training("sft", cfg, out_dir=path(st.out), resume_from=_resume(path(st.out)))
-            result = {"adapter": storage.join(path(st.out), "adapter"), "final_step": res.get("final_step")}
-        elif st.kind == "pseudolabel":
-            rcfg = OmegaConf.merge(cfg, {"pseudolabel": {"round": st.round}})
-            reuse = shared.get("chains") if st.round == 1 else None
-            m = run_pseudolabel(rcfg, catalog=cfg.data.unlabeled, out=path(st.out), adapter=path(st.adapter_in),
-                                limit=cfg.data.unlabeled_limit, reuse_chains_from=reuse, truth=oracle_truth,
-                                verbose=False)
-            result = {"counts": m["counts"]}
-            if reuse:
-                result["reused_chains_from"] = reuse
-            if oracle_truth:
-                result["oracle_truth"] = oracle_truth
-            premise = _premise(cfg, st, manifest, path(st.out), truth_cache)
-            if premise is not None:
-                result["premise"] = premise
-        elif st.kind in ("dpo", "sl") and _nothing_to_train(st, manifest):
-            # No pairs (DPO) or no kept example (SL) this round: the adapter carries over unchanged, said so.
-            adapter = storage.join(path(st.out), "adapter")
-            if st.adapter_in is None:
-                raise RuntimeError(f"{st.name}: no training data and no adapter to carry over")
-            storage.copy_tree(path(st.adapter_in), adapter)
-            result = {"adapter": adapter, "skipped": f"no {'pairs' if st.kind == 'dpo' else 'kept examples'}; "
-                      f"adapter copied unchanged from {st.adapter_in}"}
-            if verbose:
-                echo(f"[loop] {st.name}: {result['skipped']}")
-        elif st.kind in ("dpo", "sl"):
-            data = storage.join(path(f"round-{st.round}/pseudolabels"), "pairs" if st.kind == "dpo" else "consensus")
-            start = starts[st.name]
-            res = run_training(st.kind, OmegaConf.merge(cfg, start.overrides) if start.overrides else cfg,
-                               out_dir=path(st.out), data=data, init_adapter=path(start.init_adapter),
-                               resume_from=_resume(path(st.out)), reference_adapter=path(start.reference_adapter()))
-            result = {"adapter": storage.join(path(st.out), "adapter"), "final_step": res.get("final_step"),
-                      "start": start.init_adapter or "base"}
-            if start.reference is not None:
-                result["reference"] = start.reference
-        elif st.kind == "eval":
-            m = run_evaluate(cfg, adapter=path(st.adapter_in), out=path(st.out), verbose=False)
-            result = {"accuracy": m["accuracy"], "parse_failure_rate": m["parse_failure_rate"], "scored": m["scored"],
-                      "per_vertical": {v: s["accuracy"] for v, s in m["per_vertical"].items()}}
-        else:  # pragma: no cover - plan_stages makes only the kinds above
-            raise ValueError(st.kind)
-        result["seconds"] = round(time.perf_counter() - t0, 1)
-        manifest["finished"][st.name] = result
-        if verbose:
-            echo(stage_summary(st.name, st.kind, result, manifest))
-        storage.write_json_atomic(loop_file, manifest)
-        if _stop_after == st.name:
-            return manifest
-    if verbose:
-        echo(loop_table(manifest))
-    return manifest
+def _finished_earlier(run: LoopRun, st: Stage) -> None:
+    """A stage loop.json records as finished: skipped. A pseudo-labeling stage from before the premise was measured
+    gets it now, from its committed chains (nothing runs)."""
+    if run.verbose:
+        echo(f"[loop] {st.name}: done earlier, skipped")
+    done = run.manifest["finished"][st.name]
+    if st.kind == "pseudolabel" and "premise" not in done:
+        premise = _premise(run, st)
+        if premise is not None:
+            done["premise"] = premise
+            run.save()
+
+
+def _run_stage(run: LoopRun, st: Stage) -> None:
+    """Run one stage by the function of its kind; record its result and wall time in loop.json."""
+    if run.verbose:
+        echo(f"[loop] {st.name} ...")
+    t0 = time.perf_counter()
+    result = STAGE_RUNNERS[st.kind](run, st)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    run.manifest["finished"][st.name] = result
+    run.save()
+    if run.verbose:
+        echo(stage_summary(st.name, st.kind, result, run.manifest))
+
+
+# --- the stages: one function per kind, ``(run, stage) -> the stage's result in loop.json`` -------------------------
+
+
+def _sft(run: LoopRun, st: Stage) -> dict:
+    """The seed SFT on the labeled seed set (continuing its own checkpoints when interrupted)."""
+    from attrpipe.train import run_training
+
+    out = run.path(st.out)
+    res = run_training("sft", run.cfg, out_dir=out, resume_from=_resume(out))
+    return {"adapter": storage.join(out, "adapter"), "final_step": res.get("final_step")}
+
+
+def _shared_sft(run: LoopRun, st: Stage) -> dict:
+    """The seed SFT adapter of another loop run (``shared["sft"]``), copied into this run."""
+    src = storage.join(run.shared["sft"], "sft", "adapter")
+    storage.remove_tree(run.path("sft/adapter"))
+    storage.copy_tree(src, run.path("sft/adapter"))
+    return {"adapter": run.path("sft/adapter"), "shared_from": src}
+
+
+def _shared_eval(run: LoopRun, st: Stage) -> dict:
+    """The evaluation of the shared seed SFT adapter, as that run recorded it."""
+    src = read_loop_manifest(run.shared["sft"])["finished"]["sft/eval"]
+    return {**src, "shared_from": storage.join(run.shared["sft"], "sft/eval")}
+
+
+def _pseudolabel(run: LoopRun, st: Stage) -> dict:
+    """A round's chains, consensus and pairs, sampled with the round's start adapter (round 1 of a study arm: the
+    shared chains, re-scored); with ``data.truth``, the premise of those chains."""
+    from omegaconf import OmegaConf
+
+    from attrpipe.pseudolabel.pipeline import run_pseudolabel
+
+    cfg = run.cfg
+    reuse = run.shared.get("chains") if st.round == 1 else None
+    m = run_pseudolabel(OmegaConf.merge(cfg, {"pseudolabel": {"round": st.round}}), catalog=cfg.data.unlabeled,
+                        out=run.path(st.out), adapter=run.path(st.adapter_in), limit=cfg.data.unlabeled_limit,
+                        reuse_chains_from=reuse, truth=run.oracle_truth, verbose=False)
+    result = {"counts": m["counts"]}
+    if reuse:
+        result["reused_chains_from"] = reuse
+    if run.oracle_truth:
+        result["oracle_truth"] = run.oracle_truth
+    premise = _premise(run, st)
+    if premise is not None:
+        result["premise"] = premise
+    return result
+
+
+def _train(run: LoopRun, st: Stage) -> dict:
+    """A round's DPO (on its pairs) or SL (on its kept consensus), from the start :func:`train_start` resolved; a
+    round with nothing to train on carries its adapter over unchanged."""
+    if _nothing_to_train(st, run.manifest):
+        return _carry_over(run, st)
+    from omegaconf import OmegaConf
+
+    from attrpipe.train import run_training
+
+    out = run.path(st.out)
+    data = storage.join(run.path(f"round-{st.round}/pseudolabels"), "pairs" if st.kind == "dpo" else "consensus")
+    start = run.starts[st.name]
+    res = run_training(st.kind, OmegaConf.merge(run.cfg, start.overrides) if start.overrides else run.cfg,
+                       out_dir=out, data=data, init_adapter=run.path(start.init_adapter), resume_from=_resume(out),
+                       reference_adapter=run.path(start.reference_adapter()))
+    result = {"adapter": storage.join(out, "adapter"), "final_step": res.get("final_step"),
+              "start": start.init_adapter or "base"}
+    if start.reference is not None:
+        result["reference"] = start.reference
+    return result
+
+
+def _carry_over(run: LoopRun, st: Stage) -> dict:
+    """No pairs (DPO) or no kept example (SL) this round: the adapter carries over unchanged, said so."""
+    adapter = storage.join(run.path(st.out), "adapter")
+    if st.adapter_in is None:
+        raise RuntimeError(f"{st.name}: no training data and no adapter to carry over")
+    storage.copy_tree(run.path(st.adapter_in), adapter)
+    result = {"adapter": adapter, "skipped": f"no {'pairs' if st.kind == 'dpo' else 'kept examples'}; "
+              f"adapter copied unchanged from {st.adapter_in}"}
+    return result
+
+
+def _eval(run: LoopRun, st: Stage) -> dict:
+    """Greedy accuracy of the stage's adapter on the labeled test set."""
+    from attrpipe.evaluation import run_evaluate
+
+    m = run_evaluate(run.cfg, adapter=run.path(st.adapter_in), out=run.path(st.out), verbose=False)
+    return {"accuracy": m["accuracy"], "parse_failure_rate": m["parse_failure_rate"], "scored": m["scored"],
+            "per_vertical": {v: s["accuracy"] for v, s in m["per_vertical"].items()}}
+
+
+#: The function that runs each kind of stage :func:`plan_stages` makes. A new kind of stage is a new function here.
+STAGE_RUNNERS: dict[str, Callable[[LoopRun, Stage], dict]] = {
+    "sft": _sft,
+    "shared-sft": _shared_sft,
+    "eval": _eval,
+    "shared-eval": _shared_eval,
+    "pseudolabel": _pseudolabel,
+    "dpo": _train,
+    "sl": _train,
+}
 
 
 def stage_summary(name: str, kind: str, result: dict, manifest: dict) -> str:
@@ -303,18 +392,18 @@ def stage_summary(name: str, kind: str, result: dict, manifest: dict) -> str:
     return head + f"{result.get('final_step')} steps ({result['seconds']:.0f}s)"
 
 
-def _premise(cfg, st: Stage, manifest: dict, out: str, truth_cache: dict) -> dict | None:
+def _premise(run: LoopRun, st: Stage) -> dict | None:
     """The premise of a round's chains (attrpipe.premise), when the pool's true labels exist (``data.truth``)."""
     from attrpipe.premise import chain_premise, read_chain_rows, read_truth, sampler_accuracy
 
-    if "truth" not in truth_cache:
-        truth_cache["truth"] = read_truth(cfg.data.truth)
-    truth = truth_cache["truth"]
+    if "truth" not in run.truth_cache:
+        run.truth_cache["truth"] = read_truth(run.cfg.data.truth)
+    truth = run.truth_cache["truth"]
     if truth is None:
         return None
     sampler_eval = None if st.adapter_in is None else f"{st.adapter_in.rsplit('/', 1)[0]}/eval"
-    premise = chain_premise(read_chain_rows(out), truth, float(cfg.consensus.threshold))
-    premise["sampler"] = sampler_accuracy(manifest["finished"].get(sampler_eval), sampler_eval)
+    premise = chain_premise(read_chain_rows(run.path(st.out)), truth, float(run.cfg.consensus.threshold))
+    premise["sampler"] = sampler_accuracy(run.manifest["finished"].get(sampler_eval), sampler_eval)
     return premise
 
 

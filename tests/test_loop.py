@@ -13,7 +13,7 @@ import pytest
 
 from attrpipe.audit import audit, format_report
 from attrpipe.cli import main
-from attrpipe.loop import plan_stages
+from attrpipe.loop import STAGE_RUNNERS, plan_stages
 
 TESTS = Path(__file__).resolve().parent
 
@@ -25,6 +25,11 @@ def test_plan_stages_layout():
     st = {s.name: s for s in plan_stages(rounds=2, method="sl", seed_sft=False)}
     assert st["round-1/pseudolabel"].adapter_in is None and st["round-1/train"].kind == "sl"
     assert st["round-2/train"].adapter_in == "round-1/adapter" and st["round-2/train"].out == "round-2"
+    shared = plan_stages(rounds=1, method="dpo", seed_sft=True, shared_sft=True)  # a study arm's copied seed SFT
+    assert [(s.name, s.kind) for s in shared[:2]] == [("sft", "shared-sft"), ("sft/eval", "shared-eval")]
+    kinds = {s.kind for m in ("dpo", "sl", "dpo-oracle", "sl-oracle") for seed in (True, False)
+             for sh in (True, False) for s in plan_stages(rounds=2, method=m, seed_sft=seed, shared_sft=sh)}
+    assert kinds == set(STAGE_RUNNERS)  # every kind planned has the function that runs it, and no function is idle
 
 
 def _loop_cmd(cat: Path, model: str, out: Path) -> list[str]:

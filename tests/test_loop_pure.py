@@ -1,5 +1,7 @@
 """Pure pieces of the loop, studies, reports and prediction (no Ray, no model)."""
 
+from pathlib import Path
+
 import pytest
 
 from attrpipe.engines.base import GenerationRequest
@@ -166,3 +168,110 @@ def test_each_round_trains_from_the_previous_adapter_against_the_chosen_referenc
     assert starts("sl", False, "sft")[1][:2] == (None, None)
     with pytest.raises(ValueError, match="sft or previous"):
         starts("dpo", True, "base")
+
+
+def _fake_stage_commands(monkeypatch, counts: dict) -> list:
+    """run_training, run_pseudolabel and run_evaluate as fakes that record their calls and write what the loop reads
+    (an adapter directory); ``counts``: each round's pseudo-labeling counts."""
+    import attrpipe.evaluation
+    import attrpipe.pseudolabel.pipeline
+    import attrpipe.train
+
+    calls = []
+
+    def run_training(kind, cfg, *, out_dir, data=None, init_adapter=None, resume_from=None, reference_adapter=None):
+        calls.append(("train", kind, out_dir, data, init_adapter, resume_from, reference_adapter,
+                      cfg.dpo.reference, cfg.sl.init))
+        (Path(out_dir) / "adapter").mkdir(parents=True)
+        (Path(out_dir) / "adapter" / "adapter_model.safetensors").write_text(f"{kind} {out_dir}")
+        return {"final_step": 2}
+
+    def run_pseudolabel(cfg, *, catalog, out, adapter, limit, reuse_chains_from, truth, verbose):
+        calls.append(("pseudolabel", cfg.pseudolabel.round, out, adapter, reuse_chains_from, truth))
+        return {"counts": counts[cfg.pseudolabel.round]}
+
+    def run_evaluate(cfg, *, adapter, out, verbose):
+        calls.append(("eval", adapter, out))
+        acc = 0.25 + 0.125 * len([c for c in calls if c[0] == "eval"])
+        return {"accuracy": acc, "parse_failure_rate": 0.125, "scored": 8, "confusion": {},
+                "per_vertical": {"watch": {"accuracy": acc, "scored": 8}}}
+
+    monkeypatch.setattr(attrpipe.train, "run_training", run_training)
+    monkeypatch.setattr(attrpipe.pseudolabel.pipeline, "run_pseudolabel", run_pseudolabel)
+    monkeypatch.setattr(attrpipe.evaluation, "run_evaluate", run_evaluate)
+    return calls
+
+
+def _ev(acc: float) -> dict:
+    """What the loop records of a fake evaluation (above)."""
+    return {"accuracy": acc, "parse_failure_rate": 0.125, "scored": 8, "per_vertical": {"watch": acc}}
+
+
+def _without_seconds(manifest: dict) -> dict:
+    assert all(r["seconds"] >= 0 for r in manifest["finished"].values())
+    return {name: {k: v for k, v in r.items() if k != "seconds"} for name, r in manifest["finished"].items()}
+
+
+def test_run_loop_runs_each_stage_kind_records_its_result_and_resumes_after_the_last_finished(tmp_path, monkeypatch):
+    """Every stage kind through fakes of the commands it runs (no Ray): what each records in loop.json, a round with
+    no pairs carrying its adapter over, a stop and a rerun that goes on from the first unfinished stage, and a
+    study arm taking the seed SFT and round 1's chains from another run."""
+    import json
+
+    from attrpipe.config import load_config
+    from attrpipe.loop import run_loop
+
+    calls = _fake_stage_commands(monkeypatch, {1: {"kept": 3, "pairs": 2}, 2: {"kept": 1, "pairs": 0}})
+    cfg = load_config("conf/demo_cpu.yaml", [f"run.output_dir={tmp_path}", "run.name=a", "loop.rounds=2",
+                                             "data.truth=null"])
+    run = str(tmp_path / "a")
+    first = run_loop(cfg, verbose=False, _stop_after="round-1/train")
+    assert list(first["finished"]) == ["sft", "sft/eval", "round-1/pseudolabel", "round-1/train"]
+    assert [c[0] for c in calls] == ["train", "eval", "pseudolabel", "train"]
+    del calls[:]
+    manifest = run_loop(cfg, verbose=False)
+    assert [c[0] for c in calls] == ["eval", "pseudolabel", "eval"]  # nothing finished ran again; round 2: no pairs
+    assert calls[1] == ("pseudolabel", 2, f"{run}/round-2/pseudolabels", f"{run}/round-1/adapter", None, None)
+    assert _without_seconds(manifest) == {
+        "sft": {"adapter": f"{run}/sft/adapter", "final_step": 2},
+        "sft/eval": _ev(0.375),
+        "round-1/pseudolabel": {"counts": {"kept": 3, "pairs": 2}},
+        "round-1/train": {"adapter": f"{run}/round-1/adapter", "final_step": 2, "start": "sft/adapter",
+                          "reference": "sft/adapter"},
+        "round-1/eval": _ev(0.375),
+        "round-2/pseudolabel": {"counts": {"kept": 1, "pairs": 0}},
+        "round-2/train": {"adapter": f"{run}/round-2/adapter",
+                          "skipped": "no pairs; adapter copied unchanged from round-1/adapter"},
+        "round-2/eval": _ev(0.5),
+    }
+    assert json.loads((tmp_path / "a" / "loop.json").read_text()) == manifest
+    assert sorted(manifest["stages"]) == sorted(manifest["finished"]) and manifest["method"] == "dpo"
+    assert (tmp_path / "a/round-2/adapter/adapter_model.safetensors").read_text() == f"dpo {run}/round-1"
+
+    del calls[:]  # a study arm: SL from the shared seed SFT of run a and its round-1 chains, one round
+    arm = load_config("conf/demo_cpu.yaml", [f"run.output_dir={tmp_path}", "run.name=b", "loop.rounds=1",
+                                             "loop.method=sl", "data.truth=null"])
+    b = str(tmp_path / "b")
+    out = run_loop(arm, shared={"sft": run, "chains": "/chains"}, verbose=False)
+    assert [c[:2] for c in calls] == [("pseudolabel", 1), ("train", "sl"), ("eval", f"{b}/round-1/adapter")]
+    assert calls[0][4] == "/chains"
+    assert calls[1][3:5] == (f"{b}/round-1/pseudolabels/consensus", f"{b}/sft/adapter")
+    assert _without_seconds(out) == {
+        "sft": {"adapter": f"{b}/sft/adapter", "shared_from": f"{run}/sft/adapter"},
+        "sft/eval": {**_ev(0.375), "shared_from": f"{run}/sft/eval"},
+        "round-1/pseudolabel": {"counts": {"kept": 3, "pairs": 2}, "reused_chains_from": "/chains"},
+        "round-1/train": {"adapter": f"{b}/round-1/adapter", "final_step": 2, "start": "sft/adapter"},
+        "round-1/eval": _ev(0.375),
+    }
+    assert (tmp_path / "b/sft/adapter/adapter_model.safetensors").read_text() == f"sft {run}/sft"
+
+    del calls[:]  # no seed SFT ("PT"): a fresh adapter on the base, DPO against the base with the adapter disabled
+    pt = load_config("conf/demo_cpu.yaml", [f"run.output_dir={tmp_path}", "run.name=c", "loop.rounds=1",
+                                            "loop.seed_sft=false", "data.truth=null"])
+    c = str(tmp_path / "c")
+    out = run_loop(pt, verbose=False)
+    assert calls[0] == ("pseudolabel", 1, f"{c}/round-1/pseudolabels", None, None, None)
+    assert calls[1] == ("train", "dpo", f"{c}/round-1", f"{c}/round-1/pseudolabels/pairs", None, None, None, "base",
+                        "base")
+    assert _without_seconds(out)["round-1/train"] == {"adapter": f"{c}/round-1/adapter", "final_step": 2,
+                                                      "start": "base", "reference": "base"}

@@ -239,6 +239,38 @@ def test_reference_adapter_replaces_the_frozen_copy(processor, tmp_path):
         assert torch.equal(params[ref].detach(), b[k]) and not params[ref].requires_grad
 
 
+class _Processor:
+    def save_pretrained(self, d):
+        (Path(d) / "preprocessor_config.json").write_text("{}")
+
+
+def _saved(d: Path, files: list[str]) -> Path:
+    for f in files:
+        (d / f).parent.mkdir(parents=True, exist_ok=True)
+        (d / f).write_text(f)
+    return d
+
+
+def _tree(d: Path) -> set[str]:
+    return {p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file()}
+
+
+def test_export_ships_the_trained_adapter_or_model_without_the_trainers_extras(tmp_path):
+    from attrpipe.train.worker import export_trained
+
+    adapter = _saved(tmp_path / "a", ["adapter_config.json", "adapter_model.safetensors", "training_args.bin",
+                                      "README.md", "ref/adapter_config.json", "ref/adapter_model.safetensors"])
+    out = export_trained(adapter, _Processor(), tmp_path / "out-a")
+    assert _tree(out) == {"adapter_config.json", "adapter_model.safetensors", "README.md", "preprocessor_config.json"}
+    model = _saved(tmp_path / "m", ["config.json", "generation_config.json", "model.safetensors", "training_args.bin"])
+    out = export_trained(model, _Processor(), tmp_path / "out-m", full_model=True)
+    assert _tree(out) == {"config.json", "generation_config.json", "model.safetensors", "preprocessor_config.json"}
+    with pytest.raises(RuntimeError, match="no adapter_model.safetensors: not a PEFT adapter save"):
+        export_trained(model, _Processor(), tmp_path / "wrong-a")  # a model save is no adapter
+    with pytest.raises(RuntimeError, match="no safetensors weights: not a model save"):
+        export_trained(_saved(tmp_path / "e", ["config.json"]), _Processor(), tmp_path / "wrong-m", full_model=True)
+
+
 # --- plan -------------------------------------------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ From this (main) venv's pytest, the vllm venv's Python runs
   catalog: Ray Data, the ``GenerateUnit`` engine actor owning ``vllm.LLM``, scoring and writing; twice, into fresh
   output directories, which must agree row for row (per-request seeds make vLLM's sampling reproducible);
 - one request through :class:`attrpipe.engines.vllm.VLLMEngine` with a LoRA adapter written the way DPO training
-  writes one (TRL's DPOTrainer, ``export_adapter``), which must change the chains against the base model with the
+  writes one (TRL's DPOTrainer, ``export_trained``), which must change the chains against the base model with the
   same seed.
 
 The CPU-only settings are configuration (``vllm.*`` overrides and vLLM's environment variables), not code: the same
@@ -159,7 +159,7 @@ LORA_SCRIPT = textwrap.dedent("""
 def trained_adapter(tiny_model_dir, tmp_path_factory) -> str:
     """An adapter the way attrpipe's DPO training writes one: a start adapter on the method's target modules (random
     B, so it matters), continued by TRL's DPOTrainer with the same trainer pieces the Ray workers use (TRL adds its
-    frozen ``ref`` copy), saved by ``trainer.save_model`` and exported by ``export_adapter``."""
+    frozen ``ref`` copy), saved by ``trainer.save_model`` and exported by ``export_trained``."""
     import io
 
     import datasets
@@ -169,7 +169,7 @@ def trained_adapter(tiny_model_dir, tmp_path_factory) -> str:
 
     from attrpipe.models.loader import load_model, load_processor, lora_config
     from attrpipe.prompts import format_target, user_text
-    from attrpipe.train.worker import RecordCollator, build_trainer, export_adapter, load_policy, trl_args
+    from attrpipe.train.worker import RecordCollator, build_trainer, export_trained, load_policy, trl_args
 
     d = tmp_path_factory.mktemp("vllm-adapter")
     model = get_peft_model(load_model(tiny_model_dir, dtype="float32"), lora_config(r=8, alpha=16, dropout=0.0))
@@ -202,7 +202,7 @@ def trained_adapter(tiny_model_dir, tmp_path_factory) -> str:
     assert "ref" in trainer.model.peft_config  # TRL's frozen reference copy, which must not ship
     trainer.train()
     trainer.save_model(str(d / "saved"))
-    adapter = export_adapter(d / "saved", processor, d / "adapter")
+    adapter = export_trained(d / "saved", processor, d / "adapter")
     assert (d / "saved" / "ref").is_dir() and not (adapter / "ref").exists()
     return str(adapter)
 

@@ -32,7 +32,7 @@ __all__ = [
     "load_policy",
     "load_reference_adapter",
     "build_trainer",
-    "export_adapter",
+    "export_trained",
     "decode_images",
     "RecordCollator",
     "probe_dataset",
@@ -154,27 +154,15 @@ def build_trainer(kind: str, *, model, peft_config, processor, args, train_datas
     if kind in ("sft", "sl", "pretrain"):
         from trl import SFTTrainer
 
-        return SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=train_dataset,
-            processing_class=processor,
-            peft_config=peft_config,
-            callbacks=list(callbacks),
-        )
-    if kind == "dpo":
+        trainer, extra = SFTTrainer, {}
+    elif kind == "dpo":
         from trl import DPOTrainer
 
-        return DPOTrainer(
-            model=model,
-            ref_model=None,
-            args=args,
-            train_dataset=train_dataset,
-            processing_class=processor,
-            peft_config=peft_config,
-            callbacks=list(callbacks),
-        )
-    raise ValueError(f"unknown training kind {kind!r}")
+        trainer, extra = DPOTrainer, {"ref_model": None}
+    else:
+        raise ValueError(f"unknown training kind {kind!r}")
+    return trainer(model=model, args=args, train_dataset=train_dataset, processing_class=processor,
+                   peft_config=peft_config, callbacks=list(callbacks), **extra)
 
 
 def load_reference_adapter(model, path: str) -> None:
@@ -196,33 +184,23 @@ def load_reference_adapter(model, path: str) -> None:
         raise ValueError(f"reference adapter {path!r} does not fit the start adapter (unexpected: {bad[:3]})")
 
 
-def export_adapter(saved_dir: str | Path, processor, dest: str | Path) -> Path:
-    """The shipped adapter directory from what ``trainer.save_model(saved_dir)`` wrote: PEFT's adapter_config.json +
-    adapter_model.safetensors of the trained ("default") adapter only, never TRL's frozen ``ref`` copy or the
-    trainer's pickled ``training_args.bin``, plus the processor and tokenizer files. peft and vLLM's LoRA loading
-    read it as it is."""
-    dest = Path(dest)
-    shutil.copytree(saved_dir, dest)
-    for extra in ("ref", "training_args.bin"):
-        p = dest / extra
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
-    if not (dest / "adapter_model.safetensors").is_file():
-        raise RuntimeError(f"{saved_dir} holds no adapter_model.safetensors: not a PEFT adapter save")
-    processor.save_pretrained(dest)
-    return dest
+def export_trained(saved_dir: str | Path, processor, dest: str | Path, *, full_model: bool = False) -> Path:
+    """The shipped directory from what ``trainer.save_model(saved_dir)`` wrote, plus the processor and tokenizer
+    files; never the trainer's pickled ``training_args.bin``.
 
-
-def export_model(saved_dir: str | Path, processor, dest: str | Path) -> Path:
-    """The shipped model directory (pretrain) from what ``trainer.save_model(saved_dir)`` wrote: config, generation
-    config and safetensors weights, plus the processor and tokenizer files; never the pickled ``training_args.bin``.
-    :func:`attrpipe.models.loader.load_model` reads it like any checkpoint."""
+    - An adapter (default): PEFT's adapter_config.json + adapter_model.safetensors of the trained ("default") adapter
+      only, never TRL's frozen ``ref`` copy. peft and vLLM's LoRA loading read it as it is.
+    - ``full_model`` (pretrain): config, generation config and safetensors weights.
+      :func:`attrpipe.models.loader.load_model` reads it like any checkpoint.
+    """
     dest = Path(dest)
-    shutil.copytree(saved_dir, dest, ignore=shutil.ignore_patterns("training_args.bin"))
-    if not any(dest.glob("*.safetensors")):
+    dropped = ("training_args.bin",) if full_model else ("training_args.bin", "ref")
+    top = Path(saved_dir)
+    shutil.copytree(saved_dir, dest, ignore=lambda d, names: [n for n in names if n in dropped and Path(d) == top])
+    if full_model and not any(dest.glob("*.safetensors")):
         raise RuntimeError(f"{saved_dir} holds no safetensors weights: not a model save")
+    if not full_model and not (dest / "adapter_model.safetensors").is_file():
+        raise RuntimeError(f"{saved_dir} holds no adapter_model.safetensors: not a PEFT adapter save")
     processor.save_pretrained(dest)
     return dest
 
@@ -477,10 +455,7 @@ def train_loop_per_worker(job: dict) -> None:
     }
     if rank == 0:
         with tempfile.TemporaryDirectory() as tmp:
-            if kind in FULL_KINDS:
-                export_model(final_dir, processor, Path(tmp) / output_subdir(kind))
-            else:
-                export_adapter(final_dir, processor, Path(tmp) / output_subdir(kind))
+            export_trained(final_dir, processor, Path(tmp) / output_subdir(kind), full_model=kind in FULL_KINDS)
             with open(Path(tmp) / METRICS_FILE, "w", encoding="utf-8") as f:
                 for entry in step_logs(trainer.state.log_history):
                     f.write(json.dumps(entry, sort_keys=True) + "\n")
