@@ -55,4 +55,4 @@ demo: setup
 	$(VENV)/bin/attrpipe demo conf/demo.yaml
 
 clean:
-	rm -rf runs data/demo .cache
+	rm -rf runs data/demo data/tiny .cache

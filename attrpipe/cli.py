@@ -12,7 +12,7 @@ __all__ = ["main"]
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="a YAML config (conf/demo_cpu.yaml, conf/paper.yaml, ...), merged over base.yaml")
+    p.add_argument("config", help="a YAML config (conf/tiny_cpu.yaml, conf/paper.yaml, ...), merged over base.yaml")
     p.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. consensus.threshold=0.7; before or after "
                    "the options")
     p.add_argument("-v", "--verbose", action="store_true",

@@ -1,6 +1,6 @@
 """Configuration: a typed OmegaConf schema, loaded from conf/base.yaml + a preset + dotlist overrides.
 
-``load_config("conf/demo_cpu.yaml", ["consensus.threshold=0.7"])`` merges, in order:
+``load_config("conf/tiny_cpu.yaml", ["consensus.threshold=0.7"])`` merges, in order:
 
 1. the schema below (types only: every value is MISSING here, so conf/base.yaml is the one place defaults live),
 2. ``conf/base.yaml`` (the ``base.yaml`` next to the preset, or the project's own),

@@ -31,7 +31,7 @@ os.chdir(REPO)
 def _cfg(overrides):
     from attrpipe.config import load_config
 
-    return load_config("conf/demo_cpu.yaml", overrides)
+    return load_config("conf/tiny_cpu.yaml", overrides)
 
 
 def _ray(num_cpus=2):

@@ -114,7 +114,7 @@ def corpus_run(tmp_path_factory, ray_local):
     (root / "unlabeled" / "part-2.parquet").write_bytes(b"PAR1 this file was cut short by a failed upload")
     _write_with_corrupt_second_row_group(root / "unlabeled" / "part-3.parquet")
     out = root.parent / "bad-input-out"
-    cfg = load_config("conf/demo_cpu.yaml", [
+    cfg = load_config("conf/tiny_cpu.yaml", [
         f"data.root={root}", f"pseudolabel.output={out}", "generation.engine=fakes:ScriptedEngine",
         f"taxonomy.path={tax}", "pseudolabel.listings_per_unit=4"])
     manifest = run_pseudolabel(cfg, verbose=False)

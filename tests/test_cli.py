@@ -25,7 +25,7 @@ def test_config_prints_resolved_yaml_and_hash(capsys):
 
 
 def test_config_error_is_one_line_and_exit_2(capsys):
-    assert main(["config", "conf/demo_cpu.yaml", "consensus.threshold=2"]) == 2
+    assert main(["config", "conf/tiny_cpu.yaml", "consensus.threshold=2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "attrpipe: error: consensus.threshold: must be in [0, 1], got 2.0"
 

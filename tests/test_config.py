@@ -16,14 +16,14 @@ def test_base_holds_the_papers_defaults():
     assert c.model.trust_remote_code is False
 
 
-@pytest.mark.parametrize("preset", ["conf/demo_cpu.yaml", "conf/paper.yaml"])
+@pytest.mark.parametrize("preset", ["conf/tiny_cpu.yaml", "conf/paper.yaml"])
 def test_presets_load(preset):
     c = load_config(preset)
     assert c.generation.engine in ("hf", "vllm")
 
 
 def test_presets_differ_only_where_they_should():
-    demo, paper = load_config("conf/demo_cpu.yaml"), load_config("conf/paper.yaml")
+    demo, paper = load_config("conf/tiny_cpu.yaml"), load_config("conf/paper.yaml")
     assert demo.generation.engine == "hf" and paper.generation.engine == "vllm"
     assert paper.model.path == "Qwen/Qwen2.5-VL-3B-Instruct"
     assert demo.ray.train.use_gpu is False and paper.ray.train.use_gpu is True
@@ -61,7 +61,7 @@ def test_dotlist_overrides_and_interpolation():
 )
 def test_invalid_values_are_one_line_errors_naming_the_key(override, key):
     with pytest.raises(ConfigError) as e:
-        load_config("conf/demo_cpu.yaml", [override])
+        load_config("conf/tiny_cpu.yaml", [override])
     msg = str(e.value)
     assert "\n" not in msg
     assert msg.startswith(key), msg
@@ -89,8 +89,8 @@ def test_missing_file_and_bad_override_form():
 
 
 def test_config_is_read_only_and_hash_is_stable():
-    a = load_config("conf/demo_cpu.yaml")
-    assert config_hash(a) == config_hash(load_config("conf/demo_cpu.yaml"))
-    assert config_hash(a) != config_hash(load_config("conf/demo_cpu.yaml", ["run.seed=1"]))
+    a = load_config("conf/tiny_cpu.yaml")
+    assert config_hash(a) == config_hash(load_config("conf/tiny_cpu.yaml"))
+    assert config_hash(a) != config_hash(load_config("conf/tiny_cpu.yaml", ["run.seed=1"]))
     with pytest.raises(Exception):
         a.run.seed = 3

@@ -31,10 +31,10 @@ def test_evaluate_on_a_synthetic_test_split(tmp_path, ray_local):
     tax = load_taxonomy("conf/taxonomy", ["suitcase", "watch"])
     write_synthetic_catalog(tmp_path / "cat", taxonomy=tax, listings=0, seed=2, seed_per_vertical=0,
                             test_per_vertical=4)
-    cfg = load_config("conf/demo_cpu.yaml", [f"data.root={tmp_path / 'cat'}", "generation.engine=fakes:ScriptedEngine",
+    cfg = load_config("conf/tiny_cpu.yaml", [f"data.root={tmp_path / 'cat'}", "generation.engine=fakes:ScriptedEngine",
                                              "taxonomy.verticals=[suitcase,watch]", f"run.output_dir={tmp_path / 'runs'}"])
     m = run_evaluate(cfg, verbose=False)
-    out = tmp_path / "runs" / "demo" / "eval"
+    out = tmp_path / "runs" / "tiny" / "eval"
     assert json.loads((out / "metrics.json").read_text())["accuracy"] == m["accuracy"]
     preds = pq.read_table(out / "predictions" / "consensus").to_pylist()
     assert all(p["n_chains"] == 1 for p in preds)  # greedy: one chain per listing-attribute

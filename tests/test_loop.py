@@ -33,7 +33,7 @@ def test_plan_stages_layout():
 
 
 def _loop_cmd(cat: Path, model: str, out: Path) -> list[str]:
-    return [sys.executable, "-m", "attrpipe.cli", "loop", "conf/demo_cpu.yaml",
+    return [sys.executable, "-m", "attrpipe.cli", "loop", "conf/tiny_cpu.yaml",
             f"data.root={cat}", f"model.path={model}", "model.build_tiny=false",
             "taxonomy.verticals=[suitcase,watch]", "generation.engine=fakes:ScriptedEngine",
             "loop.rounds=2", "sft.max_steps=2", "sft.save_steps=1", "dpo.max_steps=2", "dpo.save_steps=1",

@@ -109,11 +109,11 @@ def test_a_seed_sft_alone_may_go_on_with_other_round_settings_but_rounds_may_not
     from attrpipe.config import load_config
     from attrpipe.loop import _check_key, _result_key
 
-    base = load_config("conf/demo_cpu.yaml", [])
-    lever = load_config("conf/demo_cpu.yaml", ["dpo.learning_rate=1e-4", "consensus.threshold=0.7",
+    base = load_config("conf/tiny_cpu.yaml", [])
+    lever = load_config("conf/tiny_cpu.yaml", ["dpo.learning_rate=1e-4", "consensus.threshold=0.7",
                                                "generation.temperature=0.5", "loop.method=sl"])
-    sft_change = load_config("conf/demo_cpu.yaml", ["sft.learning_rate=1e-4"])
-    more_rounds = load_config("conf/demo_cpu.yaml", ["loop.rounds=5", "ray.train.num_workers=1"])
+    sft_change = load_config("conf/tiny_cpu.yaml", ["sft.learning_rate=1e-4"])
+    more_rounds = load_config("conf/tiny_cpu.yaml", ["loop.rounds=5", "ray.train.num_workers=1"])
     key = lambda c: (_result_key(c), _result_key(c, seed_sft_only=True))  # noqa: E731
     assert key(more_rounds) == key(base)  # how many rounds and how it runs: not results
     assert key(lever)[0] != key(base)[0] and key(lever)[1] == key(base)[1]  # round settings: not the seed SFT's
@@ -222,7 +222,7 @@ def test_run_loop_runs_each_stage_kind_records_its_result_and_resumes_after_the_
     from attrpipe.loop import run_loop
 
     calls = _fake_stage_commands(monkeypatch, {1: {"kept": 3, "pairs": 2}, 2: {"kept": 1, "pairs": 0}})
-    cfg = load_config("conf/demo_cpu.yaml", [f"run.output_dir={tmp_path}", "run.name=a", "loop.rounds=2",
+    cfg = load_config("conf/tiny_cpu.yaml", [f"run.output_dir={tmp_path}", "run.name=a", "loop.rounds=2",
                                              "data.truth=null"])
     run = str(tmp_path / "a")
     first = run_loop(cfg, verbose=False, _stop_after="round-1/train")
@@ -249,7 +249,7 @@ def test_run_loop_runs_each_stage_kind_records_its_result_and_resumes_after_the_
     assert (tmp_path / "a/round-2/adapter/adapter_model.safetensors").read_text() == f"dpo {run}/round-1"
 
     del calls[:]  # a study arm: SL from the shared seed SFT of run a and its round-1 chains, one round
-    arm = load_config("conf/demo_cpu.yaml", [f"run.output_dir={tmp_path}", "run.name=b", "loop.rounds=1",
+    arm = load_config("conf/tiny_cpu.yaml", [f"run.output_dir={tmp_path}", "run.name=b", "loop.rounds=1",
                                              "loop.method=sl", "data.truth=null"])
     b = str(tmp_path / "b")
     out = run_loop(arm, shared={"sft": run, "chains": "/chains"}, verbose=False)
@@ -266,7 +266,7 @@ def test_run_loop_runs_each_stage_kind_records_its_result_and_resumes_after_the_
     assert (tmp_path / "b/sft/adapter/adapter_model.safetensors").read_text() == f"sft {run}/sft"
 
     del calls[:]  # no seed SFT ("PT"): a fresh adapter on the base, DPO against the base with the adapter disabled
-    pt = load_config("conf/demo_cpu.yaml", [f"run.output_dir={tmp_path}", "run.name=c", "loop.rounds=1",
+    pt = load_config("conf/tiny_cpu.yaml", [f"run.output_dir={tmp_path}", "run.name=c", "loop.rounds=1",
                                             "loop.seed_sft=false", "data.truth=null"])
     c = str(tmp_path / "c")
     out = run_loop(pt, verbose=False)

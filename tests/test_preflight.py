@@ -16,7 +16,7 @@ import pytest
 from attrpipe.cli import main
 from attrpipe.schemas import CATALOG_SCHEMA, LABELED_SCHEMA
 
-CONF = "conf/demo_cpu.yaml"
+CONF = "conf/tiny_cpu.yaml"
 LOOSE = pa.schema([f.with_nullable(True) for f in LABELED_SCHEMA])
 
 

@@ -88,21 +88,21 @@ def test_sampler_accuracy_over_all_and_parsed_answers():
 def test_oracle_methods_are_named_as_ceilings_and_need_the_truth():
     assert training_kind("dpo-oracle") == "dpo" and training_kind("sl") == "sl"
     assert "diagnostic ceiling" in method_label("sl-oracle") and method_label("dpo") == "DPO"
-    c = load_config("conf/demo_cpu.yaml", ["loop.method=dpo-oracle", "study.methods=[dpo,sl,dpo-oracle,sl-oracle]"])
+    c = load_config("conf/tiny_cpu.yaml", ["loop.method=dpo-oracle", "study.methods=[dpo,sl,dpo-oracle,sl-oracle]"])
     assert c.loop.method == "dpo-oracle"
     with pytest.raises(ConfigError, match=r"^loop.method: dpo-oracle .*data.truth is not set$"):
-        load_config("conf/demo_cpu.yaml", ["loop.method=dpo-oracle", "data.truth=null"])
+        load_config("conf/tiny_cpu.yaml", ["loop.method=dpo-oracle", "data.truth=null"])
     with pytest.raises(ConfigError, match=r"^study.methods: sl-oracle .*data.truth"):
-        load_config("conf/demo_cpu.yaml", ["study.methods=[dpo,sl-oracle]", "data.truth=null"])
+        load_config("conf/tiny_cpu.yaml", ["study.methods=[dpo,sl-oracle]", "data.truth=null"])
     with pytest.raises(ConfigError, match="study.methods"):
-        load_config("conf/demo_cpu.yaml", ["study.methods=[dpo,ppo]"])
+        load_config("conf/tiny_cpu.yaml", ["study.methods=[dpo,ppo]"])
 
 
 def test_the_loop_refuses_an_oracle_without_the_truth_file(tmp_path):
     from attrpipe.loop import run_loop
 
     missing = str(tmp_path / "nowhere.parquet")
-    cfg = load_config("conf/demo_cpu.yaml", ["loop.method=sl-oracle", f"data.truth={missing}",
+    cfg = load_config("conf/tiny_cpu.yaml", ["loop.method=sl-oracle", f"data.truth={missing}",
                                              f"run.output_dir={tmp_path}"])
     with pytest.raises(ConfigError, match=r"^data.truth: .*nowhere.parquet does not exist"):
         run_loop(cfg, verbose=False)
@@ -150,7 +150,7 @@ def test_a_finished_loop_gets_its_premise_on_rerun_without_running_anything(tmp_
     pq.write_table(pa.Table.from_pylist([{"listing_id": "A", "labels": [("colour", "Red")]}],
                                         schema=pa.schema([("listing_id", pa.string()),
                                                           ("labels", pa.map_(pa.string(), pa.string()))])), truth)
-    cfg = load_config("conf/demo_cpu.yaml", [f"run.output_dir={tmp_path}", "run.name=r", "loop.rounds=1",
+    cfg = load_config("conf/tiny_cpu.yaml", [f"run.output_dir={tmp_path}", "run.name=r", "loop.rounds=1",
                                              f"data.truth={truth}", "consensus.threshold=0.25"])
     run = tmp_path / "r"
     shards = run / "round-1" / "pseudolabels" / "consensus"

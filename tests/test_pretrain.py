@@ -140,7 +140,7 @@ def test_an_attribute_question_is_a_part_or_a_feature():
 
 
 def test_the_pretrain_kind_trains_a_whole_model_from_its_own_section():
-    cfg = load_config("conf/demo_cpu.yaml", ["pretrain.output=/x/pt", "pretrain.learning_rate=0.002"])
+    cfg = load_config("conf/tiny_cpu.yaml", ["pretrain.output=/x/pt", "pretrain.learning_rate=0.002"])
     h = hyperparameters("pretrain", cfg)
     assert h.learning_rate == 0.002 and h.batch_size == cfg.pretrain.batch_size and h.beta is None
     start = resolve_start("pretrain", cfg, None, "/run/sft/adapter")
@@ -171,7 +171,7 @@ def test_pretrain_recipe_end_to_end_then_cached(tmp_path, ray_local):
     from attrpipe.models import load_model
     from attrpipe.synth.pretrain import PRETRAIN_FILE, run_pretrain
 
-    cfg = load_config("conf/demo_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}", "pretrain.examples=48",
+    cfg = load_config("conf/tiny_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}", "pretrain.examples=48",
                                              f"pretrain.eval_examples={len(SCHEDULE)}", "pretrain.max_steps=3",
                                              "pretrain.batch_size=4", "pretrain.image_size=56",
                                              "pretrain.vision_stage.examples=24", "pretrain.vision_stage.steps=2",
@@ -209,8 +209,8 @@ def test_pretrain_recipe_end_to_end_then_cached(tmp_path, ray_local):
     assert again == saved
     from attrpipe.synth.pretrain import pretrain_recipe, recipe_hash
 
-    changed = load_config("conf/demo_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}", "pretrain.examples=49"])
+    changed = load_config("conf/tiny_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}", "pretrain.examples=49"])
     assert recipe_hash(pretrain_recipe(changed)) != rec["hash"]
-    fewer = load_config("conf/demo_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}", "taxonomy.verticals=[watch]"])
+    fewer = load_config("conf/tiny_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}", "taxonomy.verticals=[watch]"])
     assert recipe_hash(pretrain_recipe(fewer)) != recipe_hash(pretrain_recipe(load_config(
-        "conf/demo_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}"])))  # products draw the taxonomy's products
+        "conf/tiny_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}"])))  # products draw the taxonomy's products

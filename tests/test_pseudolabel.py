@@ -23,7 +23,7 @@ VERTICALS = "[suitcase,watch]"
 
 
 def cfg_for(root: Path, out: Path, *extra: str):
-    return load_config("conf/demo_cpu.yaml", [
+    return load_config("conf/tiny_cpu.yaml", [
         f"data.root={root}", f"pseudolabel.output={out}", "generation.engine=fakes:ScriptedEngine",
         f"taxonomy.verticals={VERTICALS}", "pseudolabel.listings_per_unit=3", *extra])
 
@@ -152,7 +152,7 @@ def test_killed_driver_then_rerun_equals_clean_run_with_the_tiny_model(tmp_path,
     write_catalog(root, good=10, bad=False, files=1)
     args = [f"data.root={root}", f"model.path={tiny_model_dir}", "model.build_tiny=false",
             f"taxonomy.verticals={VERTICALS}", "pseudolabel.listings_per_unit=1", "generation.max_new_tokens=8"]
-    cmd = [sys.executable, "-m", "attrpipe.cli", "pseudolabel", "conf/demo_cpu.yaml"]
+    cmd = [sys.executable, "-m", "attrpipe.cli", "pseudolabel", "conf/tiny_cpu.yaml"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     subprocess.run(cmd + args + [f"pseudolabel.output={clean}"], check=True, env=env, capture_output=True)
@@ -181,7 +181,7 @@ def test_synthetic_catalog_through_the_tiny_model(tmp_path, tiny_model_dir, ray_
     tax = load_taxonomy("conf/taxonomy", ["suitcase", "watch"])
     write_synthetic_catalog(tmp_path / "cat", taxonomy=tax, listings=6, seed=1, seed_per_vertical=0,
                             test_per_vertical=0)
-    cfg = load_config("conf/demo_cpu.yaml", [
+    cfg = load_config("conf/tiny_cpu.yaml", [
         f"data.root={tmp_path / 'cat'}", f"model.path={tiny_model_dir}", "model.build_tiny=false",
         f"taxonomy.verticals={VERTICALS}", "pseudolabel.listings_per_unit=2", "generation.max_new_tokens=8",
         f"pseudolabel.output={tmp_path / 'out'}"])

@@ -152,10 +152,10 @@ def test_pseudolabel_job_succeeds_and_a_bad_config_job_fails(ray_head, tmp_path)
 
     # The failing job first, without waiting: it runs while the real one starts up.
     bad = _submit(address, env, "attrpipe-bad-config",
-                  ["python", "ray_jobs/pseudolabel.py", "conf/demo_cpu.yaml", "consensus.threshold=1.5"], wait=False)
+                  ["python", "ray_jobs/pseudolabel.py", "conf/tiny_cpu.yaml", "consensus.threshold=1.5"], wait=False)
     assert bad.returncode == 0, bad.stdout + bad.stderr
 
-    entry = ["python", "ray_jobs/pseudolabel.py", "conf/demo_cpu.yaml", f"data.root={root}",
+    entry = ["python", "ray_jobs/pseudolabel.py", "conf/tiny_cpu.yaml", f"data.root={root}",
              f"pseudolabel.output={out}", "taxonomy.verticals=[suitcase,watch]", "pseudolabel.listings_per_unit=8",
              # The tests' scripted engine, imported from the uploaded working directory (tests/ as a namespace
              # package), the same way a user's plug-in engine in their repository would be.
@@ -185,7 +185,7 @@ def test_pseudolabel_job_succeeds_and_a_bad_config_job_fails(ray_head, tmp_path)
 
 
 def test_loop_job_runs_the_demo_loop_to_success(ray_head, tmp_path, tiny_model_dir):
-    """The demo loop (conf/demo_cpu.yaml) as a Ray job on the head: seed SFT, a round of pseudo-labeling -> DPO ->
+    """The demo loop (conf/tiny_cpu.yaml) as a Ray job on the head: seed SFT, a round of pseudo-labeling -> DPO ->
     evaluation, each stage joining the job's cluster (Ray Data and Ray Train on the head's 2 CPUs)."""
     from attrpipe.synth.catalog import write_synthetic_catalog
     from attrpipe.taxonomy import load_taxonomy
@@ -194,7 +194,7 @@ def test_loop_job_runs_the_demo_loop_to_success(ray_head, tmp_path, tiny_model_d
     cat = tmp_path / "cat"
     write_synthetic_catalog(cat, taxonomy=load_taxonomy("conf/taxonomy", ["suitcase", "watch"]), listings=4, seed=0,
                             seed_per_vertical=2, test_per_vertical=1)
-    entry = ["python", "ray_jobs/loop.py", "conf/demo_cpu.yaml", f"data.root={cat}", f"model.path={tiny_model_dir}",
+    entry = ["python", "ray_jobs/loop.py", "conf/tiny_cpu.yaml", f"data.root={cat}", f"model.path={tiny_model_dir}",
              "model.build_tiny=false", "taxonomy.verticals=[suitcase,watch]", "loop.rounds=1",
              "generation.engine=tests.fakes:ScriptedEngine", "sft.max_steps=2", "dpo.max_steps=2",
              "pseudolabel.listings_per_unit=2", f"run.output_dir={tmp_path / 'runs'}", "run.name=job"]

@@ -175,7 +175,7 @@ def test_results_commands(tmp_path, capsys):
 def test_a_study_with_an_oracle_arm_refuses_a_missing_truth_file(tmp_path):
     from attrpipe.study import run_study
 
-    cfg = load_config("conf/demo_cpu.yaml", ["study.methods=[dpo,dpo-oracle]", f"data.truth={tmp_path / 'no.parquet'}",
+    cfg = load_config("conf/tiny_cpu.yaml", ["study.methods=[dpo,dpo-oracle]", f"data.truth={tmp_path / 'no.parquet'}",
                                              f"run.output_dir={tmp_path}"])
     with pytest.raises(ConfigError, match=r"^data.truth: .*no.parquet does not exist; study.methods has dpo-oracle"):
         run_study(cfg, "threshold", verbose=False)

@@ -131,7 +131,7 @@ def test_pseudolabel_reads_catalog_and_writes_outputs_on_s3(s3_env, tmp_path):
     root, out = f"s3://{BUCKET}/catalog", f"s3://{BUCKET}/runs/demo/pseudolabels"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update({**s3_env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests"), "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
-    cmd = [sys.executable, "-m", "attrpipe.cli", "pseudolabel", "conf/demo_cpu.yaml", f"data.root={root}",
+    cmd = [sys.executable, "-m", "attrpipe.cli", "pseudolabel", "conf/tiny_cpu.yaml", f"data.root={root}",
            f"pseudolabel.output={out}", "generation.engine=fakes:ScriptedEngine",
            "taxonomy.verticals=[suitcase,watch]", "pseudolabel.listings_per_unit=10", "ray.address=local"]
     # ray.address=local: a fresh local Ray even if the test session runs one (RAY_ADDRESS is scrubbed too).
@@ -193,7 +193,7 @@ def test_loop_with_its_run_directory_on_s3(s3_env, tmp_path, tiny_model_dir):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update({**s3_env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests"), "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
                 "ATTRPIPE_CACHE": str(tmp_path / "cache")})
-    cmd = [sys.executable, "-m", "attrpipe.cli", "loop", "conf/demo_cpu.yaml", f"data.root=s3://{BUCKET}/loopcat",
+    cmd = [sys.executable, "-m", "attrpipe.cli", "loop", "conf/tiny_cpu.yaml", f"data.root=s3://{BUCKET}/loopcat",
            f"model.path={tiny_model_dir}", "model.build_tiny=false", "taxonomy.verticals=[suitcase,watch]",
            "generation.engine=fakes:ScriptedEngine", "loop.rounds=1", "sft.max_steps=2", "dpo.max_steps=2",
            "sft.save_steps=1", "pseudolabel.listings_per_unit=2", f"run.output_dir={runs}", "run.name=s3loop",

@@ -94,6 +94,6 @@ def test_the_cli_names_a_changed_model_in_one_line(tmp_path, capsys):
     _card(model, ["model.safetensors"])
     (model / "model.safetensors").write_bytes(b"not the weights")
     capsys.readouterr()
-    code = main(["evaluate", "conf/demo_cpu.yaml", f"model.path={model}", "--test", str(tmp_path / "none")])
+    code = main(["evaluate", "conf/tiny_cpu.yaml", f"model.path={model}", "--test", str(tmp_path / "none")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("attrpipe: error: ") and "sha256" in err[0]

@@ -34,7 +34,7 @@ def setup(tmp_path_factory, tiny_model_dir, ray_local):
 
 
 def _cfg(d: Path, model: str, *extra: str):
-    return load_config("conf/demo_cpu.yaml", [
+    return load_config("conf/tiny_cpu.yaml", [
         f"data.root={d / 'cat'}", f"model.path={model}", "model.build_tiny=false",
         f"taxonomy.verticals=[{','.join(VERTICALS)}]", "generation.engine=fakes:ScriptedEngine",
         "pseudolabel.listings_per_unit=4", "sft.max_steps=2", "dpo.max_steps=2", "sl.max_steps=2",

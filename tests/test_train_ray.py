@@ -47,7 +47,7 @@ def env(tmp_path_factory):
 
 
 def _cfg(env, *overrides):
-    return load_config("conf/demo_cpu.yaml", [
+    return load_config("conf/tiny_cpu.yaml", [
         f"model.path={env['tiny']}", f"taxonomy.path={env['tax']}", f"data.root={env['seed'].parent}",
         f"run.output_dir={env['dir'] / 'runs'}", "run.name=t",
         "sft.save_steps=2", "dpo.save_steps=100", "ray.train.num_workers=2", *overrides,
@@ -141,7 +141,7 @@ def test_self_learning_continues_the_sft_adapter_on_preferred_chains(sft_run, en
     # Through the command line, as a user runs it (the module's Ray is already up: the command joins it).
     overrides = [f"model.path={env['tiny']}", f"taxonomy.path={env['tax']}", f"data.root={env['seed'].parent}",
                  f"run.output_dir={env['dir'] / 'runs'}", "run.name=t", "ray.train.num_workers=2", "sl.max_steps=4"]
-    assert main(["train", "sl", "conf/demo_cpu.yaml", *overrides, "--data", str(env["consensus"])]) == 0
+    assert main(["train", "sl", "conf/tiny_cpu.yaml", *overrides, "--data", str(env["consensus"])]) == 0
     out = json.loads((env["dir"] / "runs" / "t" / "sl" / "train_result.json").read_text())
     assert out["records"] == 16 and out["global_step"] == 4
     assert out["start"]["init_adapter"] == sft_run["adapter"]  # the default: <run>/sft/adapter

@@ -35,7 +35,7 @@ VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 VERTICALS = ["suitcase", "watch"]
 LISTINGS = 4
 
-# What makes vLLM 0.32 run the tiny model on a 2-core CPU, as overrides of conf/demo_cpu.yaml:
+# What makes vLLM 0.32 run the tiny model on a 2-core CPU, as overrides of conf/tiny_cpu.yaml:
 CPU_VLLM = [
     "generation.engine=vllm",
     "ray.engine.num_gpus_per_actor=0",
@@ -78,7 +78,7 @@ def test_cpu_settings_are_configuration_passed_to_vllm():
     """The GPU defaults in conf/base.yaml, the CPU test's overrides, and both reach ``vllm.LLM``'s arguments."""
     gpu = engine_kwargs(load_config("conf/paper.yaml"))
     assert gpu["enable_chunked_prefill"] is True and gpu["enforce_eager"] is False
-    cpu = engine_kwargs(load_config("conf/demo_cpu.yaml", CPU_VLLM))
+    cpu = engine_kwargs(load_config("conf/tiny_cpu.yaml", CPU_VLLM))
     assert cpu["enable_chunked_prefill"] is False and cpu["enforce_eager"] is True and cpu["max_model_len"] == 2048
 
 
@@ -94,7 +94,7 @@ def catalog(tmp_path_factory) -> Path:
 
 def pseudolabel(tiny_model_dir: str, catalog: Path, out: Path) -> dict:
     run_vllm("attrpipe pseudolabel with the vLLM engine", [
-        "-m", "attrpipe.cli", "pseudolabel", "conf/demo_cpu.yaml", *CPU_VLLM,
+        "-m", "attrpipe.cli", "pseudolabel", "conf/tiny_cpu.yaml", *CPU_VLLM,
         f"model.path={tiny_model_dir}", "model.build_tiny=false", f"data.root={catalog}",
         f"taxonomy.verticals=[{','.join(VERTICALS)}]", "pseudolabel.listings_per_unit=2",
         "ray.address=local",  # its own Ray: never the main venv's (another Python) if one runs on this machine
@@ -140,7 +140,7 @@ LORA_SCRIPT = textwrap.dedent("""
 
     if __name__ == "__main__":  # vLLM starts its engine core with spawn: the guard is required
         overrides, adapter = json.loads(sys.argv[1]), sys.argv[2]
-        cfg = load_config("conf/demo_cpu.yaml", overrides)
+        cfg = load_config("conf/tiny_cpu.yaml", overrides)
         vertical = load_taxonomy("conf/taxonomy", ["suitcase"]).vertical("suitcase")
         attr = vertical.inferable_attributes()[0]
         images = [Image.new("RGB", (224, 224), (40 * i, 120, 200 - 40 * i)) for i in range(3)]
