@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.attrpipe-installed
 
-.PHONY: setup setup-vllm setup-browser test test-fast demo clean
+.PHONY: setup setup-vllm setup-gpu setup-browser test test-fast demo gpu-check clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,21 @@ $(VLLM_STAMP): $(VLLM_DEPS_STAMP) pyproject.toml
 	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(VLLM_VENV)/bin/python -c "import attrpipe.engines.vllm, attrpipe.pseudolabel.pipeline, ray.data, peft"
 	touch $@
+
+# `make gpu-check` (a machine with CUDA GPUs): .venv with attrpipe and its vLLM extra (`make setup-gpu`: the same pins
+# as `make setup`, plus vLLM), then `attrpipe gpu-check` (docs/cluster.md). Its options go in ARGS, e.g.
+# `make gpu-check ARGS="--model /models/Qwen2.5-VL-3B-Instruct --gpus 1"`.
+GPU_STAMP := $(VENV)/.attrpipe-vllm-installed
+
+setup-gpu: $(GPU_STAMP)
+
+$(GPU_STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet -e '.[vllm,dev]'
+	touch $@
+
+gpu-check: setup-gpu
+	$(VENV)/bin/attrpipe gpu-check $(ARGS)
 
 # `make setup-browser`: Debian's chromium, with which tests/test_study_report.py renders the HTML report and checks
 # the screenshot. Installed once (needs root, or sudo).

@@ -371,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_plan_parser(sub)
 
+    from attrpipe.gpu_check import add_gpu_check_parser
+
+    add_gpu_check_parser(sub)
+
     synth = sub.add_parser("synth", help="synthetic data with known ground truth")
     synth_sub = synth.add_subparsers(dest="synth_command", metavar="WHAT", required=True)
     p = synth_sub.add_parser("catalog", help="render a synthetic catalog: seed, unlabeled and test splits")

@@ -1,8 +1,8 @@
 """Capacity planning: tokens, GPU-hours and wall time of one round (pseudo-labeling, DPO, evaluation).
 
 Pure arithmetic on declared figures; nothing is measured here. Throughputs are per GPU and are the user's to give
-(measure them with a short run on the target GPUs: generated tokens/s from a pseudo-labeling unit's log, training
-tokens/s from a few DPO steps). Every figure used is printed with the table, so the estimate can be checked.
+(``attrpipe gpu-check`` measures them on the target GPUs, attrpipe/gpu_check.py, and prints them as an ``attrpipe
+plan`` line). Every figure used is printed with the table, so the estimate can be checked.
 
 Model of one round:
 

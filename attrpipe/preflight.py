@@ -75,6 +75,12 @@ SET_BY_COMMAND: dict[str, dict[str, str]] = {
                  "pseudolabel.output": "evaluation writes under --out (default <run>/eval)"},
     "predict": {"pseudolabel.output": "prediction writes to --out or predict.output"},
     "train": {"data.unlabeled_limit": "training reads all of its data (--data); the limit is the pool's"},
+    "gpu-check": {**_LOOP_SETS,
+                  "model.path": "set it with --model",
+                  "ray.train.num_workers": "set it with --gpus (default: every GPU torch sees)",
+                  "generation.engine": "gpu-check runs the vLLM engine",
+                  "loop.rounds": "gpu-check runs one round",
+                  "loop.method": "gpu-check runs DPO"},
 }
 
 

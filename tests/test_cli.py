@@ -11,7 +11,7 @@ def test_help_lists_every_command_with_a_line(capsys):
     out = subprocess.run([sys.executable, "-m", "attrpipe.cli", "--help"], capture_output=True, text=True, check=True)
     lines = out.stdout.splitlines()
     for cmd in ("config", "demo", "loop", "pseudolabel", "train", "evaluate", "predict", "study", "results", "report",
-                "plan", "synth", "model"):
+                "plan", "gpu-check", "synth", "model"):
         i = next(i for i, l in enumerate(lines) if l.strip().split()[:1] == [cmd])
         # the command and its one-line explanation (argparse puts it on the next line for long command names)
         explanation = lines[i].split(None, 1)[1] if len(lines[i].split(None, 1)) == 2 else lines[i + 1].strip()

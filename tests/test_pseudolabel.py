@@ -70,6 +70,15 @@ def test_counts_add_up_and_quarantine_has_reasons(scripted_run):
         assert attrs == [a.name for a in tax.vertical(vertical).inferable_attributes()]
 
 
+def test_the_engine_time_is_recorded_per_unit_and_summed(scripted_run):
+    import json
+
+    _, out, _, m = scripted_run
+    per_unit = [json.loads(p.read_text())["generate_seconds"] for p in sorted((out / "_units").glob("*.json"))]
+    assert per_unit and all(s > 0 for s in per_unit)  # every unit of this run called the engine
+    assert m["generate_seconds"] == pytest.approx(sum(per_unit), abs=1e-5)
+
+
 def test_shards_have_the_documented_schemas(scripted_run):
     _, out, _, _ = scripted_run
     assert read(out, "consensus").schema.equals(CONSENSUS_SCHEMA)

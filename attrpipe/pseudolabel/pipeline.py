@@ -163,8 +163,11 @@ class GenerateUnit:
             spans.append((len(requests), len(requests) + len(reqs)))
             requests.extend(reqs)
         cached = json.loads(row.pop("cached", None) or "{}")
+        t0 = time.perf_counter()
         texts, reused = texts_with_cache(requests, cached, self.sampling.n,
                                          lambda todo: self.engine.generate(todo, self.sampling))
+        # the engine's busy time on this unit (attrpipe gpu-check divides the generated tokens by it)
+        row["generate_seconds"] = time.perf_counter() - t0
         row["texts"] = [texts[a:b] for a, b in spans]
         for d in row["listings"]:  # scoring needs the image references, not the decoded pixels: don't ship them on
             d["pixels"] = []
@@ -213,7 +216,8 @@ class ScoreAndWriteUnit:
                 storage.remove_file(dest)  # a stale shard of an interrupted earlier attempt
         counts = unit_counts(row["n_in"], len(row["listings"]), extra, consensus, pairs, quarantine,
                              reused=int(row.get("reused") or 0), review=len(review))
-        marker = {"unit": row["unit"], "files": files, "counts": counts}
+        marker = {"unit": row["unit"], "files": files, "counts": counts,
+                  "generate_seconds": round(float(row.get("generate_seconds") or 0.0), 6)}
         storage.write_json_atomic(marker_path(self.out, unit.unit_id), marker)
         return {"unit_id": unit.unit_id, "counts": json.dumps(counts)}
 
@@ -324,6 +328,8 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
         "round": cfg.pseudolabel.round,
         "units": len(units),
         "counts": totals,
+        # the engine actors' busy seconds over all units (markers from before this field count 0)
+        "generate_seconds": round(sum(float(m.get("generate_seconds") or 0.0) for m in markers), 6),
         "seconds_this_invocation": round(time.perf_counter() - t0, 2),
     }
     storage.write_json_atomic(storage.join(out, MANIFEST_FILE), manifest)
