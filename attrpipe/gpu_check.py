@@ -29,6 +29,8 @@ import importlib.util
 import time
 from pathlib import Path
 
+from attrpipe import storage
+from attrpipe.console import echo, log_path, session
 from attrpipe.preflight import InputError
 
 __all__ = ["DEFAULT_CONFIG", "add_gpu_check_parser", "cmd_gpu_check", "require_gpus", "generation_rate",
@@ -139,7 +141,6 @@ def format_figures(fig: dict, *, gpus: int, gpu_name: str, config: str = "conf/p
 def chain_token_counts(pseudolabel_out: str, tokenizer) -> tuple[int, int]:
     """(generated tokens, chains) of a pseudo-labeling output: every chain text of its committed consensus shards,
     tokenized without special tokens."""
-    from attrpipe import storage
     from attrpipe.pseudolabel.output import committed_files
 
     tokens = chains = 0
@@ -158,7 +159,6 @@ def pair_token_counts(pseudolabel_out: str, processor, *, image_size: int, max_i
     images of the training size, so the image tokens are the processor's own count."""
     from PIL import Image
 
-    from attrpipe import storage
     from attrpipe.prompts import messages_for
     from attrpipe.pseudolabel.output import committed_files
 
@@ -233,7 +233,6 @@ def _cuda():
 def run_gpu_check(cfg, *, gpus: int, gpu_name: str) -> int:
     """Render the catalog, run the round, audit it, print the figures; 0 when the audit passes and both figures were
     measured, 1 otherwise. ``cfg.model.path`` is a local model directory (:func:`resolve_model`)."""
-    from attrpipe import storage
     from attrpipe.audit import audit, format_report
     from attrpipe.demo import ensure_demo_assets
     from attrpipe.loop import run_loop
@@ -244,15 +243,15 @@ def run_gpu_check(cfg, *, gpus: int, gpu_name: str) -> int:
     local = str(cfg.model.path)
     ensure_demo_assets(cfg)
     check_loop(cfg)
-    print(f"gpu-check: catalog {cfg.data.root}, {gpus} GPU(s) ({gpu_name}), ready in "
-          f"{time.perf_counter() - t0:.0f}s", flush=True)
+    echo(f"gpu-check: catalog {cfg.data.root}, {gpus} GPU(s) ({gpu_name}), ready in "
+          f"{time.perf_counter() - t0:.0f}s")
     manifest = run_loop(cfg, verbose=True)
     run_dir = storage.join(str(cfg.run.output_dir), str(cfg.run.name))  # where run_loop wrote it
     if "://" not in run_dir:
         run_dir = str(Path(run_dir).resolve())
 
     rep = audit(run_dir)
-    print(format_report(rep))
+    echo(format_report(rep))
 
     done = manifest["finished"]
     pl_out = storage.join(run_dir, "round-1", "pseudolabels")
@@ -275,16 +274,16 @@ def run_gpu_check(cfg, *, gpus: int, gpu_name: str) -> int:
         global_step=None if result is None else int(result["global_step"]),
         train_seconds=None if train_seconds is None else float(train_seconds),
         workers=gpus if result is None else int(result["workers"]), dpo_seconds=float(trained["seconds"]))
-    print()
-    print(format_figures(fig, gpus=gpus, gpu_name=gpu_name))
-    print(f"\ngpu-check finished in {time.perf_counter() - t0:.0f}s; run directory {run_dir}")
+    echo()
+    echo(format_figures(fig, gpus=gpus, gpu_name=gpu_name))
+    echo(f"\ngpu-check finished in {time.perf_counter() - t0:.0f}s; run directory {run_dir}")
     if not rep.ok:
-        print("gpu-check: FAILED: the audit found problems (above)")
+        echo("gpu-check: FAILED: the audit found problems (above)")
         return 1
     if fig["train_tokens_per_s"] is None:
-        print("gpu-check: FAILED: the round wrote no DPO pairs, so DPO did not run on the GPUs; no training figure")
+        echo("gpu-check: FAILED: the round wrote no DPO pairs, so DPO did not run on the GPUs; no training figure")
         return 1
-    print("gpu-check: passed")
+    echo("gpu-check: passed")
     return 0
 
 
@@ -302,6 +301,8 @@ def add_gpu_check_parser(subparsers) -> argparse.ArgumentParser:
                    "Qwen/Qwen2.5-VL-3B-Instruct)")
     p.add_argument("--gpus", type=_positive_int, help="GPUs for the DPO workers (default: every GPU torch sees); "
                    "generation uses one")
+    p.add_argument("-v", "--verbose", action="store_true", help="the full logs on the terminal (by default they go "
+                   "to a log file in the run directory)")
     p.set_defaults(func=cmd_gpu_check)
     return p
 
@@ -326,6 +327,12 @@ def cmd_gpu_check(args) -> int:
     t0 = time.perf_counter()
     local = resolve_model(str(cfg.model.path), "--model" if args.model else "model.path",
                           trust_remote_code=bool(cfg.model.trust_remote_code), image_size=int(cfg.images.size))
-    print(f"gpu-check: model {cfg.model.path} loads ({local}, {time.perf_counter() - t0:.0f}s)", flush=True)
+    echo(f"gpu-check: model {cfg.model.path} loads ({local}, {time.perf_counter() - t0:.0f}s)")
     cfg = OmegaConf.merge(cfg, {"model": {"path": local}})
-    return run_gpu_check(cfg, gpus=gpus, gpu_name=gpu_name)
+    run_dir = storage.join(str(cfg.run.output_dir), str(cfg.run.name))
+    with session(log_path(run_dir, "gpu-check"), verbose=args.verbose,
+                 shutdown_ray=getattr(args, "cli_process", False)) as log:
+        code = run_gpu_check(cfg, gpus=gpus, gpu_name=gpu_name)
+        if log:
+            echo(f"log: {log}")
+    return code
