@@ -61,12 +61,26 @@ class LoraConf:
 
 
 @dataclass
+class HttpConf:
+    connect_timeout_s: float = MISSING
+    read_timeout_s: float = MISSING
+    total_timeout_s: float = MISSING
+    retries: int = MISSING
+    backoff_s: float = MISSING
+    max_redirects: int = MISSING
+    concurrency: int = MISSING
+    allow_private_hosts: bool = MISSING
+    allowed_hosts: List[str] = MISSING
+
+
+@dataclass
 class ImagesConf:
     max_images: int = MISSING
     size: int = MISSING
     max_pixels: int = MISSING
     max_bytes: int = MISSING
     allowed_schemes: List[str] = MISSING
+    http: HttpConf = field(default_factory=HttpConf)
 
 
 @dataclass
@@ -293,7 +307,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "sl.init": ("sft_adapter", "base"),
     "ray.train.backend": ("nccl", "gloo"),
 }
-_KNOWN_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "abfs", "az")
+_KNOWN_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "abfs", "az", "http", "https")
 
 
 def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
@@ -307,6 +321,13 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
         ("images.size", c.images.size >= 28, "must be >= 28 (one merged vision patch)"),
         ("images.max_pixels", c.images.max_pixels >= c.images.size**2, "must be >= images.size squared"),
         ("images.max_bytes", c.images.max_bytes >= 1, "must be >= 1"),
+        ("images.http.connect_timeout_s", c.images.http.connect_timeout_s > 0, "must be > 0"),
+        ("images.http.read_timeout_s", c.images.http.read_timeout_s > 0, "must be > 0"),
+        ("images.http.total_timeout_s", c.images.http.total_timeout_s > 0, "must be > 0"),
+        ("images.http.retries", 0 <= c.images.http.retries <= 10, "must be in [0, 10]"),
+        ("images.http.backoff_s", c.images.http.backoff_s >= 0, "must be >= 0"),
+        ("images.http.max_redirects", 0 <= c.images.http.max_redirects <= 10, "must be in [0, 10]"),
+        ("images.http.concurrency", c.images.http.concurrency >= 1, "must be >= 1"),
         ("synthetic.listings", c.synthetic.listings >= 0, "must be >= 0"),
         ("synthetic.seed_per_vertical", c.synthetic.seed_per_vertical >= 0, "must be >= 0"),
         ("synthetic.test_per_vertical", c.synthetic.test_per_vertical >= 0, "must be >= 0"),

@@ -78,7 +78,7 @@ def semantic_key(cfg, catalog: str, identity: dict, greedy: bool, limit: int | N
         "model": identity.get("model"),
         "model_fingerprint": identity.get("model_fingerprint"),
         "adapter_fingerprint": identity.get("adapter_fingerprint"),
-        "images": OmegaConf.to_container(cfg.images),
+        "images": images_key(cfg),
         "taxonomy": OmegaConf.to_container(cfg.taxonomy),
         "generation": gen,
         "threshold": cfg.consensus.threshold,
@@ -87,6 +87,15 @@ def semantic_key(cfg, catalog: str, identity: dict, greedy: bool, limit: int | N
         "round": cfg.pseudolabel.round,
         "review_below": review_below,
     }
+
+
+def images_key(cfg) -> dict:
+    """``images`` as it decides rows: its ``http`` settings only when an http(s) scheme is allowed (so the key of a
+    run that reads no http image does not change with them)."""
+    images = OmegaConf.to_container(cfg.images)
+    if not any(s in ("http", "https") for s in images["allowed_schemes"]):
+        images.pop("http", None)
+    return images
 
 
 def key_hash(key: dict) -> str:
