@@ -34,11 +34,11 @@ from attrpipe.pseudolabel.stages import (
     ImageSettings,
     PreparedListing,
     asked_attributes,
-    http_locations,
     listing_requests,
     prediction_rows,
     prepare_listing,
     score_listing,
+    start_fetches,
     texts_with_cache,
 )
 from attrpipe.pseudolabel.units import Unit, find_duplicate_ids, plan_units, read_labels, read_unit
@@ -48,7 +48,7 @@ from attrpipe.train.examples import catalog_root
 
 __all__ = ["run_pseudolabel", "output_dir_for", "cpu_stage_resources", "format_summary"]
 
-_CATALOG_COLUMNS = ["listing_id", "vertical", "image_uris", "image_bytes"]
+CATALOG_COLUMNS = ["listing_id", "vertical", "image_uris", "image_bytes"]
 
 
 def cpu_stage_resources(cluster_cpus: float, engine_cpus: float, num_cpus_per_task: float, max_actors: int | None,
@@ -115,21 +115,6 @@ class PrepareUnit:
         self.duplicates = set(duplicates)
         self.reuse = reuse_chains_from
 
-    def fetch_http(self, rows: list[dict]):
-        """Start fetching every ``http(s)://`` image of the unit's rows at once (the worker's pooled session bounds
-        how many are in flight); None when http is not allowed or the unit has none."""
-        images = self.ctx.images
-        if not images.http.allowed_schemes:
-            return None
-        locations = [loc for r in rows for loc in http_locations(r, taxonomy=self.ctx.taxonomy,
-                                                                  duplicates=self.duplicates, images=images,
-                                                                  root=self.root)]
-        if not locations:
-            return None
-        from attrpipe.http_images import fetcher_for
-
-        return fetcher_for(images.http).fetch_many(locations, images.max_bytes)
-
     def cached_chains(self, unit_id: str, listing_ids: set[str]) -> dict[str, list[str]]:
         """example id -> chain texts from the same unit of the run whose chains are reused (none if it has no shard:
         the unit is then generated)."""
@@ -144,9 +129,10 @@ class PrepareUnit:
     def __call__(self, row: dict) -> dict:
         unit = Unit(**row["unit"])
         listings, quarantine = [], []
-        rows = list(read_unit(unit, _CATALOG_COLUMNS))
+        rows = list(read_unit(unit, CATALOG_COLUMNS))
         n_in = len(rows)
-        fetched = self.fetch_http(rows)
+        fetched = start_fetches(rows, taxonomy=self.ctx.taxonomy, duplicates=self.duplicates, images=self.ctx.images,
+                                root=self.root)
         for r in rows:
             out = prepare_listing(r, taxonomy=self.ctx.taxonomy, duplicates=self.duplicates,
                                   images=self.ctx.images, root=self.root, fetched=fetched)

@@ -44,6 +44,7 @@ __all__ = [
     "prepare_listing",
     "inspect_listing",
     "http_locations",
+    "start_fetches",
     "asked_attributes",
     "listing_requests",
     "score_listing",
@@ -168,6 +169,22 @@ def http_locations(row: dict, *, taxonomy: Taxonomy, duplicates: set[str], image
         if is_http(location):
             out.append(location)
     return out
+
+
+def start_fetches(rows: list[dict], *, taxonomy: Taxonomy, duplicates: set[str], images: ImageSettings,
+                  root: str | None) -> dict[str, Future] | None:
+    """Start fetching every ``http(s)://`` image of these rows at once, through the worker's pooled session (which
+    bounds how many are in flight); None when http is not allowed or the rows have none. Pass the result to
+    :func:`prepare_listing` / :func:`inspect_listing` as ``fetched``."""
+    if not images.http.allowed_schemes:
+        return None
+    locations = [loc for r in rows for loc in http_locations(r, taxonomy=taxonomy, duplicates=duplicates,
+                                                              images=images, root=root)]
+    if not locations:
+        return None
+    from attrpipe.http_images import fetcher_for
+
+    return fetcher_for(images.http).fetch_many(locations, images.max_bytes)
 
 
 def prepare_listing(
