@@ -18,7 +18,8 @@ each worker process holds one :class:`HttpFetcher`: one pooled ``aiohttp`` sessi
   ``.example.com`` any of its subdomains).
 
 The body is returned as bytes; it is checked by decoding (attrpipe.images), whatever the ``Content-Type`` says.
-Failures are :class:`attrpipe.images.ImageError` with these reasons (quarantined as ``image_<reason>``):
+Failures are :class:`FetchError` with these reasons (attrpipe.images turns them into its ``ImageError``, quarantined
+as ``image_<reason>``):
 
 - ``http_status``       a status other than 200 after redirects and retries (the detail names it: ``HTTP 404``)
 - ``timeout``           connecting, a read or the whole attempt took too long, on every try
@@ -33,6 +34,7 @@ Failures are :class:`attrpipe.images.ImageError` with these reasons (quarantined
 from __future__ import annotations
 
 import asyncio
+import atexit
 import ipaddress
 import os
 import socket
@@ -42,13 +44,18 @@ from dataclasses import dataclass
 from typing import Iterable
 from urllib.parse import urljoin, urlsplit
 
-from attrpipe.images import ImageError
-
-__all__ = ["HTTP_SCHEMES", "HttpSettings", "HttpFetcher", "is_http", "fetcher_for", "host_problem"]
+__all__ = ["HTTP_SCHEMES", "FetchError", "HttpSettings", "HttpFetcher", "is_http", "fetcher_for", "host_problem"]
 
 HTTP_SCHEMES = ("http", "https")
 _REDIRECTS = (301, 302, 303, 307, 308)
 _CHUNK = 1 << 16
+
+
+class FetchError(Exception):
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
 
 
 def is_http(location: str | None) -> bool:
@@ -87,21 +94,21 @@ def _address_is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-def host_problem(host: str | None, settings: HttpSettings) -> ImageError | None:
+def host_problem(host: str | None, settings: HttpSettings) -> FetchError | None:
     """Why a URL's host may not be fetched from (None: it may); checks the allow-list and literal IP addresses.
     Names are checked again on the addresses they resolve to, when connecting (:class:`_GuardedResolver`)."""
     if not host:
-        return ImageError("bad_uri", "no host in the URL")
+        return FetchError("bad_uri", "no host in the URL")
     host = host.lower().rstrip(".")
     if settings.allowed_hosts and not any(host == a or (a.startswith(".") and host.endswith(a))
                                           for a in settings.allowed_hosts):
-        return ImageError("host_not_allowed", f"{host} is not in images.http.allowed_hosts")
+        return FetchError("host_not_allowed", f"{host} is not in images.http.allowed_hosts")
     try:
         ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
     except ValueError:
         return None  # a name: checked on its addresses by the resolver
     if not settings.allow_private_hosts and not _address_is_public(host.strip("[]")):
-        return ImageError("private_host", f"{host} is not a public address (images.http.allow_private_hosts)")
+        return FetchError("private_host", f"{host} is not a public address (images.http.allow_private_hosts)")
     return None
 
 
@@ -136,7 +143,7 @@ def _resolver(allow_private: bool):
 
 
 class _Retry(Exception):
-    def __init__(self, error: ImageError):
+    def __init__(self, error: FetchError):
         super().__init__(str(error))
         self.error = error
 
@@ -163,7 +170,7 @@ class HttpFetcher:
                                      headers={"User-Agent": "attrpipe"})
 
     def submit(self, url: str, max_bytes: int) -> Future:
-        """Start fetching ``url``; the future's result is its bytes, or it raises an ImageError."""
+        """Start fetching ``url``; the future's result is its bytes, or it raises a FetchError."""
         return asyncio.run_coroutine_threadsafe(self._fetch(url, max_bytes), self._loop)
 
     def fetch(self, url: str, max_bytes: int) -> bytes:
@@ -189,7 +196,7 @@ class HttpFetcher:
             except _Retry as r:
                 if attempt == s.retries:
                     tries = f" ({s.retries + 1} tries)" if s.retries else ""
-                    raise ImageError(r.error.reason, f"{r.error.detail}{tries}") from None
+                    raise FetchError(r.error.reason, f"{r.error.detail}{tries}") from None
                 await asyncio.sleep(s.backoff_s * 2 ** attempt)
         raise AssertionError("unreachable")
 
@@ -203,7 +210,7 @@ class HttpFetcher:
         for _ in range(s.max_redirects + 1):
             parts = urlsplit(current)
             if parts.scheme.lower() not in s.allowed_schemes:
-                raise ImageError("bad_uri", f"{url} redirects to {current}: scheme {parts.scheme!r} is not allowed")
+                raise FetchError("bad_uri", f"{url} redirects to {current}: scheme {parts.scheme!r} is not allowed")
             problem = host_problem(parts.hostname, s)
             if problem is not None:
                 raise problem
@@ -212,33 +219,33 @@ class HttpFetcher:
                     if resp.status in _REDIRECTS:
                         location = resp.headers.get("Location")
                         if not location:
-                            raise ImageError("http_redirects", f"HTTP {resp.status} without a Location: {current}")
+                            raise FetchError("http_redirects", f"HTTP {resp.status} without a Location: {current}")
                         current = urljoin(current, location)
                         continue
                     if resp.status >= 500:
-                        raise _Retry(ImageError("http_status", f"HTTP {resp.status} from {current}"))
+                        raise _Retry(FetchError("http_status", f"HTTP {resp.status} from {current}"))
                     if resp.status != 200:
-                        raise ImageError("http_status", f"HTTP {resp.status} from {current}")
+                        raise FetchError("http_status", f"HTTP {resp.status} from {current}")
                     if resp.content_length is not None and resp.content_length > max_bytes:
-                        raise ImageError("too_many_bytes", f"Content-Length {resp.content_length} > {max_bytes}")
+                        raise FetchError("too_many_bytes", f"Content-Length {resp.content_length} > {max_bytes}")
                     body = bytearray()
                     async for chunk in resp.content.iter_chunked(_CHUNK):
                         body += chunk
                         if len(body) > max_bytes:
-                            raise ImageError("too_many_bytes", f"> {max_bytes} bytes streamed from {current}")
+                            raise FetchError("too_many_bytes", f"> {max_bytes} bytes streamed from {current}")
                     return bytes(body)
-            except (ImageError, _Retry):
+            except (FetchError, _Retry):
                 raise
             except asyncio.TimeoutError:  # aiohttp's connect and read timeouts are TimeoutErrors too
-                raise _Retry(ImageError("timeout", f"{current}: no answer within the timeouts (images.http)")) \
+                raise _Retry(FetchError("timeout", f"{current}: no answer within the timeouts (images.http)")) \
                     from None
             except aiohttp.ClientConnectorError as e:
                 if isinstance(e.os_error, _BlockedHost):
-                    raise ImageError("private_host", str(e.os_error)) from None
-                raise ImageError("unreachable", f"{current}: {e}"[:300]) from None
+                    raise FetchError("private_host", str(e.os_error)) from None
+                raise FetchError("unreachable", f"{current}: {e}"[:300]) from None
             except (aiohttp.ClientError, OSError, ValueError) as e:
-                raise ImageError("unreachable", f"{current}: {type(e).__name__}: {e}"[:300]) from None
-        raise ImageError("http_redirects", f"more than {s.max_redirects} redirects from {url}")
+                raise FetchError("unreachable", f"{current}: {type(e).__name__}: {e}"[:300]) from None
+        raise FetchError("http_redirects", f"more than {s.max_redirects} redirects from {url}")
 
 
 _FETCHERS: dict[HttpSettings, HttpFetcher] = {}
@@ -246,9 +253,20 @@ _LOCK = threading.Lock()
 
 
 def fetcher_for(settings: HttpSettings) -> HttpFetcher:
-    """The process's fetcher for these settings (one pooled session per worker process)."""
+    """The process's fetcher for these settings (one pooled session per worker process), closed at exit."""
     with _LOCK:
         f = _FETCHERS.get(settings)
         if f is None or f._pid != os.getpid():  # a forked child gets its own
+            if not _FETCHERS:
+                atexit.register(_close_all)
             f = _FETCHERS[settings] = HttpFetcher(settings)
         return f
+
+
+def _close_all() -> None:
+    for f in list(_FETCHERS.values()):
+        try:
+            f.close()
+        except Exception:  # noqa: BLE001 - at exit, a fetcher that cannot close cleanly is left to the OS
+            pass
+    _FETCHERS.clear()

@@ -20,11 +20,14 @@ from __future__ import annotations
 import io
 import posixpath
 import warnings
+from concurrent.futures import Future
 from urllib.parse import urlparse
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageError", "resolve_uri", "read_bytes", "check_image", "decode_image", "load_image"]
+from attrpipe.http_images import FetchError, fetcher_for, is_http
+
+__all__ = ["ImageError", "resolve_uri", "read_bytes", "fetched", "check_image", "decode_image", "load_image"]
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -64,13 +67,12 @@ def read_bytes(location: str, max_bytes: int, http=None) -> bytes:
     the process's pooled session (attrpipe/http_images.py; ``http``: its :class:`HttpSettings`)."""
     from pyarrow import fs as pafs
 
-    from attrpipe.http_images import fetcher_for, is_http
     from attrpipe.storage import filesystem_for
 
     if is_http(location):
         if http is None:
             raise ImageError("bad_uri", f"{location}: no images.http settings to fetch it with")
-        return fetcher_for(http).fetch(location, max_bytes)
+        return fetched(fetcher_for(http).submit(location, max_bytes))
 
     try:
         filesystem, path = filesystem_for(location)
@@ -90,6 +92,15 @@ def read_bytes(location: str, max_bytes: int, http=None) -> bytes:
     if len(data) > max_bytes:
         raise ImageError("too_many_bytes", f"> {max_bytes}")
     return data
+
+
+def fetched(future: Future) -> bytes:
+    """The bytes of an ``http(s)://`` fetch started with :meth:`attrpipe.http_images.HttpFetcher.submit` (waits for
+    it); its failure as an :class:`ImageError` of the same reason."""
+    try:
+        return future.result()
+    except FetchError as e:
+        raise ImageError(e.reason, e.detail) from None
 
 
 def check_image(data: bytes, *, max_pixels: int, max_bytes: int) -> tuple[Image.Image, str]:

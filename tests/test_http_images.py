@@ -13,8 +13,7 @@ from PIL import Image
 
 from attrpipe.cli import main
 from attrpipe.config import load_config
-from attrpipe.http_images import HttpFetcher, HttpSettings, host_problem
-from attrpipe.images import ImageError
+from attrpipe.http_images import FetchError, HttpFetcher, HttpSettings, host_problem
 from attrpipe.pseudolabel.stages import ImageSettings, prepare_listing
 from attrpipe.taxonomy import load_taxonomy
 from catalogs import LOOSE_SCHEMA
@@ -62,7 +61,7 @@ def test_public_addresses_and_names_pass_and_the_allow_list_applies():
     assert host_problem(None, HttpSettings()).reason == "bad_uri"
 
 
-# --- the fetcher against the server ------------------------------------------------------------------------------------
+# --- the fetcher against the server ---------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +74,7 @@ def fetcher():
 def _reason(fetcher, url, max_bytes=1_000_000):
     try:
         fetcher.fetch(url, max_bytes)
-    except ImageError as e:
+    except FetchError as e:
         return e.reason, e.detail
     return "ok", ""
 
@@ -128,7 +127,7 @@ def test_http_uris_are_refused_unless_the_scheme_is_allowed(server):
     assert out.listing_id == "x" and out.image_uris == row["image_uris"] and len(out.pixels) == 1
 
 
-# --- the whole command --------------------------------------------------------------------------------------------------
+# --- the whole command ------------------------------------------------------------------------------------------------
 
 # listing id -> (image paths on the server, or local file names; expected outcome, a text the detail must hold)
 CASES = {

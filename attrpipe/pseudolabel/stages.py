@@ -34,6 +34,7 @@ from attrpipe.consensus import example_id
 from attrpipe.engines.base import GenerationRequest
 from attrpipe.http_images import HttpSettings, is_http
 from attrpipe.images import ImageError, check_image, decode_image, read_bytes, resolve_uri
+from attrpipe.images import fetched as fetched_bytes
 from attrpipe.prompts import build_messages, user_text
 from attrpipe.scoring import score_chains
 from attrpipe.taxonomy import Attribute, Taxonomy
@@ -144,7 +145,7 @@ def _checked_images(row: dict, sources, *, images: ImageSettings, root: str | No
                 location = resolve_uri(uri or "", root, images.allowed_schemes)
                 resolved.append(location)
                 if fetched is not None and location in fetched:
-                    data = fetched[location].result()
+                    data = fetched_bytes(fetched[location])
                 else:
                     data = read_bytes(location, images.max_bytes, images.http)
             results.append(each(data))
