@@ -2,8 +2,8 @@
 
 The schema is checked as every command checks it (attrpipe.preflight.check_dataset); then Ray Data streams the
 catalog's units (the very units pseudo-labeling plans, ``data.unlabeled_limit`` included) through CPU actors that
-validate every row with pseudo-labeling's own functions: the row checks (ids, duplicates, verticals, images present,
-URIs) and each used image read within ``images.max_bytes`` and decoded by :func:`attrpipe.images.check_image` (the
+validate every row with pseudo-labeling's own functions: the row checks (ids, duplicates, verticals, matched by case
+and spaces with ``data.match_vertical_names`` and counted, images present, URIs) and each used image read within ``images.max_bytes`` and decoded by :func:`attrpipe.images.check_image` (the
 pixel cap from the header first), fetched the same way when it is an ``http(s)://`` URL
 (attrpipe.pseudolabel.stages.inspect_listing). So its would-quarantine counts are pseudo-labeling's quarantine
 counts on the same catalog and configuration.
@@ -43,6 +43,7 @@ def unit_tally(outcomes: list) -> dict:
     reasons: Counter = Counter()
     formats: Counter = Counter()
     sizes: Counter = Counter()
+    matched: Counter = Counter()
     labeled = extra = n_images = n_bytes = 0
     for o in outcomes:
         if isinstance(o, dict):
@@ -50,6 +51,8 @@ def unit_tally(outcomes: list) -> dict:
             continue
         labeled += 1
         extra += o.extra_images
+        if o.vertical_as_written is not None:
+            matched[f"{o.vertical_as_written!r} -> {o.vertical}"] += 1
         for fmt, w, h, nbytes in o.images:
             n_images += 1
             n_bytes += nbytes
@@ -57,7 +60,8 @@ def unit_tally(outcomes: list) -> dict:
             sizes[size_bucket(w, h)] += 1
     return {"rows": len(outcomes), "would_label": labeled, "would_quarantine": sum(reasons.values()),
             "quarantine_reasons": dict(reasons), "extra_images_dropped": extra, "images": n_images,
-            "image_bytes": n_bytes, "image_formats": dict(formats), "image_sizes": dict(sizes)}
+            "image_bytes": n_bytes, "image_formats": dict(formats), "image_sizes": dict(sizes),
+            "verticals_matched": dict(matched)}
 
 
 def merge_tallies(tallies: list[dict]) -> dict:
@@ -70,7 +74,7 @@ def merge_tallies(tallies: list[dict]) -> dict:
                 out[k] = dict(c)
             else:
                 out[k] += v
-    for k in ("quarantine_reasons", "image_formats"):
+    for k in ("quarantine_reasons", "image_formats", "verticals_matched"):
         out[k] = dict(sorted(out[k].items(), key=lambda kv: (-kv[1], kv[0])))
     order = [name for _, name in SIZE_BUCKETS]
     out["image_sizes"] = {b: out["image_sizes"][b] for b in order if b in out["image_sizes"]}
@@ -81,12 +85,14 @@ class CheckUnit:
     """The Ray Data map actor: one unit -> its tally (taxonomy and images settings built once per actor)."""
 
     def __init__(self, cfg_yaml: str, root: str, duplicates: list[str]):
+        from attrpipe.catalog_io import CatalogReading
         from attrpipe.pseudolabel.stages import ImageSettings
         from attrpipe.taxonomy import load_taxonomy
 
         cfg = OmegaConf.create(cfg_yaml)
         self.taxonomy = load_taxonomy(cfg.taxonomy.path, cfg.taxonomy.verticals or None)
         self.images = ImageSettings.from_conf(cfg.images)
+        self.reading = CatalogReading.from_conf(cfg)
         self.root = root
         self.duplicates = set(duplicates)
 
@@ -95,8 +101,9 @@ class CheckUnit:
         from attrpipe.pseudolabel.stages import inspect_listing, start_fetches
         from attrpipe.pseudolabel.units import Unit, read_unit
 
-        rows = list(read_unit(Unit(**row["unit"]), CATALOG_COLUMNS))
-        kw = dict(taxonomy=self.taxonomy, duplicates=self.duplicates, images=self.images, root=self.root)
+        rows = list(read_unit(Unit(**row["unit"]), CATALOG_COLUMNS, self.reading))
+        kw = dict(taxonomy=self.taxonomy, duplicates=self.duplicates, images=self.images, root=self.root,
+                  match_vertical_names=self.reading.match_vertical_names)
         fetched = start_fetches(rows, **kw)
         return {"tally": json.dumps(unit_tally([inspect_listing(r, fetched=fetched, **kw) for r in rows]))}
 
@@ -107,6 +114,7 @@ def default_report_path(cfg) -> str:
 
 def run_catalog_check(cfg, path: str, *, out: str | None = None, verbose: bool = True) -> dict:
     """Check ``path`` as pseudo-labeling with ``cfg`` would read it; write and return the report."""
+    from attrpipe.catalog_io import CatalogReading
     from attrpipe.config import config_hash
     from attrpipe.preflight import InputError, check_dataset
 
@@ -115,7 +123,7 @@ def run_catalog_check(cfg, path: str, *, out: str | None = None, verbose: bool =
     report = {"catalog": path, "config_hash": config_hash(cfg), "limit": cfg.data.unlabeled_limit,
               "schema_ok": True, "schema_error": None, "files": 0, "units": 0, "counts": merge_tallies([])}
     try:
-        files = check_dataset(path, "PATH", "catalog")
+        files = check_dataset(path, "PATH", "catalog", reading=CatalogReading.from_conf(cfg))
     except InputError as e:
         report.update(schema_ok=False, schema_error=str(e))
     else:
@@ -135,6 +143,7 @@ def run_catalog_check(cfg, path: str, *, out: str | None = None, verbose: bool =
 def _tally_catalog(cfg, path: str, report: dict) -> dict:
     import ray
 
+    from attrpipe.catalog_io import CatalogReading
     from attrpipe.pseudolabel.pipeline import cpu_stage_resources
     from attrpipe.pseudolabel.units import find_duplicate_ids, plan_units
     from attrpipe.ray_utils import init_ray
@@ -145,7 +154,7 @@ def _tally_catalog(cfg, path: str, report: dict) -> dict:
     if not units:
         return merge_tallies([])
     init_ray(cfg)
-    duplicates = sorted(find_duplicate_ids(path))
+    duplicates = sorted(find_duplicate_ids(path, CatalogReading.from_conf(cfg)))
     # one CPU stage, no engines: every CPU the cluster has (or ray.preprocess.max_actors)
     cpus, pool, _ = cpu_stage_resources(ray.cluster_resources().get("CPU", 0.0), 0.0,
                                         cfg.ray.preprocess.num_cpus_per_task, cfg.ray.preprocess.max_actors,
@@ -168,6 +177,10 @@ def format_check(report: dict) -> str:
               f"{'  would quarantine':<34}{c['would_quarantine']:>12}"]
     lines += [f"{'    ' + r:<34}{n:>12}" for r, n in c["quarantine_reasons"].items()]
     lines.append(f"{'extra images dropped':<34}{c['extra_images_dropped']:>12}")
+    if c["verticals_matched"]:
+        lines.append(f"{'verticals matched by case/spaces':<34}{sum(c['verticals_matched'].values()):>12}   "
+                     "(data.match_vertical_names; false: quarantined as unknown_vertical)")
+        lines += [f"{'  ' + m:<34}{n:>12}" for m, n in c["verticals_matched"].items()]
     mib = c["image_bytes"] / 2**20
     lines.append(f"{'images of the labeled rows':<34}{c['images']:>12}   ({mib:.1f} MiB encoded)")
     lines += [f"{'  ' + f:<34}{n:>12}" for f, n in c["image_formats"].items()]

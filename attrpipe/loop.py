@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attrpipe import storage
-from attrpipe.config import ConfigError, config_hash, to_yaml
+from attrpipe.catalog_io import CatalogReading
+from attrpipe.config import ConfigError, config_hash, drop_inert_defaults, to_yaml
 from attrpipe.loop_manifest import loop_manifest_path, read_loop_manifest
 from attrpipe.methods import is_oracle, training_kind
 
@@ -119,7 +120,7 @@ def _result_key(cfg, *, seed_sft_only: bool = False) -> str:
     """
     from omegaconf import OmegaConf
 
-    c = OmegaConf.to_container(cfg, resolve=True)
+    c = drop_inert_defaults(OmegaConf.to_container(cfg, resolve=True))
     c["loop"] = {k: v for k, v in c["loop"].items() if k != "rounds"}
     for section in ("ray", "study", "predict"):  # how it runs, and what other commands do: not the loop's results
         c.pop(section, None)
@@ -278,7 +279,7 @@ def _premise(cfg, st: Stage, manifest: dict, out: str, truth_cache: dict) -> dic
     from attrpipe.premise import chain_premise, read_chain_rows, read_truth, sampler_accuracy
 
     if "truth" not in truth_cache:
-        truth_cache["truth"] = read_truth(cfg.data.truth)
+        truth_cache["truth"] = read_truth(cfg.data.truth, CatalogReading.from_conf(cfg))
     truth = truth_cache["truth"]
     if truth is None:
         return None

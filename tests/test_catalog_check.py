@@ -26,11 +26,11 @@ def test_size_buckets_and_tallies():
     assert a == {"rows": 4, "would_label": 1, "would_quarantine": 3,
                  "quarantine_reasons": {"no_images": 2, "image_missing": 1}, "extra_images_dropped": 2,
                  "images": 2, "image_bytes": 6000, "image_formats": {"JPEG": 1, "PNG": 1},
-                 "image_sizes": {"< 256 px": 1, "512-1023 px": 1}}
-    b = unit_tally([InspectedListing("b", "watch", "f#1", [("JPEG", 3000, 10, 7)], 0)])
+                 "image_sizes": {"< 256 px": 1, "512-1023 px": 1}, "verticals_matched": {}}
+    b = unit_tally([InspectedListing("b", "watch", "f#1", [("JPEG", 3000, 10, 7)], 0, " Watch")])
     m = merge_tallies([a, b])
     assert (m["rows"], m["would_label"], m["images"], m["image_bytes"]) == (5, 2, 3, 6007)
-    assert m["image_formats"] == {"JPEG": 2, "PNG": 1}
+    assert m["image_formats"] == {"JPEG": 2, "PNG": 1} and m["verticals_matched"] == {"' Watch' -> watch": 1}
     assert list(m["image_sizes"]) == ["< 256 px", "512-1023 px", ">= 2048 px"]  # in bucket order
     assert merge_tallies([])["rows"] == 0
 

@@ -10,7 +10,8 @@ Quarantine reason codes (listing level; one row per quarantined input row):
 - ``unreadable_catalog_rows``: a catalog file that is not Parquet (one row: the file) or a corrupt row group (one
   row per row it holds),
 - ``missing_listing_id``, ``duplicate_listing_id`` (every row of an id that occurs more than once),
-  ``unknown_vertical``, ``no_images``,
+  ``unknown_vertical`` (a vertical differing from the taxonomy's only by case or surrounding spaces is matched to it
+  when ``data.match_vertical_names``; the listing's rows carry the taxonomy's name), ``no_images``,
 - ``image_<code>`` when any of the kept images fails, with the codes of attrpipe.images: ``image_bad_uri``,
   ``image_missing``, ``image_too_many_bytes``, ``image_not_an_image``, ``image_too_many_pixels``,
   ``image_truncated``, and for ``http(s)://`` images ``image_http_status``, ``image_timeout``,
@@ -81,6 +82,7 @@ class PreparedListing:
     image_uris: list[str] | None  # resolved URIs (None when the images were inline)
     image_bytes: list[bytes] | None  # the original inline bytes (None when read from URIs)
     extra_images: int = 0
+    vertical_matched: bool = False  # the row named the vertical differently (case, spaces): matched to this one
 
     def pil_images(self) -> list[Image.Image]:
         return [Image.frombytes("RGB", (self.size, self.size), p) for p in self.pixels]
@@ -107,12 +109,15 @@ class InspectedListing:
     source: str
     images: list[tuple[str, int, int, int]]  # (format, width, height, encoded bytes) of each used image
     extra_images: int = 0
+    vertical_as_written: str | None = None  # the row's vertical when it was matched by case or spaces
 
 
-def _row_sources(row: dict, *, taxonomy: Taxonomy, duplicates: set[str], images: ImageSettings
+def _row_sources(row: dict, *, taxonomy: Taxonomy, duplicates: set[str], images: ImageSettings,
+                 match_vertical_names: bool = False
                  ) -> tuple[str, str, list[tuple[str | None, bytes | None]], int, bool] | dict:
     """The row-level checks: ``(listing_id, vertical, used image sources, images dropped, inline)`` or a quarantine
-    row. A source is ``(uri, None)`` or ``(None, inline bytes)``."""
+    row. A source is ``(uri, None)`` or ``(None, inline bytes)``; the vertical is the taxonomy's name for the row's
+    (``match_vertical_names``: also one that differs only by case or surrounding spaces)."""
     if "_error" in row:  # rows the catalog file would not give up (attrpipe.pseudolabel.units.read_unit)
         return quarantine_row(row, "unreadable_catalog_rows", row["_error"])
     lid = row.get("listing_id")
@@ -120,9 +125,9 @@ def _row_sources(row: dict, *, taxonomy: Taxonomy, duplicates: set[str], images:
         return quarantine_row(row, "missing_listing_id")
     if lid in duplicates:
         return quarantine_row(row, "duplicate_listing_id", "this listing_id occurs more than once in the catalog")
-    vertical = row.get("vertical")
-    if vertical not in taxonomy.verticals:
-        return quarantine_row(row, "unknown_vertical", f"{vertical!r} is not in the taxonomy")
+    vertical = taxonomy.match_vertical(row.get("vertical"), match_vertical_names)
+    if vertical is None:
+        return quarantine_row(row, "unknown_vertical", f"{row.get('vertical')!r} is not in the taxonomy")
     inline = [b for b in (row.get("image_bytes") or []) if b is not None]
     uris = list(row.get("image_uris") or [])
     sources: list[tuple[str | None, bytes | None]] = [(None, b) for b in inline] if inline else [(u, None) for u in uris]
@@ -155,10 +160,11 @@ def _checked_images(row: dict, sources, *, images: ImageSettings, root: str | No
 
 
 def http_locations(row: dict, *, taxonomy: Taxonomy, duplicates: set[str], images: ImageSettings,
-                   root: str | None) -> list[str]:
+                   root: str | None, match_vertical_names: bool = False) -> list[str]:
     """The ``http(s)://`` images :func:`prepare_listing` would fetch for this row (none for a row it quarantines
     before its images), so a stage can start fetching them all at once."""
-    checked = _row_sources(row, taxonomy=taxonomy, duplicates=duplicates, images=images)
+    checked = _row_sources(row, taxonomy=taxonomy, duplicates=duplicates, images=images,
+                           match_vertical_names=match_vertical_names)
     if isinstance(checked, dict) or checked[4]:
         return []
     out = []
@@ -173,14 +179,15 @@ def http_locations(row: dict, *, taxonomy: Taxonomy, duplicates: set[str], image
 
 
 def start_fetches(rows: list[dict], *, taxonomy: Taxonomy, duplicates: set[str], images: ImageSettings,
-                  root: str | None) -> dict[str, Future] | None:
+                  root: str | None, match_vertical_names: bool = False) -> dict[str, Future] | None:
     """Start fetching every ``http(s)://`` image of these rows at once, through the worker's pooled session (which
     bounds how many are in flight); None when http is not allowed or the rows have none. Pass the result to
     :func:`prepare_listing` / :func:`inspect_listing` as ``fetched``."""
     if not images.http.allowed_schemes:
         return None
     locations = [loc for r in rows for loc in http_locations(r, taxonomy=taxonomy, duplicates=duplicates,
-                                                              images=images, root=root)]
+                                                              images=images, root=root,
+                                                              match_vertical_names=match_vertical_names)]
     if not locations:
         return None
     from attrpipe.http_images import fetcher_for
@@ -190,10 +197,11 @@ def start_fetches(rows: list[dict], *, taxonomy: Taxonomy, duplicates: set[str],
 
 def prepare_listing(
     row: dict, *, taxonomy: Taxonomy, duplicates: set[str], images: ImageSettings, root: str | None,
-    fetched: Mapping[str, Future] | None = None,
+    fetched: Mapping[str, Future] | None = None, match_vertical_names: bool = False,
 ) -> PreparedListing | dict:
     """Validate a catalog row and load its images; a dict return value is a quarantine row."""
-    checked = _row_sources(row, taxonomy=taxonomy, duplicates=duplicates, images=images)
+    checked = _row_sources(row, taxonomy=taxonomy, duplicates=duplicates, images=images,
+                           match_vertical_names=match_vertical_names)
     if isinstance(checked, dict):
         return checked
     lid, vertical, sources, extra, inline = checked
@@ -211,6 +219,7 @@ def prepare_listing(
         image_uris=None if inline else resolved,
         image_bytes=[s[1] for s in sources] if inline else None,
         extra_images=extra,
+        vertical_matched=vertical != row.get("vertical"),
     )
 
 
@@ -221,11 +230,12 @@ def _inspect(data: bytes, images: ImageSettings) -> tuple[str, int, int, int]:
 
 def inspect_listing(
     row: dict, *, taxonomy: Taxonomy, duplicates: set[str], images: ImageSettings, root: str | None,
-    fetched: Mapping[str, Future] | None = None,
+    fetched: Mapping[str, Future] | None = None, match_vertical_names: bool = False,
 ) -> InspectedListing | dict:
     """:func:`prepare_listing`'s checks, in the same order, with each image validated by the same
     :func:`attrpipe.images.check_image` but neither converted nor resized: the row's outcome in pseudo-labeling."""
-    checked = _row_sources(row, taxonomy=taxonomy, duplicates=duplicates, images=images)
+    checked = _row_sources(row, taxonomy=taxonomy, duplicates=duplicates, images=images,
+                           match_vertical_names=match_vertical_names)
     if isinstance(checked, dict):
         return checked
     lid, vertical, sources, extra, _ = checked
@@ -233,7 +243,9 @@ def inspect_listing(
                              each=lambda data: _inspect(data, images))
     if isinstance(loaded, dict):
         return loaded
-    return InspectedListing(lid, vertical, row.get("_source", ""), loaded[0], extra)
+    written = row.get("vertical")
+    return InspectedListing(lid, vertical, row.get("_source", ""), loaded[0], extra,
+                            None if written == vertical else written)
 
 
 def asked_attributes(taxonomy: Taxonomy, vertical: str, *, skip_non_inferable: bool, category_question: bool
