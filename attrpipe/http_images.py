@@ -70,7 +70,7 @@ class HttpSettings:
     retries: int = 2
     backoff_s: float = 0.5
     max_redirects: int = 3
-    concurrency: int = 16
+    concurrency: int = 64
     allow_private_hosts: bool = False
     allowed_hosts: tuple[str, ...] = ()
     allowed_schemes: tuple[str, ...] = ()  # the http(s) schemes of images.allowed_schemes

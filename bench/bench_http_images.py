@@ -66,6 +66,7 @@ def main():
     p.add_argument("--latency", type=float, nargs="+", default=[0.01],
                    help="stand-in engine seconds per request (a row per value)")
     p.add_argument("--unit", type=int, default=64, help="pseudolabel.listings_per_unit")
+    p.add_argument("--concurrency", type=int, default=None, help="images.http.concurrency (default: the config's)")
     p.add_argument("--repeat", type=int, default=2, help="runs of each kind, alternating; the best is reported")
     args = p.parse_args()
 
@@ -99,7 +100,8 @@ def main():
                     f"pseudolabel.output={tmp / f'out-{kind}-{latency}-{attempt}'}", "ray.engine.num_actors=1",
                     "ray.engine.num_cpus_per_actor=0.5", "ray.preprocess.num_cpus_per_task=0.5",
                     f"taxonomy.verticals=[{','.join(VERTICALS)}]", "images.allowed_schemes=[file,http]",
-                    "images.http.allow_private_hosts=true"])
+                    "images.http.allow_private_hosts=true",
+                    *([f"images.http.concurrency={args.concurrency}"] if args.concurrency else [])])
                 t0 = time.perf_counter()
                 m = run_pseudolabel(cfg, verbose=False)
                 seconds = time.perf_counter() - t0
@@ -114,7 +116,8 @@ def main():
     ray.shutdown()
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nhttp images: {args.listings} listings x {args.images_per_listing} images (320x240 JPEG), server delay "
-          f"{args.delay * 1000:g} ms per response, {hits} requests served, stand-in engine, {args.unit} listings per "
+          f"{args.delay * 1000:g} ms per response, {hits} requests served, images.http.concurrency "
+          f"{args.concurrency or 'as configured'}, stand-in engine, {args.unit} listings per "
           f"unit, {os.cpu_count()} cores, best of {args.repeat} alternating runs each (Ray started before the runs, not "
           "timed; the stages' actors start in each run, timed)")
     print("| engine ms per request | local files listings/s | http listings/s | http / local |")
