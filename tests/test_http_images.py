@@ -175,12 +175,12 @@ def http_run(tmp_path_factory, run_server, ray_local):
                  "images.http.allowed_hosts=[127.0.0.1]", "images.http.read_timeout_s=0.4",
                  "images.http.retries=1", "images.http.backoff_s=0.05"]
     assert main(["pseudolabel", "conf/demo_cpu.yaml", *overrides]) == 0
-    return out
+    return out, root, overrides
 
 
 def test_every_row_is_labeled_or_quarantined_once_with_its_reason(http_run, run_server):
     server = run_server
-    out = http_run
+    out, _, _ = http_run
     quarantine = pq.read_table(out / "quarantine").to_pylist()
     labeled = {r["listing_id"] for r in pq.read_table(out / "consensus").to_pylist()}
     for lid, (_, outcome, detail) in CASES.items():
@@ -196,4 +196,15 @@ def test_every_row_is_labeled_or_quarantined_once_with_its_reason(http_run, run_
 
 
 def test_the_audit_passes_on_the_http_run(http_run):
-    assert main(["audit", str(http_run)]) == 0
+    assert main(["audit", str(http_run[0])]) == 0
+
+
+def test_the_catalog_check_fetches_the_same_way_and_predicts_the_run(http_run, tmp_path):
+    out, root, overrides = http_run
+    report = tmp_path / "check.json"
+    assert main(["catalog", "check", str(root / "unlabeled"), "conf/demo_cpu.yaml", *overrides,
+                 f"run.output_dir={tmp_path}", "--out", str(report)]) == 0
+    check = json.loads(report.read_text())["counts"]
+    manifest = json.loads((out / "manifest.json").read_text())["counts"]
+    assert check["quarantine_reasons"] == manifest["quarantine_reasons"]
+    assert check["would_label"] == manifest["listings_labeled"] == 5
