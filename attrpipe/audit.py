@@ -33,9 +33,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from attrpipe import storage
+from attrpipe.catalog_io import CatalogReading
 from attrpipe.loop_manifest import LOOP_FILE, read_loop_manifest
 from attrpipe.pseudolabel.output import (
     COUNT_KEYS,
+    LATER_COUNT_KEYS,
     MANIFEST_FILE,
     RUN_FILE,
     SHARD_DIRS,
@@ -128,10 +130,11 @@ def audit_pseudolabel(out: str) -> AuditReport:
         complete.append(f"cannot plan the input's units again from {key['catalog']!r}: {e}")
         return rep
     taxonomy, asked = _asked_by_vertical(key["taxonomy"])
+    reading = CatalogReading.from_key(key.get("reading"))  # how the run read its catalog (data.columns, ...)
     truth = None
     if key.get("oracle_truth"):  # a diagnostic oracle arm: the consensus is the true label
         try:
-            truth = read_labels(key["oracle_truth"])
+            truth = read_labels(key["oracle_truth"], reading)
         except Exception as e:  # noqa: BLE001
             rules.append(f"cannot read the truth file {key['oracle_truth']!r} the oracle scored with: {e}")
             return rep
@@ -161,7 +164,7 @@ def audit_pseudolabel(out: str) -> AuditReport:
             shards[name] = rows
         else:
             _audit_unit(unit, marker, shards, asked, taxonomy, n_chains, threshold, seed, rows_once, rules, counts,
-                        rep.facts, truth)
+                        rep.facts, truth, reading)
     # leftovers: files in the shard folders that no marker names
     for name in SHARD_DIRS:
         d = storage.join(out, name)
@@ -180,7 +183,7 @@ def audit_pseudolabel(out: str) -> AuditReport:
         else:
             totals = summarize(markers) if markers else {k: 0 for k in COUNT_KEYS}
             written = storage.read_json(manifest_path)["counts"]
-            diff = [k for k in COUNT_KEYS if written.get(k) != totals.get(k)]
+            diff = [k for k in COUNT_KEYS if written.get(k, 0 if k in LATER_COUNT_KEYS else None) != totals.get(k)]
             if diff:
                 counts.append("manifest.json's counts differ from the sum of the unit markers in: " + ", ".join(diff))
     rep.facts["units"] = rep.facts.get("units", 0) + len(units)
@@ -197,11 +200,15 @@ def _asked_by_vertical(tax_conf: dict):
 
 
 def _audit_unit(unit, marker, shards, asked, taxonomy, n_chains, threshold, seed, rows_once, rules, counts, facts,
-                truth=None) -> None:
+                truth=None, reading: CatalogReading = CatalogReading()) -> None:
     uid = unit.unit_id
     consensus, pairs, quarantine = (shards.get(k, []) for k in ("consensus", "pairs", "quarantine"))
-    inputs = [(r["_source"], r.get("listing_id"), r.get("vertical")) for r in
-              read_unit(unit, ["listing_id", "vertical"])]
+    # each input row with its vertical as the pipeline names it (data.match_vertical_names), and whether matched
+    inputs = []
+    for r in read_unit(unit, ["listing_id", "vertical"], reading):
+        vertical = taxonomy.match_vertical(r.get("vertical"), reading.match_vertical_names)
+        inputs.append((r["_source"], r.get("listing_id"), vertical if vertical is not None else r.get("vertical"),
+                       vertical is not None and vertical != r.get("vertical")))
     facts["input_rows"] = facts.get("input_rows", 0) + len(inputs)
     facts["listing_attributes"] = facts.get("listing_attributes", 0) + len(consensus)
     facts["pairs"] = facts.get("pairs", 0) + len(pairs)
@@ -209,7 +216,7 @@ def _audit_unit(unit, marker, shards, asked, taxonomy, n_chains, threshold, seed
     for r in consensus:
         by_listing[r["listing_id"]].append(r)
     q_sources = Counter(q["source"] for q in quarantine)
-    input_sources = {s for s, _, _ in inputs}
+    input_sources = {s for s, _, _, _ in inputs}
     for s in sorted(set(q_sources) - input_sources):
         rows_once.append(f"unit {uid}: quarantine row for {s}, which is not an input row of the unit")
     for s, n in q_sources.items():
@@ -219,7 +226,8 @@ def _audit_unit(unit, marker, shards, asked, taxonomy, n_chains, threshold, seed
         if not q["reason"]:
             rows_once.append(f"unit {uid}: input row {q['source']} quarantined without a reason")
     labeled = set()
-    for source, lid, vertical in inputs:
+    matched = 0
+    for source, lid, vertical, was_matched in inputs:
         quarantined = q_sources.get(source, 0) > 0
         has_rows = isinstance(lid, str) and lid in by_listing
         if quarantined and has_rows:
@@ -233,6 +241,7 @@ def _audit_unit(unit, marker, shards, asked, taxonomy, n_chains, threshold, seed
             if lid in labeled:
                 rows_once.append(f"unit {uid}: listing {lid} labeled twice (input row {source})")
             labeled.add(lid)
+            matched += was_matched
             got = Counter(r["attribute"] for r in by_listing.get(lid, []))
             if set(got) != set(want) or any(n != 1 for n in got.values()):
                 rows_once.append(f"unit {uid}: listing {lid} ({source}) has consensus rows for "
@@ -277,8 +286,9 @@ def _audit_unit(unit, marker, shards, asked, taxonomy, n_chains, threshold, seed
     extra = sum({r["listing_id"]: r["images_dropped"] for r in consensus}.values())
     mc = marker["counts"]
     recount = unit_counts(len(inputs), len(labeled), extra, consensus, pairs, quarantine,
-                          reused=mc.get("chains_reused", 0), review=len(shards.get("review", [])))
-    diff = [k for k, v in recount.items() if mc.get(k) != v]
+                          reused=mc.get("chains_reused", 0), review=len(shards.get("review", [])),
+                          verticals_matched=matched)
+    diff = [k for k, v in recount.items() if mc.get(k, 0 if k in LATER_COUNT_KEYS else None) != v]
     if diff:
         counts.append(f"unit {uid}: marker counts differ from its shards in: {', '.join(diff)}")
     if "predictions" in shards and len(shards["predictions"]) != len(consensus):

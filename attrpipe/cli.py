@@ -254,6 +254,12 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_catalog_check(args) -> int:
+    from attrpipe.catalog_check import run_catalog_check
+
+    return 0 if run_catalog_check(_load(args), args.path, out=args.out)["ok"] else 1
+
+
 def cmd_audit(args) -> int:
     from attrpipe.audit import audit, format_report
 
@@ -360,6 +366,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "without adapter)")
     p.add_argument("--out", help="output directory (default: <run.output_dir>/<run.name>/eval)")
     p.set_defaults(func=cmd_evaluate)
+
+    catalog = sub.add_parser("catalog", help="catalog utilities")
+    catalog_sub = catalog.add_subparsers(dest="catalog_command", metavar="WHAT", required=True)
+    p = catalog_sub.add_parser("check", help="what pseudo-labeling would make of a catalog, without a model: rows "
+                               "it would label and quarantine (by reason), images by format and size; exit 1 when "
+                               "nothing would be labeled or the schema is unusable")
+    p.add_argument("path", metavar="PATH", help="the catalog (a Parquet file or directory, local or URI)")
+    _add_config_args(p)
+    p.add_argument("--out", help="the JSON report (default: <run.output_dir>/<run.name>/catalog_check.json)")
+    p.set_defaults(func=cmd_catalog_check)
 
     p = sub.add_parser("audit", help="check a run from its manifests and shards: every input row accounted for "
                        "once, pairs by the rules, adapters whole")

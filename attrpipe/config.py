@@ -25,7 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from attrpipe.methods import METHODS, is_oracle
 
-__all__ = ["ConfigError", "load_config", "config_hash", "to_yaml", "PROJECT_CONF_DIR"]
+__all__ = ["ConfigError", "load_config", "config_hash", "drop_inert_defaults", "to_yaml", "PROJECT_CONF_DIR"]
 
 PROJECT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -61,12 +61,26 @@ class LoraConf:
 
 
 @dataclass
+class HttpConf:
+    connect_timeout_s: float = MISSING
+    read_timeout_s: float = MISSING
+    total_timeout_s: float = MISSING
+    retries: int = MISSING
+    backoff_s: float = MISSING
+    max_redirects: int = MISSING
+    concurrency: int = MISSING
+    allow_private_hosts: bool = MISSING
+    allowed_hosts: List[str] = MISSING
+
+
+@dataclass
 class ImagesConf:
     max_images: int = MISSING
     size: int = MISSING
     max_pixels: int = MISSING
     max_bytes: int = MISSING
     allowed_schemes: List[str] = MISSING
+    http: HttpConf = field(default_factory=HttpConf)
 
 
 @dataclass
@@ -85,6 +99,8 @@ class DataConf:
     test: str = MISSING
     unlabeled_limit: Optional[int] = MISSING
     truth: Optional[str] = MISSING
+    columns: Dict[str, str] = MISSING
+    match_vertical_names: bool = MISSING
 
 
 @dataclass
@@ -293,7 +309,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "sl.init": ("sft_adapter", "base"),
     "ray.train.backend": ("nccl", "gloo"),
 }
-_KNOWN_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "abfs", "az")
+_CATALOG_COLUMNS = ("listing_id", "vertical", "image_uris", "image_bytes", "seller_attributes", "labels", "reasoning")
+_KNOWN_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "abfs", "az", "http", "https")
 
 
 def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
@@ -307,6 +324,13 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
         ("images.size", c.images.size >= 28, "must be >= 28 (one merged vision patch)"),
         ("images.max_pixels", c.images.max_pixels >= c.images.size**2, "must be >= images.size squared"),
         ("images.max_bytes", c.images.max_bytes >= 1, "must be >= 1"),
+        ("images.http.connect_timeout_s", c.images.http.connect_timeout_s > 0, "must be > 0"),
+        ("images.http.read_timeout_s", c.images.http.read_timeout_s > 0, "must be > 0"),
+        ("images.http.total_timeout_s", c.images.http.total_timeout_s > 0, "must be > 0"),
+        ("images.http.retries", 0 <= c.images.http.retries <= 10, "must be in [0, 10]"),
+        ("images.http.backoff_s", c.images.http.backoff_s >= 0, "must be >= 0"),
+        ("images.http.max_redirects", 0 <= c.images.http.max_redirects <= 10, "must be in [0, 10]"),
+        ("images.http.concurrency", c.images.http.concurrency >= 1, "must be >= 1"),
         ("synthetic.listings", c.synthetic.listings >= 0, "must be >= 0"),
         ("synthetic.seed_per_vertical", c.synthetic.seed_per_vertical >= 0, "must be >= 0"),
         ("synthetic.test_per_vertical", c.synthetic.test_per_vertical >= 0, "must be >= 0"),
@@ -402,6 +426,15 @@ def _validate(cfg: DictConfig) -> None:
     engine = cfg.generation.engine
     if engine not in ("vllm", "hf") and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", engine):
         raise ConfigError(f"generation.engine: must be vllm, hf or package.module:Class, got {engine!r}")
+    for name, col in cfg.data.columns.items():
+        if name not in _CATALOG_COLUMNS:
+            raise ConfigError(f"data.columns.{name}: not a column attrpipe reads; map one of "
+                              f"{', '.join(_CATALOG_COLUMNS)} to your file's column name")
+        if not col or not str(col).strip():
+            raise ConfigError(f"data.columns.{name}: must name a column of the files, got {col!r}")
+    files_cols = list(cfg.data.columns.values())
+    if len(set(files_cols)) != len(files_cols):
+        raise ConfigError(f"data.columns: two of attrpipe's columns are mapped to the same column ({files_cols})")
     for s in cfg.images.allowed_schemes:
         if s not in _KNOWN_SCHEMES:
             raise ConfigError(f"images.allowed_schemes: unknown scheme {s!r}; known: {', '.join(_KNOWN_SCHEMES)}")
@@ -454,6 +487,27 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 
 def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def drop_inert_defaults(c: dict) -> dict:
+    """A resolved config container without the settings that were added later and change no result at their
+    defaults: ``images.http`` while no http(s) scheme is allowed, ``data.columns`` when empty,
+    ``data.match_vertical_names`` when true. Keys of results (a loop's, a pseudo-labeling run's) leave them out, so
+    runs written before they existed are resumed, not refused."""
+    c = dict(c)
+    images = dict(c.get("images") or {})
+    if not any(s in ("http", "https") for s in images.get("allowed_schemes", [])):
+        images.pop("http", None)
+    if images:
+        c["images"] = images
+    data = dict(c.get("data") or {})
+    if not data.get("columns"):
+        data.pop("columns", None)
+    if data.get("match_vertical_names", True):
+        data.pop("match_vertical_names", None)
+    if data:
+        c["data"] = data
+    return c
 
 
 def config_hash(cfg: DictConfig) -> str:

@@ -20,6 +20,7 @@ from typing import Iterable
 import pyarrow.parquet as pq
 
 from attrpipe import storage
+from attrpipe.catalog_io import CatalogReading
 from attrpipe.pseudolabel.units import read_labels
 from attrpipe.console import echo
 
@@ -80,7 +81,7 @@ def run_evaluate(cfg, *, test: str | None = None, adapter: str | None = None, ou
         fs, p = storage.filesystem_for(f)
         rows.extend(pq.read_table(p, filesystem=fs, columns=["listing_id", "vertical", "attribute", "consensus"]
                                   ).to_pylist())
-    metrics = compute_metrics(rows, read_labels(test))
+    metrics = compute_metrics(rows, read_labels(test, CatalogReading.from_conf(cfg)))
     metrics.update({
         "test": test,
         "adapter": adapter,

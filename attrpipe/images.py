@@ -8,6 +8,8 @@ Reasons (stored as-is in quarantine rows):
 - ``not_an_image``     bytes that no image decoder recognises
 - ``too_many_pixels``  width * height above ``images.max_pixels`` (checked from the header, before decoding)
 - ``truncated``        a recognised image whose data ends early or is corrupt
+- ``http_status``, ``timeout``, ``http_redirects``, ``private_host``, ``host_not_allowed``, ``unreachable``: an
+  ``http(s)://`` image that could not be fetched (attrpipe/http_images.py says when each applies)
 
 Decoded images are EXIF-transposed, converted to RGB (alpha composited on white, palette/CMYK/16-bit converted)
 and resized to ``size x size``.
@@ -18,11 +20,14 @@ from __future__ import annotations
 import io
 import posixpath
 import warnings
+from concurrent.futures import Future
 from urllib.parse import urlparse
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageError", "resolve_uri", "read_bytes", "decode_image", "load_image"]
+from attrpipe.http_images import FetchError, fetcher_for, is_http
+
+__all__ = ["ImageError", "resolve_uri", "read_bytes", "fetched", "check_image", "decode_image", "load_image"]
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -56,12 +61,18 @@ def resolve_uri(uri: str, root: str | None, allowed_schemes: tuple[str, ...] | l
     return posixpath.join(root.rstrip("/"), path)
 
 
-def read_bytes(location: str, max_bytes: int) -> bytes:
+def read_bytes(location: str, max_bytes: int, http=None) -> bytes:
     """Read an image's bytes from a local path or any URI pyarrow's filesystems understand (attrpipe/storage.py:
-    the same filesystems, credentials and endpoint as the catalogs and outputs)."""
+    the same filesystems, credentials and endpoint as the catalogs and outputs), or an ``http(s)://`` URL through
+    the process's pooled session (attrpipe/http_images.py; ``http``: its :class:`HttpSettings`)."""
     from pyarrow import fs as pafs
 
     from attrpipe.storage import filesystem_for
+
+    if is_http(location):
+        if http is None:
+            raise ImageError("bad_uri", f"{location}: no images.http settings to fetch it with")
+        return fetched(fetcher_for(http).submit(location, max_bytes))
 
     try:
         filesystem, path = filesystem_for(location)
@@ -83,8 +94,19 @@ def read_bytes(location: str, max_bytes: int) -> bytes:
     return data
 
 
-def decode_image(data: bytes, *, size: int, max_pixels: int, max_bytes: int) -> Image.Image:
-    """Decode, validate and resize one image to an RGB ``size x size`` image."""
+def fetched(future: Future) -> bytes:
+    """The bytes of an ``http(s)://`` fetch started with :meth:`attrpipe.http_images.HttpFetcher.submit` (waits for
+    it); its failure as an :class:`ImageError` of the same reason."""
+    try:
+        return future.result()
+    except FetchError as e:
+        raise ImageError(e.reason, e.detail) from None
+
+
+def check_image(data: bytes, *, max_pixels: int, max_bytes: int) -> tuple[Image.Image, str]:
+    """Validate one encoded image as every reader does: the byte cap, the header (format and size, the pixel cap
+    checked before decoding), then the whole decode (a truncated or corrupt body) and the EXIF orientation. Returns
+    the decoded, upright image (not converted, not resized) and its format (``JPEG``, ``PNG``, ...)."""
     if len(data) > max_bytes:
         raise ImageError("too_many_bytes", f"{len(data)} > {max_bytes}")
     if not data:
@@ -99,6 +121,7 @@ def decode_image(data: bytes, *, size: int, max_pixels: int, max_bytes: int) -> 
             raise ImageError("truncated", str(e)) from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise ImageError("too_many_pixels", str(e)) from None
+        fmt = img.format or "unknown"
         w, h = img.size
         if w * h > max_pixels:
             raise ImageError("too_many_pixels", f"{w}x{h} > {max_pixels} pixels")
@@ -111,6 +134,12 @@ def decode_image(data: bytes, *, size: int, max_pixels: int, max_bytes: int) -> 
             raise ImageError("truncated", str(e)) from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise ImageError("too_many_pixels", str(e)) from None
+    return img, fmt
+
+
+def decode_image(data: bytes, *, size: int, max_pixels: int, max_bytes: int) -> Image.Image:
+    """Decode, validate (:func:`check_image`) and resize one image to an RGB ``size x size`` image."""
+    img, _ = check_image(data, max_pixels=max_pixels, max_bytes=max_bytes)
     img = _to_rgb(img)
     return img.resize((size, size), Image.Resampling.BICUBIC)
 
@@ -135,8 +164,10 @@ def load_image(
     max_pixels: int,
     max_bytes: int,
     allowed_schemes: tuple[str, ...] | list[str],
+    http=None,
 ) -> Image.Image:
-    """One image from inline bytes or a URI (resolved against ``root``), validated and resized."""
+    """One image from inline bytes or a URI (resolved against ``root``), validated and resized; ``http``: the
+    :class:`attrpipe.http_images.HttpSettings` an ``http(s)://`` URI is fetched with."""
     if data is None:
-        data = read_bytes(resolve_uri(uri or "", root, allowed_schemes), max_bytes)
+        data = read_bytes(resolve_uri(uri or "", root, allowed_schemes), max_bytes, http)
     return decode_image(data, size=size, max_pixels=max_pixels, max_bytes=max_bytes)

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from attrpipe import storage
-from attrpipe.config import ConfigError, config_hash, to_yaml
+from attrpipe.catalog_io import CatalogReading
+from attrpipe.config import ConfigError, config_hash, drop_inert_defaults, to_yaml
 from attrpipe.console import echo
 from attrpipe.loop_manifest import loop_manifest_path, read_loop_manifest
 from attrpipe.methods import is_oracle, training_kind
@@ -124,7 +125,7 @@ def _result_key(cfg, *, seed_sft_only: bool = False) -> str:
     """
     from omegaconf import OmegaConf
 
-    c = OmegaConf.to_container(cfg, resolve=True)
+    c = drop_inert_defaults(OmegaConf.to_container(cfg, resolve=True))
     c["loop"] = {k: v for k, v in c["loop"].items() if k != "rounds"}
     for section in ("ray", "study", "predict"):  # how it runs, and what other commands do: not the loop's results
         c.pop(section, None)
@@ -397,7 +398,7 @@ def _premise(run: LoopRun, st: Stage) -> dict | None:
     from attrpipe.premise import chain_premise, read_chain_rows, read_truth, sampler_accuracy
 
     if "truth" not in run.truth_cache:
-        run.truth_cache["truth"] = read_truth(run.cfg.data.truth)
+        run.truth_cache["truth"] = read_truth(run.cfg.data.truth, CatalogReading.from_conf(run.cfg))
     truth = run.truth_cache["truth"]
     if truth is None:
         return None

@@ -5,7 +5,7 @@ config key such as ``data.test``, or an option such as ``--catalog``) and names 
 
 What is refused here is an input that cannot be used at all:
 
-- a dataset path that does not exist, holds no Parquet file, or none that can be read;
+- a dataset path that does not exist, holds no Parquet or JSON lines file, or none that can be read;
 - a catalog or labeled set without a required column (``listing_id``, ``vertical``, one of ``image_uris`` /
   ``image_bytes``; ``labels`` for a labeled set), or with a column of another type than attrpipe/schemas.py gives;
 - a labeled set (seed, test) whose label names an attribute its vertical does not have, or a value outside the
@@ -15,8 +15,10 @@ What is refused here is an input that cannot be used at all:
 - a command-line override of a key the command sets itself (:data:`SET_BY_COMMAND`), which it would ignore.
 
 Bad rows inside a usable catalog are not refused: the pipeline quarantines each one with a reason, as before
-(docs/reliability.md); so is a file of a catalog directory that is not Parquet, when other files are. The checks
-read Parquet footers (the schema) and, for labeled sets only (small by nature), the ``labels`` column.
+(docs/reliability.md); so is a file of a catalog directory that cannot be read, when other files can. The checks
+read Parquet footers (the schema; a JSON lines file's first row) and, for labeled sets only (small by nature), the
+``labels`` column. Catalogs and labeled sets are looked at as the pipeline reads them (attrpipe.catalog_io: the
+column names of ``data.columns``, hive partition keys as columns, integer listing ids as strings).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Iterable, Sequence
 import pyarrow as pa
 
 from attrpipe import storage
+from attrpipe.catalog_io import CatalogReading, catalog_files, file_format, partition_of, read_jsonl
 from attrpipe.pseudolabel.output import committed_files
 from attrpipe.schemas import CATALOG_SCHEMA, CONSENSUS_SCHEMA, LABELED_SCHEMA, PAIRS_SCHEMA
 
@@ -131,10 +134,12 @@ def _plain(t: pa.DataType) -> pa.DataType:
     return t
 
 
-def _type_ok(actual: pa.DataType, expected: pa.DataType, required: bool) -> bool:
+def _type_ok(actual: pa.DataType, expected: pa.DataType, required: bool, name: str = "") -> bool:
     if pa.types.is_null(actual):  # a column written with only nulls: no values, nothing to quarantine them by
         return not required
     a, e = _plain(actual), _plain(expected)
+    if name == "listing_id" and pa.types.is_integer(a):  # integer ids are read as their decimal strings
+        return True
     if pa.types.is_list(a) and pa.types.is_list(e):
         return _type_ok(a.value_type, e.value_type, required)
     if pa.types.is_struct(a) and pa.types.is_struct(e):  # chains: every field attrpipe reads, with its type
@@ -150,9 +155,17 @@ def _open(path: str):
     return pq.ParquetFile(fs.open_input_file(p))
 
 
+_FILES = "Parquet files (*.parquet) or JSON lines (*.jsonl, *.jsonl.gz)"
+
+
+def _catalog_kind(kind: str) -> bool:
+    return kind in ("catalog", "labeled", "truth")  # read with data.columns; not attrpipe's own shards
+
+
 def dataset_files(path: str, source: str, kind: str) -> list[str]:
-    """The Parquet files of a dataset path, as the pipeline takes them; a path that is not there or holds none is an
-    :class:`InputError`."""
+    """The files of a dataset path, as the pipeline takes them; a path that is not there or holds none is an
+    :class:`InputError`. Catalogs and labeled sets: Parquet and JSON lines, hive partitions included
+    (attrpipe.catalog_io); pairs and consensus shards: Parquet."""
     from pyarrow import fs as pafs
 
     if not path:
@@ -161,29 +174,49 @@ def dataset_files(path: str, source: str, kind: str) -> list[str]:
     info = fs.get_file_info(p)
     if info.type == pafs.FileType.NotFound:
         raise InputError(f"{source}: {path} does not exist")
+    if _catalog_kind(kind):
+        if info.type == pafs.FileType.File and not file_format(path):
+            raise InputError(f"{source}: {path} is a file but not a .parquet file nor JSON lines (.jsonl, .jsonl.gz; "
+                             f"expected {_WHAT[kind]}: such a file or a directory of them)")
+        try:
+            return [f.path for f in catalog_files(path)]
+        except FileNotFoundError:
+            raise InputError(f"{source}: {path} holds no {_FILES} (expected {_WHAT[kind]})") from None
     if info.type == pafs.FileType.File:
         if not path.endswith(".parquet"):
             raise InputError(f"{source}: {path} is a file but not a .parquet file (expected {_WHAT[kind]}: a "
                              "Parquet file or a directory of them)")
         return [path]
-    if kind in ("pairs", "consensus"):
-        files = committed_files(path)
-        if files is not None:  # inside a pseudo-labeling output: only the shards its unit markers name are data
-            if not files:
-                raise InputError(f"{source}: {path} has no committed shards (no finished unit of that "
-                                 "pseudo-labeling output wrote one)")
-            return files
+    files = committed_files(path)
+    if files is not None:  # inside a pseudo-labeling output: only the shards its unit markers name are data
+        if not files:
+            raise InputError(f"{source}: {path} has no committed shards (no finished unit of that "
+                             "pseudo-labeling output wrote one)")
+        return files
     files = storage.list_files(path, ".parquet")
     if not files:
         raise InputError(f"{source}: {path} holds no Parquet files (*.parquet; expected {_WHAT[kind]})")
     return files
 
 
-def _schemas(files: Sequence[str]) -> list[pa.Schema | Exception]:
-    """Each file's Arrow schema from its footer (in parallel: object stores answer slowly), or why it cannot be read."""
+def _columns(f: str) -> dict[str, pa.DataType | None]:
+    """A file's columns: from a Parquet footer with their types; from a JSON lines file's first row, untyped (each
+    row is checked when it is read, and quarantined if it cannot be used)."""
+    if file_format(f) != "jsonl":
+        schema = _open(f).schema_arrow
+        return {name: schema.field(name).type for name in schema.names}
+    for row in read_jsonl(f, 0, 1):
+        if isinstance(row, Exception):
+            raise ValueError(f"its first row: {row}")
+        return {k: None for k in row}
+    raise ValueError("no rows")
+
+
+def _schemas(files: Sequence[str]) -> list[dict | Exception]:
+    """Each file's columns (in parallel: object stores answer slowly), or why it cannot be read."""
     def one(f: str):
         try:
-            return _open(f).schema_arrow
+            return _columns(f)
         except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError: not a Parquet file
             return e
 
@@ -193,40 +226,52 @@ def _schemas(files: Sequence[str]) -> list[pa.Schema | Exception]:
         return list(pool.map(one, files))
 
 
-def check_dataset(path: str, source: str, kind: str, *, taxonomy=None, strict_verticals: bool = False) -> list[str]:
-    """Check a dataset of ``kind`` (catalog, labeled, truth, pairs, consensus) from its footers; return its readable
-    files. A labeled set with a ``taxonomy`` also has each label checked (:func:`check_labels`).
+def check_dataset(path: str, source: str, kind: str, *, taxonomy=None, strict_verticals: bool = False,
+                  reading: CatalogReading | None = None) -> list[str]:
+    """Check a dataset of ``kind`` (catalog, labeled, truth, pairs, consensus) from its footers (a JSON lines file: its
+    first row); return its readable files. Catalogs and labeled sets are read with ``reading`` (``data.columns``: a
+    column is looked for under the file's name for it; a hive partition key is a string column). A labeled set with
+    a ``taxonomy`` also has each label checked (:func:`check_labels`).
 
-    A file of a directory that cannot be read as Parquet is left to the pipeline, which quarantines it with a
-    reason; a dataset none of whose files can be read is refused."""
+    A file of a directory that cannot be read is left to the pipeline, which quarantines it with a reason; a dataset
+    none of whose files can be read is refused."""
     schema, required, one_of = _DATASETS[kind]
+    reading = (reading or CatalogReading()) if _catalog_kind(kind) else CatalogReading()
     files = dataset_files(path, source, kind)
+    names_of = {f.path: f.name for f in catalog_files(path)} if _catalog_kind(kind) else {}
     readable = []
     first_error: tuple[str, Exception] | None = None
+
+    def where(name: str) -> str:
+        col = reading.file_column(name)
+        return f"{col!r} (data.columns.{name})" if col != name else repr(col)
+
     for f, got in zip(files, _schemas(files)):
         if isinstance(got, Exception):
             first_error = first_error or (f, got)
             continue
         readable.append(f)
-        names = set(got.names)
+        partition = partition_of(names_of.get(f, ""))
+        types = {**{k: pa.string() for k in partition}, **got}
+        columns = {field.name: types[reading.file_column(field.name)] for field in schema
+                   if reading.file_column(field.name) in types}
         for col in required:
-            if col not in names:
-                raise InputError(f"{source}: {f}: no column {col!r} ({_WHAT[kind]} needs it: "
+            if col not in columns:
+                raise InputError(f"{source}: {f}: no column {where(col)} ({_WHAT[kind]} needs it: "
                                  f"{schema.field(col).type})")
-        if one_of and not names.intersection(one_of):
-            raise InputError(f"{source}: {f}: neither {one_of[0]!r} nor {one_of[1]!r} ({_WHAT[kind]} needs one of "
-                             "them: the listing's images)")
+        if one_of and not set(columns).intersection(one_of):
+            raise InputError(f"{source}: {f}: neither {where(one_of[0])} nor {where(one_of[1])} ({_WHAT[kind]} needs "
+                             "one of them: the listing's images)")
         for field in schema:
-            if field.name in names:
-                actual = got.field(field.name).type
-                if not _type_ok(actual, field.type, field.name in required):
-                    raise InputError(f"{source}: {f}: column {field.name!r} is {actual}, expected {field.type}")
+            actual = columns.get(field.name)
+            if actual is not None and not _type_ok(actual, field.type, field.name in required, field.name):
+                raise InputError(f"{source}: {f}: column {where(field.name)} is {actual}, expected {field.type}")
     if not readable:
         f, e = first_error  # type: ignore[misc]
-        raise InputError(f"{source}: {path}: none of its {len(files)} Parquet file(s) can be read ({f}: "
+        raise InputError(f"{source}: {path}: none of its {len(files)} file(s) can be read ({f}: "
                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
     if kind == "labeled" and taxonomy is not None:
-        check_labels(readable, source, taxonomy, strict_verticals=strict_verticals)
+        check_labels(path, source, taxonomy, strict_verticals=strict_verticals, reading=reading)
     return readable
 
 
@@ -235,49 +280,41 @@ def _show(values: Sequence[str], n: int = 8) -> str:
     return f"[{shown}{', ...' if len(values) > n else ''}]"
 
 
-def _label_rows(f: str):
-    """(row number, row) of a labeled file's listing_id, vertical and labels columns, in batches; a corrupt row group
-    ends the file here (its rows are the pipeline's to quarantine: unreadable_catalog_rows)."""
-    row = 0
-    try:
-        for batch in _open(f).iter_batches(columns=["listing_id", "vertical", "labels"], batch_size=4096):
-            for r in batch.to_pylist():
-                yield row, r
-                row += 1
-    except (OSError, ValueError):
-        return
-
-
-def check_labels(files: Sequence[str], source: str, taxonomy, *, strict_verticals: bool = False) -> None:
+def check_labels(path: str, source: str, taxonomy, *, strict_verticals: bool = False,
+                 reading: CatalogReading | None = None) -> None:
     """Every label of a labeled set names an attribute of its listing's vertical and one of its allowed values
     (matched as answers are: attrpipe.parsing.match_value, as the seed SFT maps them). A row whose vertical is not in
-    the taxonomy is the pipeline's to quarantine (``unknown_vertical``), unless ``strict_verticals`` (the seed set:
-    SFT has no quarantine and would stop at such a row). Streams three small columns; never the images."""
+    the taxonomy (``data.match_vertical_names``: also not by case or spaces) is the pipeline's to quarantine
+    (``unknown_vertical``), unless ``strict_verticals`` (the seed set: SFT has no quarantine and would stop at such a
+    row). Streams three small columns; never the images. Rows that cannot be read are the pipeline's to quarantine."""
     from attrpipe.parsing import match_value
+    from attrpipe.pseudolabel.units import iter_rows
     from attrpipe.train.examples import TrainingDataError, _as_dict
 
-    for f in files:
-        for row, r in _label_rows(f):
-            where = f"{source}: {f}#{row} (listing {r['listing_id']!r})"
-            vertical = r["vertical"]
-            if vertical not in taxonomy.verticals:
-                if strict_verticals:
-                    raise InputError(f"{where}: vertical {vertical!r} is not in the taxonomy "
-                                     f"{_show(sorted(taxonomy.verticals))} (taxonomy.path, taxonomy.verticals)")
-                continue
+    reading = reading or CatalogReading()
+    for r in iter_rows(path, ["listing_id", "vertical", "labels"], reading):
+        if "_error" in r:
+            continue
+        where = f"{source}: {path}: {r['_source']} (listing {r.get('listing_id')!r})"
+        vertical = taxonomy.match_vertical(r.get("vertical"), reading.match_vertical_names)
+        if vertical is None:
+            if strict_verticals:
+                raise InputError(f"{where}: vertical {r.get('vertical')!r} is not in the taxonomy "
+                                 f"{_show(sorted(taxonomy.verticals))} (taxonomy.path, taxonomy.verticals)")
+            continue
+        try:
+            labels = _as_dict(r.get("labels"))
+        except TrainingDataError as e:
+            raise InputError(f"{where}: labels: {e}") from None
+        for attr, value in sorted(labels.items()):
             try:
-                labels = _as_dict(r["labels"])
-            except TrainingDataError as e:
-                raise InputError(f"{where}: labels: {e}") from None
-            for attr, value in sorted(labels.items()):
-                try:
-                    allowed = taxonomy.attribute(vertical, attr).values
-                except KeyError:
-                    raise InputError(f"{where}: a label of {attr!r}, an attribute vertical {vertical!r} does not have "
-                                     f"(it has {_show(sorted(taxonomy.verticals[vertical].attributes))})") from None
-                if match_value(str(value or ""), allowed)[0] is None:
-                    raise InputError(f"{where}: label {value!r} of {vertical}.{attr} is not one of its values "
-                                     f"{_show(list(allowed))}")
+                allowed = taxonomy.attribute(vertical, attr).values
+            except KeyError:
+                raise InputError(f"{where}: a label of {attr!r}, an attribute vertical {vertical!r} does not have "
+                                 f"(it has {_show(sorted(taxonomy.verticals[vertical].attributes))})") from None
+            if match_value(str(value or ""), allowed)[0] is None:
+                raise InputError(f"{where}: label {value!r} of {vertical}.{attr} is not one of its values "
+                                 f"{_show(list(allowed))}")
 
 
 # --- models and adapters ----------------------------------------------------------------------------------------------
@@ -359,7 +396,8 @@ def check_generation(cfg, *, data: str, data_source: str, labeled: bool, adapter
         check_model(cfg)
     if adapter:
         check_adapter(adapter, adapter_source)
-    check_dataset(data, data_source, "labeled" if labeled else "catalog", taxonomy=tax)
+    check_dataset(data, data_source, "labeled" if labeled else "catalog", taxonomy=tax,
+                  reading=CatalogReading.from_conf(cfg))
 
 
 def check_training(kind: str, cfg, *, data: str, data_source: str, init_adapter: str | None,
@@ -386,7 +424,8 @@ def check_training(kind: str, cfg, *, data: str, data_source: str, init_adapter:
         except (FileNotFoundError, ValueError) as e:
             raise InputError(f"--resume: {e}") from None
     if kind == "sft":
-        check_dataset(data, data_source, "labeled", taxonomy=_taxonomy(cfg), strict_verticals=True)
+        check_dataset(data, data_source, "labeled", taxonomy=_taxonomy(cfg), strict_verticals=True,
+                      reading=CatalogReading.from_conf(cfg))
     else:
         check_dataset(data, data_source, "pairs" if kind == "dpo" else "consensus")
 
@@ -400,14 +439,15 @@ def check_loop(cfg, *, seed_sft: bool | None = None, rounds: int | None = None, 
     rounds = int(cfg.loop.rounds) if rounds is None else rounds
     oracle = is_oracle(cfg.loop.method) if oracle is None else oracle
     tax = _taxonomy(cfg)
+    reading = CatalogReading.from_conf(cfg)
     check_model(cfg)
     if seed_sft:
-        check_dataset(str(cfg.data.seed), "data.seed", "labeled", taxonomy=tax, strict_verticals=True)
+        check_dataset(str(cfg.data.seed), "data.seed", "labeled", taxonomy=tax, strict_verticals=True, reading=reading)
     if rounds > 0:
-        check_dataset(str(cfg.data.unlabeled), "data.unlabeled", "catalog")
+        check_dataset(str(cfg.data.unlabeled), "data.unlabeled", "catalog", reading=reading)
         if oracle:
-            check_dataset(str(cfg.data.truth or ""), "data.truth", "truth")
-    check_dataset(str(cfg.data.test), "data.test", "labeled", taxonomy=tax)
+            check_dataset(str(cfg.data.truth or ""), "data.truth", "truth", reading=reading)
+    check_dataset(str(cfg.data.test), "data.test", "labeled", taxonomy=tax, reading=reading)
 
 
 def check_study(cfg) -> None:

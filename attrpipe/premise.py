@@ -23,6 +23,7 @@ from typing import Iterable
 from attrpipe import storage
 from attrpipe.consensus import compute_consensus, is_kept
 from attrpipe.pseudolabel.output import committed_files
+from attrpipe.catalog_io import CatalogReading
 from attrpipe.pseudolabel.units import read_labels
 
 __all__ = ["chain_premise", "parsed_accuracy", "sampler_accuracy", "read_truth", "read_chain_rows"]
@@ -81,11 +82,12 @@ def sampler_accuracy(eval_result: dict | None, stage: str | None) -> dict | None
 # --- readers ----------------------------------------------------------------------------------------------------------
 
 
-def read_truth(path: str | None) -> dict[str, dict[str, str]] | None:
-    """listing_id -> true labels from ``data.truth``; None when it is unset or missing (nothing is measured)."""
+def read_truth(path: str | None, reading: CatalogReading | None = None) -> dict[str, dict[str, str]] | None:
+    """listing_id -> true labels from ``data.truth`` (read with ``data.columns``: ``reading``); None when it is unset
+    or missing (nothing is measured)."""
     if not path or not storage.exists(path):
         return None
-    return read_labels(path)
+    return read_labels(path, reading or CatalogReading())
 
 
 def read_chain_rows(pseudolabel_dir: str) -> list[dict]:

@@ -204,7 +204,11 @@ def _truth(run_dir: str) -> dict[str, dict[str, str]] | None:
     from attrpipe.premise import read_truth
 
     cfg = _run_config(run_dir)
-    return None if cfg is None else read_truth(cfg.data.get("truth"))
+    if cfg is None:
+        return None
+    from attrpipe.catalog_io import CatalogReading
+
+    return read_truth(cfg.data.get("truth"), CatalogReading.from_conf(cfg))
 
 
 def _premises(d: str, m: dict, per_round: dict[str, list[dict]]) -> dict[str, dict]:

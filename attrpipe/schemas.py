@@ -1,6 +1,7 @@
 """On-disk schemas (Parquet, via pyarrow). docs/data-format.md documents them; tests check files against them.
 
-A *catalog* (unlabeled pool, or anything to predict on) is a Parquet dataset with one row per listing:
+A *catalog* (unlabeled pool, or anything to predict on) is a Parquet (or JSON lines) dataset with one row per listing
+(attrpipe/catalog_io.py reads the other shapes and column names real exports come in into these columns):
 
 - ``listing_id``   string, unique within a catalog
 - ``vertical``     string, a vertical of the taxonomy

@@ -116,6 +116,19 @@ class Taxonomy:
             inferable=True,
         )
 
+    def match_vertical(self, name: object, loose: bool = False) -> str | None:
+        """The taxonomy's vertical a catalog row names: ``name`` itself when it is one; with ``loose``, the one vertical
+        whose name differs from it only by case or surrounding spaces (``" Watch"`` -> ``watch``); else None."""
+        if not isinstance(name, str):
+            return None
+        if name in self.verticals:
+            return name
+        if not loose:
+            return None
+        key = name.strip().casefold()
+        hits = [v for v in self.verticals if v.strip().casefold() == key]
+        return hits[0] if len(hits) == 1 else None
+
     def vertical_for_display_name(self, display_name: str) -> str:
         for v in self.verticals.values():
             if v.display_name == display_name:

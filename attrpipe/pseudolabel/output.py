@@ -23,9 +23,10 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from attrpipe import storage
+from attrpipe.catalog_io import CatalogReading
 
 __all__ = [
-    "RUN_FILE", "UNITS_DIR", "MANIFEST_FILE", "SHARD_DIRS", "COUNT_KEYS", "CHAIN_KEYS",
+    "RUN_FILE", "UNITS_DIR", "MANIFEST_FILE", "SHARD_DIRS", "COUNT_KEYS", "LATER_COUNT_KEYS", "CHAIN_KEYS",
     "run_identity", "semantic_key", "key_hash", "claim_output", "read_run_key", "check_reusable",
     "marker_path", "shard_rel", "committed_unit_ids", "committed_files", "unit_counts", "summarize",
 ]
@@ -49,12 +50,15 @@ COUNT_KEYS = (
     "chains_unparsed",
     "chains_reused",
     "predictions_for_review",
+    "verticals_matched",
 )
+# counts added after runs were written with markers that lack them: read as 0 there
+LATER_COUNT_KEYS = ("verticals_matched",)
 
 # What must agree for an earlier run's chains to be the very chains this run would sample (the threshold, the pool
 # size and the round may differ: they change what is kept and paired, not what is sampled).
 CHAIN_KEYS = ("catalog", "model_fingerprint", "adapter_fingerprint", "images", "taxonomy", "generation", "seed",
-              "listings_per_unit")
+              "listings_per_unit", "reading")
 
 
 # --- the run's identity (_run.json) -----------------------------------------------------------------------------------
@@ -73,13 +77,13 @@ def semantic_key(cfg, catalog: str, identity: dict, greedy: bool, limit: int | N
         gen = {"greedy": True, "max_new_tokens": cfg.eval.max_new_tokens}
     else:
         gen = {k: v for k, v in OmegaConf.to_container(cfg.generation).items() if k != "batch_size"}
-    return {
+    key = {
         "catalog": catalog,
         "limit": limit,
         "model": identity.get("model"),
         "model_fingerprint": identity.get("model_fingerprint"),
         "adapter_fingerprint": identity.get("adapter_fingerprint"),
-        "images": OmegaConf.to_container(cfg.images),
+        "images": _images_key(cfg),
         "taxonomy": OmegaConf.to_container(cfg.taxonomy),
         "generation": gen,
         "threshold": cfg.consensus.threshold,
@@ -88,6 +92,17 @@ def semantic_key(cfg, catalog: str, identity: dict, greedy: bool, limit: int | N
         "round": cfg.pseudolabel.round,
         "review_below": review_below,
     }
+    reading = CatalogReading.from_conf(cfg).key_entry()
+    if reading is not None:  # data.columns, data.match_vertical_names: recorded when not the defaults
+        key["reading"] = reading
+    return key
+
+
+def _images_key(cfg) -> dict:
+    """``images`` as it decides rows: its ``http`` settings only when an http(s) scheme is allowed."""
+    from attrpipe.config import drop_inert_defaults
+
+    return drop_inert_defaults({"images": OmegaConf.to_container(cfg.images)})["images"]
 
 
 def key_hash(key: dict) -> str:
@@ -127,7 +142,7 @@ def check_reusable(source: str, key: dict) -> None:
     src = storage.read_json(run_file).get("key", {})
     if src.get("generation", {}).get("greedy"):
         raise ValueError(f"{source} holds greedy decodes, not sampled chains")
-    differ = [k for k in CHAIN_KEYS if src.get(k) != key[k]]
+    differ = [k for k in CHAIN_KEYS if src.get(k) != key.get(k)]
     if differ:
         raise ValueError(f"the chains in {source} were sampled differently (differs in: {', '.join(differ)}); "
                          "they cannot stand in for this run's")
@@ -187,7 +202,7 @@ def committed_files(shard_dir: str) -> list[str] | None:
 
 
 def unit_counts(n_in: int, n_labeled: int, extra: int, consensus: list[dict], pairs: list[dict],
-                quarantine: list[dict], *, reused: int = 0, review: int = 0) -> dict:
+                quarantine: list[dict], *, reused: int = 0, review: int = 0, verticals_matched: int = 0) -> dict:
     chains = [ch for r in consensus for ch in r["chains"]]
     return {
         "listings_in": n_in,
@@ -203,6 +218,7 @@ def unit_counts(n_in: int, n_labeled: int, extra: int, consensus: list[dict], pa
         "chains_unparsed": sum(ch["answer"] is None for ch in chains),
         "chains_reused": reused,
         "predictions_for_review": review,
+        "verticals_matched": verticals_matched,
         "quarantine_reasons": dict(Counter(q["reason"] for q in quarantine)),
         "unparsed_reasons": dict(Counter(ch["reason"] for ch in chains if ch["answer"] is None)),
     }

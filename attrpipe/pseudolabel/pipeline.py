@@ -16,6 +16,7 @@ import pyarrow as pa
 from omegaconf import OmegaConf
 
 from attrpipe import storage
+from attrpipe.catalog_io import CatalogReading
 from attrpipe.config import config_hash
 from attrpipe.console import Progress, echo
 from attrpipe.engines.base import SamplingSpec
@@ -40,6 +41,7 @@ from attrpipe.pseudolabel.stages import (
     prediction_rows,
     prepare_listing,
     score_listing,
+    start_fetches,
     texts_with_cache,
 )
 from attrpipe.pseudolabel.units import Unit, find_duplicate_ids, plan_units, read_labels, read_unit
@@ -49,7 +51,7 @@ from attrpipe.train.examples import catalog_root
 
 __all__ = ["run_pseudolabel", "output_dir_for", "cpu_stage_resources", "format_summary"]
 
-_CATALOG_COLUMNS = ["listing_id", "vertical", "image_uris", "image_bytes"]
+CATALOG_COLUMNS = ["listing_id", "vertical", "image_uris", "image_bytes"]
 
 
 def cpu_stage_resources(cluster_cpus: float, engine_cpus: float, num_cpus_per_task: float, max_actors: int | None,
@@ -94,6 +96,7 @@ class _Context:
         self.cfg = OmegaConf.create(cfg_yaml)
         self.taxonomy = load_taxonomy(self.cfg.taxonomy.path, self.cfg.taxonomy.verticals or None)
         self.images = ImageSettings.from_conf(self.cfg.images)
+        self.reading = CatalogReading.from_conf(self.cfg)
         # Plain values: OmegaConf attribute access is too slow for the per-listing hot path.
         self.threshold = float(self.cfg.consensus.threshold)
         self.seed = int(self.cfg.run.seed)
@@ -129,11 +132,14 @@ class PrepareUnit:
 
     def __call__(self, row: dict) -> dict:
         unit = Unit(**row["unit"])
-        listings, quarantine, n_in = [], [], 0
-        for r in read_unit(unit, _CATALOG_COLUMNS):
-            n_in += 1
-            out = prepare_listing(r, taxonomy=self.ctx.taxonomy, duplicates=self.duplicates,
-                                  images=self.ctx.images, root=self.root)
+        listings, quarantine = [], []
+        rows = list(read_unit(unit, CATALOG_COLUMNS, self.ctx.reading))
+        n_in = len(rows)
+        kw = dict(taxonomy=self.ctx.taxonomy, duplicates=self.duplicates, images=self.ctx.images, root=self.root,
+                  match_vertical_names=self.ctx.reading.match_vertical_names)
+        fetched = start_fetches(rows, **kw)
+        for r in rows:
+            out = prepare_listing(r, fetched=fetched, **kw)
             if isinstance(out, PreparedListing):
                 listings.append(asdict(out))
             else:
@@ -182,17 +188,18 @@ class ScoreAndWriteUnit:
         self.out = out
         self.predict = predict  # {"review_below": float, "greedy": bool}: also write predictions/ and review/
         # the oracle arms (diagnostic): the true labels stand in for the consensus
-        self.truth = None if truth is None else read_labels(truth)
+        self.truth = None if truth is None else read_labels(truth, self.ctx.reading)
 
     def __call__(self, row: dict) -> dict:
         ctx = self.ctx
         unit = Unit(**row["unit"])
         identity = json.loads(row["identity"]) if row.get("identity") else {}
         consensus, pairs = [], []
-        extra = 0
+        extra = matched = 0
         for d, texts in zip(row["listings"], row.get("texts") or [], strict=True):
             listing = PreparedListing(**d)
             extra += listing.extra_images
+            matched += listing.vertical_matched
             c, p = score_listing(listing, ctx.taxonomy, ctx.attributes(listing.vertical), [list(t) for t in texts],
                                  threshold=ctx.threshold, seed=ctx.seed, round_index=ctx.round, identity=identity,
                                  truth=None if self.truth is None else self.truth.get(listing.listing_id, {}))
@@ -215,7 +222,7 @@ class ScoreAndWriteUnit:
             else:
                 storage.remove_file(dest)  # a stale shard of an interrupted earlier attempt
         counts = unit_counts(row["n_in"], len(row["listings"]), extra, consensus, pairs, quarantine,
-                             reused=int(row.get("reused") or 0), review=len(review))
+                             reused=int(row.get("reused") or 0), review=len(review), verticals_matched=matched)
         marker = {"unit": row["unit"], "files": files, "counts": counts,
                   "generate_seconds": round(float(row.get("generate_seconds") or 0.0), 6)}
         storage.write_json_atomic(marker_path(self.out, unit.unit_id), marker)
@@ -273,7 +280,7 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
     if pending:
         init_ray(cfg)
         cfg_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-        duplicates = sorted(find_duplicate_ids(catalog))
+        duplicates = sorted(find_duplicate_ids(catalog, CatalogReading.from_conf(cfg)))
         e = cfg.ray.engine
         # Each CPU stage is an actor pool that Ray Data scales with its backlog, within the CPUs the engine actors
         # leave (cpu_stage_resources); every actor holds a taxonomy and its buffers (~150 MB), so
@@ -355,6 +362,8 @@ def format_summary(manifest: dict) -> str:
         lines.append(f"{'  reused, not sampled':<28}{c['chains_reused']:>10}")
     lines += [f"{'pairs written':<28}{c['pairs']:>10}",
               f"{'extra images dropped':<28}{c['extra_images_dropped']:>10}"]
+    if c.get("verticals_matched"):
+        lines.append(f"{'verticals matched by case':<28}{c['verticals_matched']:>10}   (data.match_vertical_names)")
     if manifest.get("review_below") is not None:
         lines.append(f"{'predictions for review':<28}{c['predictions_for_review']:>10}")
     return "\n".join(lines) + f"\nmanifest: {storage.join(manifest['output'], MANIFEST_FILE)}"

@@ -10,11 +10,13 @@ Quarantine reason codes (listing level; one row per quarantined input row):
 - ``unreadable_catalog_rows``: a catalog file that is not Parquet (one row: the file) or a corrupt row group (one
   row per row it holds),
 - ``missing_listing_id``, ``duplicate_listing_id`` (every row of an id that occurs more than once),
-  ``unknown_vertical``, ``no_images``,
+  ``unknown_vertical`` (a vertical differing from the taxonomy's only by case or surrounding spaces is matched to it
+  when ``data.match_vertical_names``; the listing's rows carry the taxonomy's name), ``no_images``,
 - ``image_<code>`` when any of the kept images fails, with the codes of attrpipe.images: ``image_bad_uri``,
   ``image_missing``, ``image_too_many_bytes``, ``image_not_an_image``, ``image_too_many_pixels``,
-  ``image_truncated``. A listing is quarantined whole when one of its views is bad: a partial set of views may hide
-  the very attribute asked about.
+  ``image_truncated``, and for ``http(s)://`` images ``image_http_status``, ``image_timeout``,
+  ``image_http_redirects``, ``image_private_host``, ``image_host_not_allowed``, ``image_unreachable``. A listing is
+  quarantined whole when one of its views is bad: a partial set of views may hide the very attribute asked about.
 
 A listing with more than ``images.max_images`` images keeps the first ones; ``extra_images`` records how many were
 dropped and the unit's counts add them up.
@@ -23,13 +25,17 @@ dropped and the unit's counts add them up.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
 from PIL import Image
 
 from attrpipe.consensus import example_id
 from attrpipe.engines.base import GenerationRequest
-from attrpipe.images import ImageError, load_image, resolve_uri
+from attrpipe.http_images import HttpSettings, is_http
+from attrpipe.images import ImageError, check_image, decode_image, read_bytes, resolve_uri
+from attrpipe.images import fetched as fetched_bytes
 from attrpipe.prompts import build_messages, user_text
 from attrpipe.scoring import score_chains
 from attrpipe.taxonomy import Attribute, Taxonomy
@@ -38,6 +44,9 @@ __all__ = [
     "ImageSettings",
     "PreparedListing",
     "prepare_listing",
+    "inspect_listing",
+    "http_locations",
+    "start_fetches",
     "asked_attributes",
     "listing_requests",
     "score_listing",
@@ -54,11 +63,13 @@ class ImageSettings:
     max_pixels: int
     max_bytes: int
     allowed_schemes: tuple[str, ...]
+    http: HttpSettings = field(default_factory=HttpSettings)
 
     @classmethod
     def from_conf(cls, images_conf) -> "ImageSettings":
         c = images_conf
-        return cls(c.size, c.max_images, c.max_pixels, c.max_bytes, tuple(c.allowed_schemes))
+        return cls(c.size, c.max_images, c.max_pixels, c.max_bytes, tuple(c.allowed_schemes),
+                   HttpSettings.from_conf(c))
 
 
 @dataclass
@@ -71,6 +82,7 @@ class PreparedListing:
     image_uris: list[str] | None  # resolved URIs (None when the images were inline)
     image_bytes: list[bytes] | None  # the original inline bytes (None when read from URIs)
     extra_images: int = 0
+    vertical_matched: bool = False  # the row named the vertical differently (case, spaces): matched to this one
 
     def pil_images(self) -> list[Image.Image]:
         return [Image.frombytes("RGB", (self.size, self.size), p) for p in self.pixels]
@@ -88,10 +100,24 @@ def quarantine_row(row: dict, reason: str, detail: str = "") -> dict:
     }
 
 
-def prepare_listing(
-    row: dict, *, taxonomy: Taxonomy, duplicates: set[str], images: ImageSettings, root: str | None
-) -> PreparedListing | dict:
-    """Validate a catalog row and load its images; a dict return value is a quarantine row."""
+@dataclass
+class InspectedListing:
+    """A listing ``attrpipe catalog check`` would label, with what it found of each used image."""
+
+    listing_id: str
+    vertical: str
+    source: str
+    images: list[tuple[str, int, int, int]]  # (format, width, height, encoded bytes) of each used image
+    extra_images: int = 0
+    vertical_as_written: str | None = None  # the row's vertical when it was matched by case or spaces
+
+
+def _row_sources(row: dict, *, taxonomy: Taxonomy, duplicates: set[str], images: ImageSettings,
+                 match_vertical_names: bool = False
+                 ) -> tuple[str, str, list[tuple[str | None, bytes | None]], int, bool] | dict:
+    """The row-level checks: ``(listing_id, vertical, used image sources, images dropped, inline)`` or a quarantine
+    row. A source is ``(uri, None)`` or ``(None, inline bytes)``; the vertical is the taxonomy's name for the row's
+    (``match_vertical_names``: also one that differs only by case or surrounding spaces)."""
     if "_error" in row:  # rows the catalog file would not give up (attrpipe.pseudolabel.units.read_unit)
         return quarantine_row(row, "unreadable_catalog_rows", row["_error"])
     lid = row.get("listing_id")
@@ -99,28 +125,91 @@ def prepare_listing(
         return quarantine_row(row, "missing_listing_id")
     if lid in duplicates:
         return quarantine_row(row, "duplicate_listing_id", "this listing_id occurs more than once in the catalog")
-    vertical = row.get("vertical")
-    if vertical not in taxonomy.verticals:
-        return quarantine_row(row, "unknown_vertical", f"{vertical!r} is not in the taxonomy")
+    vertical = taxonomy.match_vertical(row.get("vertical"), match_vertical_names)
+    if vertical is None:
+        return quarantine_row(row, "unknown_vertical", f"{row.get('vertical')!r} is not in the taxonomy")
     inline = [b for b in (row.get("image_bytes") or []) if b is not None]
     uris = list(row.get("image_uris") or [])
     sources: list[tuple[str | None, bytes | None]] = [(None, b) for b in inline] if inline else [(u, None) for u in uris]
     if not sources:
         return quarantine_row(row, "no_images")
     extra = max(0, len(sources) - images.max_images)
-    sources = sources[: images.max_images]
-    pixels, resolved = [], []
+    return lid, vertical, sources[: images.max_images], extra, bool(inline)
+
+
+def _checked_images(row: dict, sources, *, images: ImageSettings, root: str | None,
+                    fetched: Mapping[str, Future] | None, each: Callable[[bytes], object]
+                    ) -> tuple[list, list[str]] | dict:
+    """``each(encoded bytes)`` of every used image, in order, and the resolved URIs; or the quarantine row of the
+    first image that fails (``image_<reason>``, its index in the detail). ``fetched``: futures of ``http(s)://``
+    images already being fetched (:func:`http_locations`); any other http image is fetched here."""
+    results, resolved = [], []
     for k, (uri, data) in enumerate(sources):
         try:
-            location = None
             if data is None:
                 location = resolve_uri(uri or "", root, images.allowed_schemes)
                 resolved.append(location)
-            img = load_image(location, data, root=None, size=images.size, max_pixels=images.max_pixels,
-                             max_bytes=images.max_bytes, allowed_schemes=images.allowed_schemes)
+                if fetched is not None and location in fetched:
+                    data = fetched_bytes(fetched[location])
+                else:
+                    data = read_bytes(location, images.max_bytes, images.http)
+            results.append(each(data))
         except ImageError as e:
             return quarantine_row(row, f"image_{e.reason}", f"image {k}: {e.detail or uri or ''}"[:500])
-        pixels.append(img.tobytes())
+    return results, resolved
+
+
+def http_locations(row: dict, *, taxonomy: Taxonomy, duplicates: set[str], images: ImageSettings,
+                   root: str | None, match_vertical_names: bool = False) -> list[str]:
+    """The ``http(s)://`` images :func:`prepare_listing` would fetch for this row (none for a row it quarantines
+    before its images), so a stage can start fetching them all at once."""
+    checked = _row_sources(row, taxonomy=taxonomy, duplicates=duplicates, images=images,
+                           match_vertical_names=match_vertical_names)
+    if isinstance(checked, dict) or checked[4]:
+        return []
+    out = []
+    for uri, _ in checked[2]:
+        try:
+            location = resolve_uri(uri or "", root, images.allowed_schemes)
+        except ImageError:
+            break  # the listing stops at this image
+        if is_http(location):
+            out.append(location)
+    return out
+
+
+def start_fetches(rows: list[dict], *, taxonomy: Taxonomy, duplicates: set[str], images: ImageSettings,
+                  root: str | None, match_vertical_names: bool = False) -> dict[str, Future] | None:
+    """Start fetching every ``http(s)://`` image of these rows at once, through the worker's pooled session (which
+    bounds how many are in flight); None when http is not allowed or the rows have none. Pass the result to
+    :func:`prepare_listing` / :func:`inspect_listing` as ``fetched``."""
+    if not images.http.allowed_schemes:
+        return None
+    locations = [loc for r in rows for loc in http_locations(r, taxonomy=taxonomy, duplicates=duplicates,
+                                                              images=images, root=root,
+                                                              match_vertical_names=match_vertical_names)]
+    if not locations:
+        return None
+    from attrpipe.http_images import fetcher_for
+
+    return fetcher_for(images.http).fetch_many(locations, images.max_bytes)
+
+
+def prepare_listing(
+    row: dict, *, taxonomy: Taxonomy, duplicates: set[str], images: ImageSettings, root: str | None,
+    fetched: Mapping[str, Future] | None = None, match_vertical_names: bool = False,
+) -> PreparedListing | dict:
+    """Validate a catalog row and load its images; a dict return value is a quarantine row."""
+    checked = _row_sources(row, taxonomy=taxonomy, duplicates=duplicates, images=images,
+                           match_vertical_names=match_vertical_names)
+    if isinstance(checked, dict):
+        return checked
+    lid, vertical, sources, extra, inline = checked
+    loaded = _checked_images(row, sources, images=images, root=root, fetched=fetched, each=lambda data: decode_image(
+        data, size=images.size, max_pixels=images.max_pixels, max_bytes=images.max_bytes).tobytes())
+    if isinstance(loaded, dict):
+        return loaded
+    pixels, resolved = loaded
     return PreparedListing(
         listing_id=lid,
         vertical=vertical,
@@ -130,7 +219,33 @@ def prepare_listing(
         image_uris=None if inline else resolved,
         image_bytes=[s[1] for s in sources] if inline else None,
         extra_images=extra,
+        vertical_matched=vertical != row.get("vertical"),
     )
+
+
+def _inspect(data: bytes, images: ImageSettings) -> tuple[str, int, int, int]:
+    img, fmt = check_image(data, max_pixels=images.max_pixels, max_bytes=images.max_bytes)
+    return fmt, img.width, img.height, len(data)
+
+
+def inspect_listing(
+    row: dict, *, taxonomy: Taxonomy, duplicates: set[str], images: ImageSettings, root: str | None,
+    fetched: Mapping[str, Future] | None = None, match_vertical_names: bool = False,
+) -> InspectedListing | dict:
+    """:func:`prepare_listing`'s checks, in the same order, with each image validated by the same
+    :func:`attrpipe.images.check_image` but neither converted nor resized: the row's outcome in pseudo-labeling."""
+    checked = _row_sources(row, taxonomy=taxonomy, duplicates=duplicates, images=images,
+                           match_vertical_names=match_vertical_names)
+    if isinstance(checked, dict):
+        return checked
+    lid, vertical, sources, extra, _ = checked
+    loaded = _checked_images(row, sources, images=images, root=root, fetched=fetched,
+                             each=lambda data: _inspect(data, images))
+    if isinstance(loaded, dict):
+        return loaded
+    written = row.get("vertical")
+    return InspectedListing(lid, vertical, row.get("_source", ""), loaded[0], extra,
+                            None if written == vertical else written)
 
 
 def asked_attributes(taxonomy: Taxonomy, vertical: str, *, skip_non_inferable: bool, category_question: bool

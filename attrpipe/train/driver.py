@@ -26,6 +26,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from attrpipe import storage
+from attrpipe.catalog_io import CatalogReading, canonical_row, catalog_files
 from attrpipe.console import Progress
 from attrpipe.pseudolabel.output import committed_files
 from attrpipe.ray_utils import init_ray
@@ -64,9 +65,12 @@ class RecordMapper:
     """The Ray Data ``map_batches`` function: a pyarrow batch of input rows -> a pyarrow batch of records."""
 
     def __init__(self, kind: str, *, taxonomy=None, root: str | None = None, images: dict, taxonomy_opts: dict,
-                 with_images: bool = True):
+                 with_images: bool = True, reading: CatalogReading | None = None):
         self.kind, self.taxonomy, self.root, self.with_images = kind, taxonomy, root, with_images
         self.images, self.taxonomy_opts = images, taxonomy_opts
+        # the seed set is a catalog: read with data.columns (canonical_row), its verticals matched as pseudo-labeling
+        # matches them (data.match_vertical_names)
+        self.reading = reading
 
     def rows_to_records(self, rows: list[dict]) -> list[dict]:
         m = int(self.images["max_images"])
@@ -74,6 +78,10 @@ class RecordMapper:
         out: list[dict] = []
         for row in rows:
             if self.kind == "sft":
+                vertical = self.taxonomy.match_vertical(row.get("vertical"), self.reading is not None
+                                                        and self.reading.match_vertical_names)
+                if vertical is not None:
+                    row = {**row, "vertical": vertical}
                 out.extend(seed_records(
                     row, self.taxonomy, root=self.root, max_images=m, allowed_schemes=schemes,
                     with_images=self.with_images, **self.taxonomy_opts,
@@ -88,7 +96,10 @@ class RecordMapper:
         return out
 
     def __call__(self, batch):
-        return records_to_table(self.rows_to_records(batch.to_pylist()))
+        rows = batch.to_pylist()
+        if self.kind == "sft" and self.reading is not None:  # rows as Ray Data read them from the user's files
+            rows = [canonical_row(r, self.reading) for r in rows]
+        return records_to_table(self.rows_to_records(rows))
 
 
 def _columns(kind: str) -> tuple[str, ...]:
@@ -125,20 +136,41 @@ def _mapper(kind: str, cfg, data: str, *, with_images: bool) -> RecordMapper:
         images=OmegaConf.to_container(cfg.images, resolve=True),
         taxonomy_opts={"skip_non_inferable": bool(cfg.taxonomy.skip_non_inferable),
                        "category_question": bool(cfg.taxonomy.category_question)},
-        with_images=with_images,
+        with_images=with_images, reading=CatalogReading.from_conf(cfg) if kind == "sft" else None,
     )
+
+
+def _read_catalog(data: str, reading: CatalogReading, wanted: tuple[str, ...]):
+    """A labeled set (the seed split) as Ray Data reads it: ``read_parquet`` and ``read_json`` (JSON lines, gzipped
+    or not), hive partition keys as columns; only the files' columns that hold ``wanted`` (data.columns)."""
+    import ray.data
+    from ray.data.datasource import Partitioning
+
+    files = catalog_files(data)
+    partitioning = None
+    if any("/" in f.name for f in files):  # hive partition directories below ``data``
+        partitioning = Partitioning("hive", base_dir=storage.filesystem_for(data)[1])
+    parts = []
+    for fmt, read in (("parquet", ray.data.read_parquet), ("jsonl", ray.data.read_json)):
+        paths = [f.path for f in files if f.format == fmt]
+        if paths:
+            parts.append(read(paths, partitioning=partitioning))
+    ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    names = set(ds.schema().names)
+    return ds.select_columns([c for c in dict.fromkeys(reading.file_column(w) for w in wanted) if c in names])
 
 
 def training_records(kind: str, cfg, data: str, *, with_images: bool = True, num_cpus: float | None = None):
     """The Ray Data pipeline of a kind's training records (lazy; nothing is read until it is consumed)."""
     import ray.data
 
-    files = data_files(data)
-    cols = _present_columns(files, _columns(kind))
-    if not with_images:
-        cols = [c for c in cols if c not in IMAGE_COLUMNS]
     mapper = _mapper(kind, cfg, data, with_images=with_images)
-    ds = ray.data.read_parquet(files).select_columns(cols)
+    wanted = tuple(c for c in _columns(kind) if with_images or c not in IMAGE_COLUMNS)
+    if kind == "sft":
+        ds = _read_catalog(data, mapper.reading, wanted)
+    else:
+        files = data_files(data)
+        ds = ray.data.read_parquet(files).select_columns(_present_columns(files, wanted))
     kw = {} if num_cpus is None else {"num_cpus": num_cpus}
     return ds.map_batches(mapper, batch_format="pyarrow", **kw)
 
@@ -165,6 +197,13 @@ def count_records(kind: str, cfg, data: str) -> int:
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
+    if kind == "sft":  # the seed split, read as pseudo-labeling reads a catalog (rows already canonical)
+        from attrpipe.pseudolabel.units import iter_rows
+
+        mapper = _mapper(kind, cfg, data, with_images=False)
+        cols = [c for c in SEED_COLUMNS if c not in IMAGE_COLUMNS]
+        return sum(len(mapper.rows_to_records([r])) for r in iter_rows(data, cols, mapper.reading)
+                   if "_error" not in r)
     files = data_files(data)
     fs, _ = storage.filesystem_for(files[0] if isinstance(files, list) else files)
     strip = lambda p: storage.filesystem_for(p)[1]  # noqa: E731
@@ -172,13 +211,6 @@ def count_records(kind: str, cfg, data: str) -> int:
                            filesystem=fs)
     if kind in ("dpo", "pretrain"):
         return int(dataset.count_rows())
-    if kind == "sft":
-        cols = [c for c in _present_columns(data, SEED_COLUMNS) if c not in IMAGE_COLUMNS]
-        mapper = _mapper(kind, cfg, data, with_images=False)
-        n = 0
-        for batch in dataset.to_batches(columns=cols):
-            n += len(mapper.rows_to_records(batch.to_pylist()))
-        return n
     n = 0
     for batch in dataset.to_batches(columns=["kept", "consensus", "confidence", "n_chains"],
                                     filter=(pc.field("kept") == True) & pc.field("consensus").is_valid()):  # noqa: E712

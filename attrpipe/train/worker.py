@@ -208,6 +208,7 @@ def export_trained(saved_dir: str | Path, processor, dest: str | Path, *, full_m
 def decode_images(record: dict, images_cfg: dict) -> list:
     """The record's images, decoded, validated and resized with :func:`attrpipe.images.load_image` (its URIs are
     already resolved; inline bytes win). A bad image raises ``ImageError`` naming the example."""
+    from attrpipe.http_images import HttpSettings
     from attrpipe.images import ImageError, load_image
 
     kw = dict(
@@ -216,6 +217,7 @@ def decode_images(record: dict, images_cfg: dict) -> list:
         max_pixels=int(images_cfg["max_pixels"]),
         max_bytes=int(images_cfg["max_bytes"]),
         allowed_schemes=list(images_cfg["allowed_schemes"]),
+        http=HttpSettings.from_conf(images_cfg),
     )
     try:
         data = record.get("image_bytes") or []
