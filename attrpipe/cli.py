@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -20,25 +21,23 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                         "a log file in the output directory, and the terminal shows one line per stage)")
 
 
+@contextlib.contextmanager
 def _quiet(args, out_dir: str | None):
-    """The command's terminal session (attrpipe.console): logs to ``<out_dir>/attrpipe-<command>.log`` unless -v."""
-    from attrpipe.console import log_path, session
+    """The command's terminal session (attrpipe.console): logs to ``<out_dir>/attrpipe-<command>.log`` unless -v;
+    a command that finishes names its log file last."""
+    from attrpipe.console import echo, log_path, session
 
-    return session(log_path(out_dir, _command(args)), verbose=getattr(args, "verbose", False),
-                   shutdown_ray=getattr(args, "cli_process", False))
+    with session(log_path(out_dir, _command(args)), verbose=getattr(args, "verbose", False),
+                 shutdown_ray=getattr(args, "cli_process", False)) as log:
+        yield log
+        if log:
+            echo(f"log: {log}")
 
 
 def _run_dir(cfg, *sub: str) -> str:
     from attrpipe import storage
 
     return storage.join(str(cfg.run.output_dir), str(cfg.run.name), *sub)
-
-
-def _say_log(log: str | None) -> None:
-    if log:
-        from attrpipe.console import echo
-
-        echo(f"log: {log}")
 
 
 def _is_override(token: str) -> bool:
@@ -73,9 +72,8 @@ def cmd_synth_pretrain(args) -> int:
     from attrpipe.synth.pretrain import run_pretrain
 
     cfg = _load(args)
-    with _quiet(args, str(cfg.pretrain.output)) as log:
+    with _quiet(args, str(cfg.pretrain.output)):
         record = run_pretrain(cfg, force=args.force)
-        _say_log(log)
     if args.export:
         from attrpipe.synth.pretrain import export_model
 
@@ -121,20 +119,29 @@ def _adapter(args, key: str, value):
     return (args.adapter, "--adapter") if args.adapter is not None else (value, key)
 
 
-def cmd_pseudolabel(args) -> int:
+def _catalog_inputs(args, adapter_key: str):
+    """A command that samples over a catalog (pseudolabel, predict): its config, the catalog (``--catalog``, else
+    data.unlabeled) and the adapter (``--adapter``, else ``adapter_key``), checked before anything runs."""
+    from omegaconf import OmegaConf
+
     from attrpipe.preflight import check_generation
-    from attrpipe.pseudolabel.pipeline import output_dir_for, run_pseudolabel
 
     cfg = _load(args)
     catalog = args.catalog or cfg.data.unlabeled
-    adapter, adapter_source = _adapter(args, "pseudolabel.adapter", cfg.pseudolabel.adapter)
+    adapter, adapter_source = _adapter(args, adapter_key, OmegaConf.select(cfg, adapter_key))
     check_generation(cfg, data=catalog, data_source="--catalog" if args.catalog else "data.unlabeled", labeled=False,
                      adapter=adapter, adapter_source=adapter_source)
+    return cfg, catalog, adapter
+
+
+def cmd_pseudolabel(args) -> int:
+    from attrpipe.pseudolabel.pipeline import output_dir_for, run_pseudolabel
+
+    cfg, catalog, adapter = _catalog_inputs(args, "pseudolabel.adapter")
     out = args.out or output_dir_for(cfg)
     # data.unlabeled_limit: the first N listings of the catalog labeled (the pool, or --catalog's)
-    with _quiet(args, out) as log:
+    with _quiet(args, out):
         run_pseudolabel(cfg, catalog=catalog, out=out, adapter=adapter, limit=cfg.data.unlabeled_limit)
-        _say_log(log)
     return 0
 
 
@@ -149,9 +156,8 @@ def cmd_evaluate(args) -> int:
     check_generation(cfg, data=test, data_source="--test" if args.test else "data.test", labeled=True,
                      adapter=adapter, adapter_source=adapter_source)
     out = args.out or _run_dir(cfg, "eval")
-    with _quiet(args, out) as log:
+    with _quiet(args, out):
         run_evaluate(cfg, test=test, adapter=args.adapter, out=out)
-        _say_log(log)
     return 0
 
 
@@ -166,13 +172,12 @@ def cmd_train(args) -> int:
                                          "default)")
     check_training(args.kind, cfg, data=args.data or default_paths(args.kind, cfg)["data"], data_source=source,
                    init_adapter=args.init_adapter, reference_adapter=args.reference_adapter, resume=args.resume)
-    with _quiet(args, args.out or default_paths(args.kind, cfg)["out_dir"]) as log:
+    with _quiet(args, args.out or default_paths(args.kind, cfg)["out_dir"]):
         out = run_training(args.kind, cfg, out_dir=args.out, data=args.data, init_adapter=args.init_adapter,
                            resume_from=args.resume, reference_adapter=args.reference_adapter)
         echo(f"{args.kind}: {out['global_step']} steps on {out['records']} records in {out['wall_seconds']:.0f}s "
              f"(train loss {out['train_loss']:.4f})")
         echo(f"adapter: {out['adapter']}\nmetrics: {out['metrics']}")
-        _say_log(log)
     return 0
 
 
@@ -182,9 +187,8 @@ def cmd_loop(args) -> int:
 
     cfg = _load(args)
     check_loop(cfg)
-    with _quiet(args, _run_dir(cfg)) as log:
+    with _quiet(args, _run_dir(cfg)):
         run_loop(cfg)
-        _say_log(log)
     return 0
 
 
@@ -194,9 +198,8 @@ def cmd_study(args) -> int:
 
     cfg = _load(args)
     check_study(cfg)
-    with _quiet(args, _run_dir(cfg)) as log:
+    with _quiet(args, _run_dir(cfg)):
         run_study(cfg, args.kind, command=["attrpipe", *args.argv])
-        _say_log(log)
     return 0
 
 
@@ -239,18 +242,12 @@ def cmd_report(args) -> int:
 
 def cmd_predict(args) -> int:
     from attrpipe.predict import run_predict
-    from attrpipe.preflight import check_generation
 
-    cfg = _load(args)
-    catalog = args.catalog or cfg.data.unlabeled
-    adapter, adapter_source = _adapter(args, "predict.adapter", cfg.predict.adapter)
-    check_generation(cfg, data=catalog, data_source="--catalog" if args.catalog else "data.unlabeled", labeled=False,
-                     adapter=adapter, adapter_source=adapter_source)
+    cfg, catalog, adapter = _catalog_inputs(args, "predict.adapter")
     # data.unlabeled_limit: the first N listings of the catalog (a trial), as pseudo-labeling takes it
     out = args.out or cfg.predict.output or _run_dir(cfg, "predict")
-    with _quiet(args, out) as log:
+    with _quiet(args, out):
         run_predict(cfg, catalog=catalog, adapter=adapter, out=out, mode=args.mode, limit=cfg.data.unlabeled_limit)
-        _say_log(log)
     return 0
 
 
@@ -272,9 +269,8 @@ def cmd_demo(args) -> int:
     from attrpipe.demo import run_demo
 
     cfg = _load(args)
-    with _quiet(args, _run_dir(cfg)) as log:
+    with _quiet(args, _run_dir(cfg)):
         code = run_demo(cfg)
-        _say_log(log)
     return code
 
 

@@ -143,12 +143,16 @@ class Taxonomy:
         return Taxonomy({n: self.verticals[n] for n in names})
 
 
+def _refuse_unknown_keys(mapping: dict, allowed: set[str], where: str) -> None:
+    unknown = set(mapping) - allowed
+    if unknown:
+        raise TaxonomyError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
 def _vertical_from_dict(data: object, source: str) -> Vertical:
     if not isinstance(data, dict):
         raise TaxonomyError(f"{source}: expected a mapping at the top level")
-    unknown = set(data) - _VERTICAL_KEYS
-    if unknown:
-        raise TaxonomyError(f"{source}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_VERTICAL_KEYS)}")
+    _refuse_unknown_keys(data, _VERTICAL_KEYS, source)
     name = data.get("name")
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise TaxonomyError(f"{source}: name: must match {_NAME_RE.pattern}, got {name!r}")
@@ -165,9 +169,7 @@ def _vertical_from_dict(data: object, source: str) -> Vertical:
             raise TaxonomyError(f"{where}: {CATEGORY_ATTRIBUTE!r} is reserved for the vertical question")
         if not isinstance(spec, dict):
             raise TaxonomyError(f"{where}: expected a mapping with {sorted(_ATTRIBUTE_KEYS)}")
-        unknown = set(spec) - _ATTRIBUTE_KEYS
-        if unknown:
-            raise TaxonomyError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_ATTRIBUTE_KEYS)}")
+        _refuse_unknown_keys(spec, _ATTRIBUTE_KEYS, where)
         values = spec.get("values")
         if not isinstance(values, list):
             raise TaxonomyError(f"{where}.values: must be a list of strings")

@@ -3,11 +3,10 @@ table of what each round did and measured, rendered by a real browser (headless 
 A hand-written loop manifest stands in for a run: no Ray, no model."""
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from browser import screenshot
 
 
 def _manifest(rounds: int) -> dict:
@@ -25,17 +24,6 @@ def _manifest(rounds: int) -> dict:
         fin[f"round-{r}/train"] = {"final_step": 50}
         fin[f"round-{r}/eval"] = {**ev, "accuracy": 0.283 + 0.02 * r}
     return {"method": "dpo", "stages": stages, "finished": fin}
-
-
-def _screenshot(html: Path, png: Path, profile: Path, size: str) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.fail("headless Chromium is missing: `make setup-browser` (run by `make test`) installs Debian's "
-                    "chromium package", pytrace=False)
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={profile}", "--hide-scrollbars", f"--window-size={size}",
-                    f"--screenshot={png}", html.as_uri()], check=True, capture_output=True, timeout=120)
 
 
 def _near(p, rgb, tol=12) -> bool:
@@ -58,7 +46,7 @@ def test_the_first_screen_shows_the_plot_and_the_whole_rounds_table(tmp_path, ro
     assert "<th>lift</th>" in page and f"<td>+{2 * rounds:.1f}</td>" in page
 
     shot = tmp_path / "first.png"
-    _screenshot(index, shot, tmp_path / "profile", "1100,800")
+    screenshot(index, shot, tmp_path / "profile", "1100,800")
     img = Image.open(shot).convert("RGB")
     assert img.size == (1100, 800)
     px = img.load()

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
+
+from browser import screenshot
 
 from attrpipe.config import load_config
 
@@ -131,17 +132,6 @@ def test_a_named_lever_study_shares_the_seed_sft_and_the_chains(setup, tiny_mode
     assert OmegaConf.load(d / "seed-0" / "dpo-C-0.5" / "config.yaml").dpo.beta == 0.5
 
 
-def _screenshot(html: Path, png: Path, profile: Path) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.fail("headless Chromium is missing: `make setup-browser` (run by `make test`) installs Debian's "
-                    "chromium package", pytrace=False)
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={profile}", "--hide-scrollbars", "--window-size=1100,3000",
-                    f"--screenshot={png}", html.as_uri()], check=True, capture_output=True, timeout=120)
-
-
 def test_report_renders_with_every_plot(setup, threshold_study, tmp_path):
     from PIL import Image
 
@@ -157,7 +147,7 @@ def test_report_renders_with_every_plot(setup, threshold_study, tmp_path):
     assert "No labeled slice" not in page  # the synthetic catalog's truth file measures calibration
 
     shot = tmp_path / "shot.png"
-    _screenshot(out / "index.html", shot, tmp_path / "chromium-profile")
+    screenshot(out / "index.html", shot, tmp_path / "chromium-profile", "1100,3000")
     img = Image.open(shot).convert("RGB")
     assert img.size == (1100, 3000)
     small = img.resize((275, 750))

@@ -250,14 +250,8 @@ def lora_config(
     """A ``peft.LoraConfig`` for causal-LM LoRA on the language model's q/v projections (the method's setting)."""
     from peft import LoraConfig
 
-    return LoraConfig(
-        r=r,
-        lora_alpha=alpha,
-        lora_dropout=dropout,
-        target_modules=target_modules,
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, bias="none",
+                      task_type="CAUSAL_LM")
 
 
 def lora_target_names(model, target_modules: str | list[str] = DEFAULT_LORA_TARGET_MODULES) -> list[str]:
