@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import time
@@ -21,17 +20,12 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                         "a log file in the output directory, and the terminal shows one line per stage)")
 
 
-@contextlib.contextmanager
 def _quiet(args, out_dir: str | None):
-    """The command's terminal session (attrpipe.console): logs to ``<out_dir>/attrpipe-<command>.log`` unless -v;
-    a command that finishes names its log file last."""
-    from attrpipe.console import echo, log_path, session
+    """The command's terminal session (attrpipe.console): logs to ``<out_dir>/attrpipe-<command>.log`` unless -v."""
+    from attrpipe.console import command_session
 
-    with session(log_path(out_dir, _command(args)), verbose=getattr(args, "verbose", False),
-                 shutdown_ray=getattr(args, "cli_process", False)) as log:
-        yield log
-        if log:
-            echo(f"log: {log}")
+    return command_session(out_dir, _command(args), verbose=getattr(args, "verbose", False),
+                           shutdown_ray=getattr(args, "cli_process", False))
 
 
 def _run_dir(cfg, *sub: str) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["session", "echo", "Progress", "format_progress", "log_path"]
+__all__ = ["session", "command_session", "echo", "Progress", "format_progress", "log_path"]
 
 
 class _State:
@@ -119,6 +119,17 @@ def session(log_file: str | None, *, verbose: bool = False, shutdown_ray: bool =
         log.close()
         if term is not old_streams[0]:
             term.close()
+
+
+@contextlib.contextmanager
+def command_session(out_dir: str | None, command: str, *, verbose: bool = False,
+                    shutdown_ray: bool = False) -> Iterator[str | None]:
+    """A command's :func:`session`, logging to :func:`log_path` of its output directory; a command that finishes
+    names its log file last."""
+    with session(log_path(out_dir, command), verbose=verbose, shutdown_ray=shutdown_ray) as log:
+        yield log
+        if log:
+            echo(f"log: {log}")
 
 
 def _quiet_ray_data():

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from attrpipe import storage
-from attrpipe.console import echo, log_path, session
+from attrpipe.console import command_session, echo
 from attrpipe.preflight import InputError
 
 __all__ = ["DEFAULT_CONFIG", "add_gpu_check_parser", "cmd_gpu_check", "require_gpus", "generation_rate",
@@ -330,9 +330,5 @@ def cmd_gpu_check(args) -> int:
     echo(f"gpu-check: model {cfg.model.path} loads ({local}, {time.perf_counter() - t0:.0f}s)")
     cfg = OmegaConf.merge(cfg, {"model": {"path": local}})
     run_dir = storage.join(str(cfg.run.output_dir), str(cfg.run.name))
-    with session(log_path(run_dir, "gpu-check"), verbose=args.verbose,
-                 shutdown_ray=getattr(args, "cli_process", False)) as log:
-        code = run_gpu_check(cfg, gpus=gpus, gpu_name=gpu_name)
-        if log:
-            echo(f"log: {log}")
-    return code
+    with command_session(run_dir, "gpu-check", verbose=args.verbose, shutdown_ray=getattr(args, "cli_process", False)):
+        return run_gpu_check(cfg, gpus=gpus, gpu_name=gpu_name)

@@ -104,3 +104,16 @@ def test_each_stage_leaves_one_line_with_its_numbers():
     m["finished"].update({"round-1/pseudolabel": pl, "round-1/eval": ev})
     table = loop_table(m).splitlines()
     assert "lift" in table[0] and "+4.8" in table[2] and "+" not in table[1]
+
+
+def test_a_command_session_names_its_log_file_last(tmp_path, capsys):
+    from attrpipe.console import command_session
+
+    with command_session(str(tmp_path / "run"), "loop") as log:
+        echo("stage line")
+    out = capsys.readouterr().out.splitlines()
+    assert log == str(tmp_path / "run" / "attrpipe-loop.log")
+    assert out == ["stage line", f"log: {log}"]
+    with command_session(str(tmp_path / "run"), "loop", verbose=True) as log:
+        echo("verbose")
+    assert log is None and capsys.readouterr().out == "verbose\n"
