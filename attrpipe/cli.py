@@ -214,6 +214,24 @@ def cmd_results_tables(args) -> int:
     return 0
 
 
+def cmd_results_plot(args) -> int:
+    from attrpipe.report import plot_study
+    from attrpipe.results import load_summary, study_for_plot
+
+    summary = load_summary(args.summary)
+    if summary is None:
+        print(f"attrpipe: error: no summary at {args.summary}", file=sys.stderr)
+        return 2
+    try:
+        study = study_for_plot(summary, args.study)
+    except KeyError as e:
+        print(f"attrpipe: error: {e.args[0]}", file=sys.stderr)
+        return 2
+    plot_study(study, args.out)
+    print(f"plot of {args.study} ({len(study['seeds'])} seed(s)) written to {args.out}")
+    return 0
+
+
 def cmd_results_add(args) -> int:
     from attrpipe.results import add_run
 
@@ -327,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--into", metavar="FILE", help="replace the <!-- results:NAME --> ... <!-- /results:NAME --> "
                    "blocks of this Markdown file instead of printing")
     p.set_defaults(func=cmd_results_tables)
+    p = results_sub.add_parser("plot", help="a study's plot (accuracy against its variable, DPO and SL, mean and "
+                               "standard deviation over seeds) drawn from a summary.json")
+    p.add_argument("summary", metavar="SUMMARY")
+    p.add_argument("study", metavar="STUDY", help="the study's key in the summary, e.g. miniature/study-pool-size")
+    p.add_argument("--out", required=True, metavar="PNG")
+    p.set_defaults(func=cmd_results_plot)
     p = results_sub.add_parser("add", help="record a run that is not a study in a summary.json: an evaluation "
                                "(metrics.json; --label zero-shot is Table 4's first row) or a loop run")
     p.add_argument("summary", metavar="SUMMARY")

@@ -39,7 +39,7 @@ from attrpipe import storage
 from attrpipe.methods import METHODS, is_oracle, method_label
 
 __all__ = ["UNITS", "seed_record", "merge_study", "headline", "render_tables", "fill_markers", "run_record",
-           "load_summary", "save_summary", "update_summary", "add_run", "TABLES"]
+           "load_summary", "save_summary", "update_summary", "add_run", "study_for_plot", "TABLES"]
 
 UNITS = ("accuracies and shares in percent; lifts and gains in points; kept, pairs and listings are counts (means "
          "over seeds); seconds are wall-clock")
@@ -150,6 +150,27 @@ def merge_study(summary: dict | None, study: dict, *, command: list[str] | None 
     entry["updated"] = stamp
     out["headline"] = headline(out)
     return out
+
+
+def study_for_plot(summary: dict, key: str) -> dict:
+    """A study of the summary (``<run.name>/<study dir>``) in the shape :func:`attrpipe.report.plot_study` draws: one
+    point per arm (mean accuracy over its seeds, its standard deviation; fractions, as a study manifest has them), so
+    that a study's plot can be drawn again from summary.json alone, over every seed merged into it."""
+    studies = summary.get("studies", {})
+    if key not in studies:
+        raise KeyError(f"no study {key!r} in the summary; it has: {', '.join(sorted(studies)) or 'none'}")
+    entry = studies[key]
+
+    def frac(st):
+        return None if not st or st.get("mean") is None else st["mean"] / 100
+
+    rows = [{"method": a["method"], "value": a["value"], "accuracy": frac(a.get("accuracy")),
+             "accuracy_std": None if not a.get("accuracy") or a["accuracy"].get("std") is None
+             else a["accuracy"]["std"] / 100, "sft_accuracy": frac(a.get("sft_accuracy"))}
+            for a in entry["arms"].values()]
+    rows.sort(key=lambda r: (r["method"], r["value"]))
+    seeds = sorted({s for a in entry["arms"].values() for s in a.get("seeds", [])})
+    return {"kind": entry["kind"], "seeds": seeds, "rounds": entry.get("rounds"), "summary": rows}
 
 
 def run_record(path: str) -> dict:

@@ -7,7 +7,8 @@ import pytest
 
 from attrpipe.cli import main
 from attrpipe.config import ConfigError, load_config
-from attrpipe.results import TABLES, fill_markers, headline, merge_study, render_tables, tables_markdown
+from attrpipe.results import (TABLES, fill_markers, headline, merge_study, render_tables, study_for_plot,
+                              tables_markdown)
 
 
 def _premise(single, kept_right, threshold=0.5):
@@ -170,6 +171,27 @@ def test_results_commands(tmp_path, capsys):
     assert rec["accuracy"] == pytest.approx(10.0) and rec["parsed_accuracy"] == pytest.approx(20.0)
     assert main(["results", "add", str(summary), str(tmp_path / "none"), "--label", "x"]) == 2
     assert main(["results", "tables", str(tmp_path / "missing.json")]) == 2
+
+
+def test_a_study_is_plotted_again_from_the_summary(tmp_path, capsys):
+    s = _full_summary()
+    key = next(k for k, v in s["studies"].items() if v["kind"] == "pool-size" and not v.get("name"))
+    study = study_for_plot(s, key)
+    arms = s["studies"][key]["arms"]
+    assert len(study["summary"]) == len(arms) and study["kind"] == "pool-size"
+    dpo = [r for r in study["summary"] if r["method"] == "dpo"]
+    assert [r["value"] for r in dpo] == sorted(r["value"] for r in dpo)
+    one = next(a for a in arms.values() if a["method"] == "dpo" and a["value"] == dpo[0]["value"])
+    assert dpo[0]["accuracy"] == pytest.approx(one["accuracy"]["mean"] / 100)
+    with pytest.raises(KeyError, match="no study 'nope'"):
+        study_for_plot(s, "nope")
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps(s))
+    png = tmp_path / "plot.png"
+    assert main(["results", "plot", str(summary), key, "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["results", "plot", str(summary), "nope", "--out", str(png)]) == 2
+    assert "no study 'nope'" in capsys.readouterr().err
 
 
 def test_a_study_with_an_oracle_arm_refuses_a_missing_truth_file(tmp_path):
