@@ -227,6 +227,7 @@ class RayEngineConf:
     num_gpus_per_actor: float = MISSING
     num_cpus_per_actor: float = MISSING
     tensor_parallel_size: int = MISSING
+    units_in_flight: int = MISSING
 
 
 @dataclass
@@ -392,6 +393,7 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
         ("ray.engine.num_gpus_per_actor", c.ray.engine.num_gpus_per_actor >= 0, "must be >= 0"),
         ("ray.engine.num_cpus_per_actor", c.ray.engine.num_cpus_per_actor > 0, "must be > 0"),
         ("ray.engine.tensor_parallel_size", c.ray.engine.tensor_parallel_size >= 1, "must be >= 1"),
+        ("ray.engine.units_in_flight", c.ray.engine.units_in_flight >= 1, "must be >= 1"),
         ("ray.preprocess.num_cpus_per_task", c.ray.preprocess.num_cpus_per_task > 0, "must be > 0"),
         ("ray.preprocess.max_actors", c.ray.preprocess.max_actors is None or c.ray.preprocess.max_actors >= 1,
          "must be null (scale with the work) or >= 1"),
@@ -426,6 +428,9 @@ def _validate(cfg: DictConfig) -> None:
     engine = cfg.generation.engine
     if engine not in ("vllm", "hf") and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", engine):
         raise ConfigError(f"generation.engine: must be vllm, hf or package.module:Class, got {engine!r}")
+    if engine == "hf" and cfg.ray.engine.units_in_flight > 1:
+        raise ConfigError("ray.engine.units_in_flight: more than one unit in flight needs an engine that generates "
+                          f"asynchronously (vllm); hf works on one unit at a time, got {cfg.ray.engine.units_in_flight}")
     for name, col in cfg.data.columns.items():
         if name not in _CATALOG_COLUMNS:
             raise ConfigError(f"data.columns.{name}: not a column attrpipe reads; map one of "

@@ -57,6 +57,8 @@ def test_dotlist_overrides_and_interpolation():
         ("lora.target_modules=(", "lora.target_modules"),
         ("vllm.max_lora_rank=8", "vllm.max_lora_rank"),
         ("run.name=a/b", "run.name"),
+        ("ray.engine.units_in_flight=0", "ray.engine.units_in_flight"),
+        ("ray.engine.units_in_flight=2", "ray.engine.units_in_flight"),  # tiny_cpu's engine is hf: one unit at a time
     ],
 )
 def test_invalid_values_are_one_line_errors_naming_the_key(override, key):

@@ -13,6 +13,7 @@ import pytest
 
 from attrpipe.config import load_config
 from attrpipe.parsing import parse_generation
+from attrpipe.pseudolabel.output import engine_busy_seconds
 from attrpipe.pseudolabel.pipeline import run_pseudolabel
 from attrpipe.schemas import CONSENSUS_SCHEMA, PAIRS_SCHEMA, QUARANTINE_SCHEMA
 from attrpipe.scoring import score_chains
@@ -74,9 +75,29 @@ def test_the_engine_time_is_recorded_per_unit_and_summed(scripted_run):
     import json
 
     _, out, _, m = scripted_run
-    per_unit = [json.loads(p.read_text())["generate_seconds"] for p in sorted((out / "_units").glob("*.json"))]
+    markers = [json.loads(p.read_text()) for p in sorted((out / "_units").glob("*.json"))]
+    per_unit = [mk["generate_seconds"] for mk in markers]
     assert per_unit and all(s > 0 for s in per_unit)  # every unit of this run called the engine
+    for mk in markers:
+        iv = mk["generate_interval"]
+        assert iv["actor"] and iv["end"] - iv["start"] == pytest.approx(mk["generate_seconds"], abs=2e-6)
+    # one actor, one unit at a time: its intervals do not overlap, so the busy time is their sum
     assert m["generate_seconds"] == pytest.approx(sum(per_unit), abs=1e-5)
+
+
+def test_engine_busy_seconds_merge_an_actors_overlapping_units_and_add_actors():
+    def mk(start, end, actor, secs=None):
+        return {"generate_seconds": end - start if secs is None else secs,
+                "generate_interval": {"start": start, "end": end, "actor": actor}}
+
+    # actor a: units [0, 4] and [2, 6] overlap (two in flight), [10, 11] apart: 6 + 1 seconds
+    a = [mk(0, 4, "a"), mk(2, 6, "a"), mk(10, 11, "a"), mk(3, 5, "a")]
+    assert engine_busy_seconds(a) == pytest.approx(7.0)
+    # actor b busy at the same time as a: another engine's worth of work
+    assert engine_busy_seconds(a + [mk(0, 4, "b")]) == pytest.approx(11.0)
+    # markers without an interval (older outputs) add their own seconds
+    assert engine_busy_seconds(a + [{"generate_seconds": 2.5}, {"counts": {}}]) == pytest.approx(9.5)
+    assert engine_busy_seconds([]) == 0.0
 
 
 def test_shards_have_the_documented_schemas(scripted_run):

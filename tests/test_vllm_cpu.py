@@ -5,7 +5,8 @@ From this (main) venv's pytest, the vllm venv's Python runs
 
 - the real ``attrpipe pseudolabel`` command with ``generation.engine=vllm`` on the tiny model and a small synthetic
   catalog: Ray Data, the ``GenerateUnit`` engine actor owning ``vllm.LLM``, scoring and writing; twice, into fresh
-  output directories, which must agree row for row (per-request seeds make vLLM's sampling reproducible);
+  output directories, which must agree row for row (per-request seeds make vLLM's sampling reproducible); and a third
+  time with two units in flight on vLLM's async engine (``ray.engine.units_in_flight=2``), which must agree too;
 - one request through :class:`attrpipe.engines.vllm.VLLMEngine` with a LoRA adapter written the way DPO training
   writes one (TRL's DPOTrainer, ``export_trained``), which must change the chains against the base model with the
   same seed.
@@ -92,13 +93,13 @@ def catalog(tmp_path_factory) -> Path:
     return root
 
 
-def pseudolabel(tiny_model_dir: str, catalog: Path, out: Path) -> dict:
+def pseudolabel(tiny_model_dir: str, catalog: Path, out: Path, *extra: str) -> dict:
     run_vllm("attrpipe pseudolabel with the vLLM engine", [
         "-m", "attrpipe.cli", "pseudolabel", "conf/tiny_cpu.yaml", *CPU_VLLM,
         f"model.path={tiny_model_dir}", "model.build_tiny=false", f"data.root={catalog}",
         f"taxonomy.verticals=[{','.join(VERTICALS)}]", "pseudolabel.listings_per_unit=2",
         "ray.address=local",  # its own Ray: never the main venv's (another Python) if one runs on this machine
-        f"pseudolabel.output={out}"])
+        f"pseudolabel.output={out}", *extra])
     return json.loads((out / "manifest.json").read_text())
 
 
@@ -127,6 +128,17 @@ def test_pipeline_with_the_vllm_engine_on_the_tiny_model(tiny_model_dir, catalog
     m2 = pseudolabel(tiny_model_dir, catalog, tmp_path / "b")
     assert m2["counts"] == c
     assert consensus_rows(tmp_path / "b") == rows
+    # two units in flight on the actor (vLLM's async engine), units of one listing: the same rows again, each unit
+    # still committed on its own, and the engine's busy time counts overlapping units once
+    m3 = pseudolabel(tiny_model_dir, catalog, tmp_path / "c", "ray.engine.units_in_flight=2",
+                     "pseudolabel.listings_per_unit=1")
+    assert m3["counts"] == c and m3["units"] == LISTINGS
+    assert consensus_rows(tmp_path / "c") == rows
+    markers = [json.loads(p.read_text()) for p in sorted((tmp_path / "c" / "_units").glob("*.json"))]
+    spans = sorted((mk["generate_interval"]["start"], mk["generate_interval"]["end"]) for mk in markers)
+    assert len(markers) == LISTINGS and len({mk["generate_interval"]["actor"] for mk in markers}) == 1
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # some units were generated at the same time
+    assert m3["generate_seconds"] < sum(mk["generate_seconds"] for mk in markers)
 
 
 LORA_SCRIPT = textwrap.dedent("""

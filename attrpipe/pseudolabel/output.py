@@ -29,6 +29,7 @@ __all__ = [
     "RUN_FILE", "UNITS_DIR", "MANIFEST_FILE", "SHARD_DIRS", "COUNT_KEYS", "LATER_COUNT_KEYS", "CHAIN_KEYS",
     "run_identity", "semantic_key", "key_hash", "claim_output", "read_run_key", "check_reusable",
     "marker_path", "shard_rel", "committed_unit_ids", "committed_files", "unit_counts", "summarize",
+    "engine_busy_seconds",
 ]
 
 RUN_FILE = "_run.json"
@@ -240,3 +241,30 @@ def summarize(markers: list[dict]) -> dict:
     assert total["listings_in"] == total["listings_labeled"] + total["listings_quarantined"], total
     assert total["listing_attributes"] == total["kept"] + total["below_threshold"], total
     return total
+
+
+def engine_busy_seconds(markers: list[dict]) -> float:
+    """Seconds the engine actors spent generating: per actor, the union of its units' ``generate_interval``s (units
+    in flight together on one actor overlap, and count once), summed over actors (two actors busy at once are two
+    engines' worth of work). A marker without an interval (written before markers had one, or with no engine call)
+    adds its ``generate_seconds``."""
+    by_actor: dict[str, list[tuple[float, float]]] = {}
+    loose = 0.0
+    for m in markers:
+        iv = m.get("generate_interval")
+        if iv and iv.get("actor") and iv["end"] >= iv["start"]:
+            by_actor.setdefault(iv["actor"], []).append((float(iv["start"]), float(iv["end"])))
+        else:
+            loose += float(m.get("generate_seconds") or 0.0)
+    total = loose
+    for intervals in by_actor.values():
+        intervals.sort()
+        start, end = intervals[0]
+        for s, e in intervals[1:]:
+            if s > end:
+                total += end - start
+                start, end = s, e
+            else:
+                end = max(end, e)
+        total += end - start
+    return round(total, 6)

@@ -9,6 +9,8 @@ and CPU scoring/writing tasks. The driver only plans units and sums the markers;
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from dataclasses import asdict
 
@@ -25,6 +27,7 @@ from attrpipe.pseudolabel.output import (
     check_reusable,
     claim_output,
     committed_unit_ids,
+    engine_busy_seconds,
     marker_path,
     progress_poll,
     run_identity,
@@ -149,6 +152,9 @@ class PrepareUnit:
                 "cached": json.dumps(cached)}
 
 
+_ACTOR = f"{socket.gethostname()}:{os.getpid()}"  # an engine actor's process: its units' busy intervals are merged
+
+
 class GenerateUnit:
     """The engine actor: owns one engine (transformers or vLLM) for its lifetime."""
 
@@ -161,25 +167,53 @@ class GenerateUnit:
         self.sampling = (SamplingSpec.greedy_decoding(cfg.eval.max_new_tokens) if greedy
                          else SamplingSpec.sampling(cfg.generation, cfg.run.seed))
 
-    def __call__(self, row: dict) -> dict:
+    def _requests(self, row: dict) -> tuple[list, list[tuple[int, int]], dict]:
         requests, spans = [], []
         for d in row["listings"]:
             listing = PreparedListing(**d)
             reqs = listing_requests(listing, self.ctx.taxonomy, self.ctx.attributes(listing.vertical))
             spans.append((len(requests), len(requests) + len(reqs)))
             requests.extend(reqs)
-        cached = json.loads(row.pop("cached", None) or "{}")
-        t0 = time.perf_counter()
-        texts, reused = texts_with_cache(requests, cached, self.sampling.n,
-                                         lambda todo: self.engine.generate(todo, self.sampling))
-        # the engine's busy time on this unit (attrpipe gpu-check divides the generated tokens by it)
-        row["generate_seconds"] = time.perf_counter() - t0
+        return requests, spans, json.loads(row.pop("cached", None) or "{}")
+
+    def _finish(self, row: dict, texts, reused: int, spans, started: float, ended: float) -> dict:
+        # when the engine worked on this unit, and on which actor: the manifest's engine-busy seconds are the union
+        # of each actor's intervals (units in flight together overlap), summed over actors (gpu-check divides the
+        # generated tokens by them)
+        row["generate_interval"] = [round(started, 6), round(ended, 6), _ACTOR]
         row["texts"] = [texts[a:b] for a, b in spans]
         for d in row["listings"]:  # scoring needs the image references, not the decoded pixels: don't ship them on
             d["pixels"] = []
         row["reused"] = reused * self.sampling.n  # chains
         row["identity"] = json.dumps(self.engine.identity(), sort_keys=True)
         return row
+
+    def __call__(self, row: dict) -> dict:
+        requests, spans, cached = self._requests(row)
+        t0 = time.time()
+        texts, reused = texts_with_cache(requests, cached, self.sampling.n,
+                                         lambda todo: self.engine.generate(todo, self.sampling))
+        return self._finish(row, texts, reused, spans, t0, time.time())
+
+
+class GenerateUnitAsync(GenerateUnit):
+    """The engine actor with ``ray.engine.units_in_flight`` > 1: Ray Data runs up to that many calls at once on the
+    actor's event loop, and the engine (vLLM's async engine) batches their requests together. Each unit's row is
+    still complete and independent: the same requests, per-request seeds and output as :class:`GenerateUnit`."""
+
+    def __init__(self, cfg_yaml: str, adapter: str | None, greedy: bool = False):
+        super().__init__(cfg_yaml, adapter, greedy)
+        if not hasattr(self.engine, "generate_async"):
+            raise ValueError(f"ray.engine.units_in_flight > 1: the engine {type(self.engine).__name__} has no "
+                             "generate_async; set ray.engine.units_in_flight: 1")
+
+    async def __call__(self, row: dict) -> dict:
+        requests, spans, cached = self._requests(row)
+        t0 = time.time()
+        todo = [r for r in requests if r.request_id not in cached]
+        generated = await self.engine.generate_async(todo, self.sampling) if todo else []
+        texts, reused = texts_with_cache(requests, cached, self.sampling.n, lambda _: generated)
+        return self._finish(row, texts, reused, spans, t0, time.time())
 
 
 class ScoreAndWriteUnit:
@@ -223,8 +257,10 @@ class ScoreAndWriteUnit:
                 storage.remove_file(dest)  # a stale shard of an interrupted earlier attempt
         counts = unit_counts(row["n_in"], len(row["listings"]), extra, consensus, pairs, quarantine,
                              reused=int(row.get("reused") or 0), review=len(review), verticals_matched=matched)
+        started, ended, actor = row.get("generate_interval") or (0.0, 0.0, None)
         marker = {"unit": row["unit"], "files": files, "counts": counts,
-                  "generate_seconds": round(float(row.get("generate_seconds") or 0.0), 6)}
+                  "generate_seconds": round(ended - started, 6),
+                  "generate_interval": {"start": started, "end": ended, "actor": actor}}
         storage.write_json_atomic(marker_path(self.out, unit.unit_id), marker)
         return {"unit_id": unit.unit_id, "counts": json.dumps(counts)}
 
@@ -301,9 +337,15 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
                                                             duplicates=duplicates,
                                                             reuse_chains_from=reuse_chains_from),
                     num_cpus=cpu_per_actor, compute=cpu_pool)
-        ds = ds.map(GenerateUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, adapter=adapter, greedy=greedy),
-                    compute=ray.data.ActorPoolStrategy(size=e.num_actors),
-                    num_gpus=e.num_gpus_per_actor * e.tensor_parallel_size or None, num_cpus=e.num_cpus_per_actor)
+        # units_in_flight > 1: as many calls at once per actor (its max_concurrency), and as many units handed to
+        # it ahead (max_tasks_in_flight_per_actor), the way ray.data.llm's own vLLM stage overlaps its batches
+        k = int(e.units_in_flight)
+        ds = ds.map(GenerateUnitAsync if k > 1 else GenerateUnit,
+                    fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, adapter=adapter, greedy=greedy),
+                    compute=ray.data.ActorPoolStrategy(size=e.num_actors,
+                                                       max_tasks_in_flight_per_actor=k if k > 1 else None),
+                    num_gpus=e.num_gpus_per_actor * e.tensor_parallel_size or None, num_cpus=e.num_cpus_per_actor,
+                    **({"max_concurrency": k} if k > 1 else {}))
         predict = None if review_below is None else {"review_below": review_below, "greedy": greedy}
         ds = ds.map(ScoreAndWriteUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, out=out, predict=predict,
                                                                   truth=truth),
@@ -335,8 +377,8 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
         "round": cfg.pseudolabel.round,
         "units": len(units),
         "counts": totals,
-        # the engine actors' busy seconds over all units (markers from before this field count 0)
-        "generate_seconds": round(sum(float(m.get("generate_seconds") or 0.0) for m in markers), 6),
+        # the engine actors' busy seconds: per actor the union of its units' intervals, summed over actors
+        "generate_seconds": engine_busy_seconds(markers),
         "seconds_this_invocation": round(time.perf_counter() - t0, 2),
     }
     storage.write_json_atomic(storage.join(out, MANIFEST_FILE), manifest)
