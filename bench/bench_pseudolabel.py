@@ -195,7 +195,7 @@ def bench_prefill(args):
     eng.model.model.language_model.register_forward_pre_hook(lm_hook, with_kwargs=True)
     eng.model.model.visual.register_forward_pre_hook(vis_hook, with_kwargs=True)
     vertical = load_taxonomy("conf/taxonomy").vertical("suitcase")
-    attrs = vertical.inferable_attributes()
+    attrs = vertical.inferable_attributes()[:args.attributes]
     imgs = [Image.new("RGB", (224, 224), (30 * i, 90, 120)) for i in range(3)]
 
     def run(n_chains, n_requests_per_attr):
@@ -235,7 +235,7 @@ def bench_prefill_vllm(args):
     before = benchlib.start("prefill-vllm")
     model = benchlib.tiny_model(args.model)
     vertical = load_taxonomy("conf/taxonomy").vertical("suitcase")
-    attrs = vertical.inferable_attributes()
+    attrs = vertical.inferable_attributes()[:args.attributes]
     colour = iter(range(1, 10_000))
 
     def add_counter(m):
@@ -275,11 +275,11 @@ def bench_prefill_vllm(args):
                 spec = SamplingSpec(n_chains, 1.0, 1.0, 4, False, c)
                 reqs = [[GenerationRequest(f"L{c}::{a.name}::{j}", build_messages(a, "suitcase", 3), imgs)
                          for j in range(n_requests)] for a in attrs]
-                before, (calls0, imgs0) = metrics(eng.llm), eng.llm.apply_model(read_counter)[0]
+                m0, (calls0, imgs0) = metrics(eng.llm), eng.llm.apply_model(read_counter)[0]
                 for batch in (reqs if per_attr_call else [[r for rs in reqs for r in rs]]):
                     eng.generate(batch, spec)
-                after, (calls1, imgs1) = metrics(eng.llm), eng.llm.apply_model(read_counter)[0]
-                d = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+                m1, (calls1, imgs1) = metrics(eng.llm), eng.llm.apply_model(read_counter)[0]
+                d = {k: m1.get(k, 0) - m0.get(k, 0) for k in m1}
                 chains = len(attrs) * 7
                 rows.append((prefix, per_attr_call, n_chains, d.get("vllm:prompt_tokens", 0) / chains,
                              d.get("local_compute", 0) / chains, imgs1 - imgs0, calls1 - calls0))
@@ -400,6 +400,8 @@ def main():
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--unit", type=int, default=None, help="listings per unit (default 4 engine, 256 dataplane and "
                    "check)")
+    p.add_argument("--attributes", type=int, default=None,
+                   help="prefill, prefill-vllm: ask only the first N of the listing's attributes (default: all)")
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     p.add_argument("--block-size", type=int, default=None,
                    help="prefill-vllm: vLLM KV block size (a multiple of 32 on the CPU)")
