@@ -24,8 +24,10 @@ chains, per-request seeds, the preset's max tokens and temperature). Modes:
   of an n = 7 request (request seed + chain index): the same chains, sampled as 7 requests.
 
 Each mode runs in a fresh child process (its own engine, its own Ray), timed from its start to its last result,
-engine start-up included; "start-up" is the time to the first result (bare: the engine's construction; pipeline: the
-first committed unit marker in <out>/_units/; ray.data.llm: the first output row). The engine gets the same CPUs in
+engine start-up included. "start-up" is the time to the first result: pipeline, the first committed unit marker in
+<out>/_units/; ray.data.llm, the first output row; bare, whose only result is its last, the engine's construction.
+"Engine busy" is the time inside the engine's generate calls (pipeline: the manifest's `generate_seconds`, summed over
+units; bare: its one call); ray.data.llm's is not readable from outside its stage. The engine gets the same CPUs in
 every mode: `VLLM_CPU_OMP_THREADS_BIND` is set to the same core list (`--engine-cpus`, default every core this process
 may run on) for every child, Ray's workers inherit it, and in both Ray modes the engine actor holds 1 Ray CPU.
 """
@@ -307,18 +309,18 @@ def same_chains(a: dict, b: dict) -> str:
 def table(results: list[tuple[str, dict]]) -> str:
     bare = dict(results).get("bare", {})
     header = ["mode", "listing-attributes/s", "chains/s", "seconds", "ratio to bare", "engine busy share",
-              "start-up s", "listing-attributes/s after start-up", "same chains as bare", "engine cores", "notes"]
+              "start-up s", "listing-attributes/s while generating", "same chains as bare", "engine cores", "notes"]
     rows = []
     for label, r in results:
         if "error" in r:
             rows.append([label, "-", "-", "-", "-", "-", "-", "-", "-", "-", "failed: " + error_line(r["log_tail"])])
             continue
         la, wall = r["listing_attributes"], r["wall"]
-        steady = la / (wall - r["startup"]) if wall > r["startup"] else float("nan")
+        working = f"{la / r['busy']:.2f}" if r.get("busy") else "not readable"
         ratio = (la / wall) / (bare["listing_attributes"] / bare["wall"]) if "wall" in bare else float("nan")
         busy = f"{r['busy'] / wall:.0%}" if r.get("busy") is not None else "not readable"
         rows.append([label, f"{la / wall:.2f}", f"{r['chains'] / wall:.1f}", f"{wall:.1f}", f"{ratio:.2f}", busy,
-                     f"{r['startup']:.1f}", f"{steady:.2f}",
+                     f"{r['startup']:.1f}", working,
                      same_chains(r["texts"], bare["texts"]) if "texts" in bare else "-", r["engine_cores"], r["note"]])
     return markdown_table(header, rows)
 
