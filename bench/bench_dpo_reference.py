@@ -30,6 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+
 MODES = ("adapter_disabled", "frozen_adapter", "separate_model")
 
 
@@ -204,6 +207,7 @@ def main(argv=None) -> int:
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
 
+    benchlib.use_this_checkout()
     if a._child:
         import torch
 
@@ -212,12 +216,11 @@ def main(argv=None) -> int:
         print("RESULT " + json.dumps(res))
         return 0
 
-    from attrpipe.models.tiny import build_tiny_model
-
+    before = benchlib.start("DPO reference policies")
     cache = Path(a.cache)
     model = a.model
     if model is None:
-        tiny = build_tiny_model(cache / "tiny")
+        tiny = Path(benchlib.tiny_model())
         model = str(tiny if a.size == "tiny" else _build_small(tiny, cache / "small"))
     adapter = a.adapter or str(_make_adapter(model, cache / f"adapter-{Path(model).name}"))
     rows = []
@@ -232,17 +235,16 @@ def main(argv=None) -> int:
             raise SystemExit(f"mode {mode} failed (exit {p.returncode})")
         rows.append(json.loads(line[0][7:]))
 
-    print(f"\nDPO reference policies: model {model} ({rows[0]['parameters_m']:.2f} M parameters in the policy), "
-          f"{a.batch} pairs/step, {a.steps} timed steps after {a.warmup} warm-up, device {a.device}, "
-          f"{a.threads} torch thread(s)")
-    hdr = (f"{'reference':<18} {'steps/s':>8} {'peak RSS MiB':>13} {'peak - before model':>20} "
-           f"{'model+ref params M':>19} {'CUDA peak MiB':>14}")
-    print(hdr)
-    print("-" * len(hdr))
-    for r in rows:
-        cuda = "-" if r["cuda_peak_mib"] is None else f"{r['cuda_peak_mib']:.0f}"
-        print(f"{r['mode']:<18} {r['steps_per_s']:>8.2f} {r['peak_rss_mib']:>13.0f} "
-              f"{r['peak_rss_mib'] - r['rss_before_model_mib']:>20.0f} {r['parameters_m']:>19.2f} {cuda:>14}")
+    cuda = a.device == "cuda"
+    benchlib.print_table(
+        f"DPO reference policies: model {model} ({rows[0]['parameters_m']:.2f} M parameters in the policy), "
+        f"{a.batch} pairs/step, {a.steps} timed steps after {a.warmup} warm-up, device {a.device}, "
+        f"{a.threads} torch thread(s)",
+        [("reference", None), ("steps/s", ".2f"), ("peak RSS MiB", ".0f"), ("peak - RSS before loading MiB", ".0f"),
+         ("parameters (model + ref) M", ".2f"), *([("CUDA peak MiB", ".0f")] if cuda else [])],
+        [(r["mode"], r["steps_per_s"], r["peak_rss_mib"], r["peak_rss_mib"] - r["rss_before_model_mib"],
+          r["parameters_m"], *([r["cuda_peak_mib"]] if cuda else [])) for r in rows],
+        before=before)
     return 0
 
 

@@ -23,11 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(REPO / "tests"))  # the HTTP server the tests use
-os.chdir(REPO)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+
+benchlib.use_this_checkout()
+sys.path.insert(0, str(benchlib.REPO / "tests"))  # the HTTP server the tests use
 
 VERTICALS = ["suitcase", "watch", "kurta"]
 
@@ -72,6 +72,7 @@ def main():
 
     import ray
 
+    before = benchlib.start("http images")
     from attrpipe.config import load_config
     from attrpipe.pseudolabel.pipeline import run_pseudolabel
     from image_server import ImageServer
@@ -88,10 +89,8 @@ def main():
                  f"{server.url}/img/")
         for latency in args.latency:
             os.environ["ATTRPIPE_BENCH_LATENCY_S"] = str(latency)
-            ray.shutdown()  # a fresh Ray per value, with the latency in the workers' environment
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": str(BENCH), "OMP_NUM_THREADS": "1",
-                                               "ATTRPIPE_BENCH_LATENCY_S": str(latency)}})
+            # a fresh Ray per value, with the latency in the workers' environment
+            benchlib.init_ray(2, {"ATTRPIPE_BENCH_LATENCY_S": str(latency)})
             rates = {}
             for attempt, kind in [(a, k) for a in range(args.repeat) for k in ("local", "http")]:
                 cfg = load_config("conf/tiny_cpu.yaml", [
@@ -115,17 +114,16 @@ def main():
         hits = sum(server.hits.values())
     ray.shutdown()
     shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\nhttp images: {args.listings} listings x {args.images_per_listing} images (320x240 JPEG), server delay "
-          f"{args.delay * 1000:g} ms per response, {hits} requests served, images.http.concurrency "
-          f"{args.concurrency or 'as configured'}, stand-in engine, {args.unit} listings per "
-          f"unit, {os.cpu_count()} cores, best of {args.repeat} alternating runs each (Ray started before the runs, not "
-          "timed; the stages' actors start in each run, timed)")
-    print("| engine ms per request | local files listings/s | http listings/s | http / local |")
-    print("|---|---|---|---|")
-    for latency, r in rows:
-        print(f"| {latency * 1000:g} | {r['local'][0]:.1f} | {r['http'][0]:.1f} | {r['http'][0] / r['local'][0]:.2f}x |")
-    print("goal: http / local >= 0.8x")
-
+    benchlib.print_table(
+        f"http images: {args.listings} listings x {args.images_per_listing} images (320x240 JPEG), server delay "
+        f"{args.delay * 1000:g} ms per response, {hits} requests served, images.http.concurrency "
+        f"{args.concurrency or 'as configured'}, stand-in engine, {args.unit} listings per "
+        f"unit, {os.cpu_count()} cores, best of {args.repeat} alternating runs each (Ray started before the runs, not "
+        "timed; the stages' actors start in each run, timed)",
+        [("engine ms per request", "g"), ("local files listings/s", ".1f"), ("http listings/s", ".1f"),
+         ("http / local", None)],
+        [(latency * 1000, r["local"][0], r["http"][0], f"{r['http'][0] / r['local'][0]:.2f}x") for latency, r in rows],
+        before=before, notes=["goal: http / local >= 0.8x"])
 
 if __name__ == "__main__":
     main()

