@@ -164,7 +164,7 @@ def bench_engine(args):
     for actors, cpus in engines:
         out = tmp / f"ray{actors}x{cpus}"
         cluster = actors * cpus + 1  # the engines' CPUs and one for the two CPU stages' actors (0.25 CPU each)
-        t0 = time.time()  # Ray's own start-up is part of the pipeline's start-up
+        t0, cpu0 = time.time(), time.process_time()  # Ray's own start-up is part of the pipeline's start-up
         benchlib.init_ray(cluster)
         run_pseudolabel(_cfg(base + [f"ray.engine.num_actors={actors}", f"ray.engine.num_cpus_per_actor={cpus}",
                                      "ray.preprocess.num_cpus_per_task=0.25", f"pseudolabel.output={out}"]),
@@ -172,6 +172,7 @@ def bench_engine(args):
         if args.profile:
             ph = benchlib.phases(out, t0)
             cpu = _cpu_seconds_by_process()
+            cpu["driver"] = time.process_time() - cpu0  # this run's share of the driver
             profiles.append(f"  Ray pipeline {actors}x{cpus}: {time.time() - t0:.1f} s; engine's generate "
                             f"{ph.engine_busy_s:.1f} s in the steady state; CPU s by process: "
                             + ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
@@ -431,7 +432,7 @@ def bench_check(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("part", choices=["engine", "prefill", "prefill-vllm", "dataplane", "check"])
-    p.add_argument("--listings", type=int, default=96,
+    p.add_argument("--listings", type=int, default=256,
                    help="engine: synthetic listings (the default keeps start-up under a tenth of the run)")
     p.add_argument("--engines", nargs="+", default=["1x1", "1x2"], metavar="ACTORSxCPUS",
                    help="engine: the pipeline's engine actors x CPUs each, a row each; a bare loop runs with each "
