@@ -353,7 +353,9 @@ def main() -> None:
 
     preset = load_config(args.config, args.overrides)
     model = args.model or preset.model.path
-    if args.model is None and preset.model.build_tiny:
+    if args.model is None and preset.model.build_tiny and not (REPO / model / "config.json").is_file():
+        # built only when missing: the main venv's build (another transformers version, so another build hash) is
+        # used as it is, not rebuilt under this venv's transformers
         from attrpipe.models.tiny import build_tiny_model
 
         model = str(build_tiny_model(REPO / model))

@@ -42,14 +42,14 @@ def test_side_by_side_table_has_every_mode(tmp_path):
 
     rows = table_rows(proc.stdout)
     assert rows[0] == HEADER, proc.stdout
-    by_mode = {r[0]: dict(zip(HEADER, r)) for r in rows[2:]}  # rows[1] is the |---| line
+    by_mode = {r[0]: dict(zip(HEADER, r)) for r in rows[1:]}  # (the |---| line does not start with "| ")
     assert set(by_mode) == {"bare", "pipeline", "ray.data.llm"}, proc.stdout
     for mode, r in by_mode.items():
         if mode == "ray.data.llm" and r["notes"].startswith("failed: "):
             assert len(r["notes"]) > len("failed: "), "a ray.data.llm failure must record its error"
             continue
         assert float(r["listing-attributes/s"]) > 0 and float(r["seconds"]) > 0, r
-        assert float(r["chains/s"]) == pytest.approx(7 * float(r["listing-attributes/s"]), rel=0.02), r
+        assert float(r["chains/s"]) > 0 and float(r["start-up s"]) > 0, r
         assert r["same chains as bare"].endswith("%") and int(r["same chains as bare"][:-1]) >= 90, r
         assert r["engine cores"] not in ("", "not logged"), r
     assert by_mode["bare"]["ratio to bare"] == "1.00"
