@@ -1,7 +1,7 @@
 """What every benchmark under bench/ shares: the machine's load, the markdown table, the tiny model, a local Ray,
 and the start-up / steady-state split of a pseudo-labeling run read from its committed unit markers.
 
-Plain functions of the standard library (no Ray, no torch at import): tests/test_bench_smoke.py imports this module in
+Plain functions of the standard library (no Ray, no torch at import; `phases` imports attrpipe's marker arithmetic): tests/test_bench_smoke.py imports this module in
 the test process.
 """
 
@@ -65,19 +65,24 @@ def _cell(value, fmt: str | None) -> str:
     return format(value, fmt)
 
 
+def markdown(header: list[str], rows: list[list]) -> str:
+    """The markdown table of bench/: a header, its separator, one line per row (cells already formatted)."""
+    for row in rows:
+        assert len(row) == len(header), (row, header)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
 def print_table(title: str, columns: list[tuple[str, str | None]], rows: list[tuple], *, before: Load,
                 notes: list[str] = ()) -> None:
-    """The one table printer of bench/: a title line, the load average before and after, a markdown table, notes.
+    """A title line, the load average before and after, the markdown table, notes.
 
     ``columns`` are (header, format spec for numbers, e.g. ".2f"; None for text); a string value is printed as is and a
     NaN float as ``-`` (not measured)."""
     print(f"\n{title}")
     print(load_line(before))
-    print("| " + " | ".join(name for name, _ in columns) + " |")
-    print("|" + "---|" * len(columns))
-    for row in rows:
-        assert len(row) == len(columns), (row, columns)
-        print("| " + " | ".join(_cell(v, fmt) for v, (_, fmt) in zip(row, columns)) + " |")
+    print(markdown([name for name, _ in columns],
+                   [[_cell(v, fmt) for v, (_, fmt) in zip(row, columns)] for row in rows]))
     for note in notes:
         print(note)
     sys.stdout.flush()
@@ -99,7 +104,7 @@ class Phases:
     steady_s: float
     total_s: float
     steady: dict[str, float]
-    engine_busy_s: float  # the markers' generate_seconds (the engine's time on a unit) summed over the steady units
+    engine_busy_s: float  # the engine's busy seconds over the steady units (attrpipe's engine_busy_seconds)
 
     @property
     def startup_share(self) -> float:
@@ -133,7 +138,9 @@ def phases(out: str | os.PathLike, started_at: float,
     for key in work:
         done = sum(m["counts"].get(key, 0) for _, m in committed[1:])
         steady[key] = done / span if len(committed) > 1 and span > 0 else float("nan")
-    busy = sum(float(m.get("generate_seconds") or 0.0) for _, m in committed[1:])
+    from attrpipe.pseudolabel.output import engine_busy_seconds  # units in flight together count once
+
+    busy = engine_busy_seconds([m for _, m in committed[1:]])
     return Phases(units=len(committed), startup_s=first - started_at, steady_s=span, total_s=last - started_at,
                   steady=steady, engine_busy_s=busy)
 
