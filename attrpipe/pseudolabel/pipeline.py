@@ -41,6 +41,7 @@ from attrpipe.pseudolabel.stages import (
     PreparedListing,
     asked_attributes,
     listing_requests,
+    pending_requests,
     prediction_rows,
     prepare_listing,
     score_listing,
@@ -210,7 +211,7 @@ class GenerateUnitAsync(GenerateUnit):
     async def __call__(self, row: dict) -> dict:
         requests, spans, cached = self._requests(row)
         t0 = time.time()
-        todo = [r for r in requests if r.request_id not in cached]
+        todo = pending_requests(requests, cached)
         generated = await self.engine.generate_async(todo, self.sampling) if todo else []
         texts, reused = texts_with_cache(requests, cached, self.sampling.n, lambda _: generated)
         return self._finish(row, texts, reused, spans, t0, time.time())

@@ -52,6 +52,7 @@ __all__ = [
     "score_listing",
     "prediction_rows",
     "quarantine_row",
+    "pending_requests",
     "texts_with_cache",
 ]
 
@@ -268,12 +269,17 @@ def listing_requests(listing: PreparedListing, taxonomy: Taxonomy, attributes: l
     ]
 
 
+def pending_requests(requests: list[GenerationRequest], cached: dict[str, list[str]]) -> list[GenerationRequest]:
+    """The requests whose chains are not in ``cached``: the ones an engine must generate."""
+    return [r for r in requests if r.request_id not in cached]
+
+
 def texts_with_cache(requests: list[GenerationRequest], cached: dict[str, list[str]], n: int,
                      generate) -> tuple[list[list[str]], int]:
     """The texts of every request, in order: from ``cached`` (example id -> chain texts of an earlier run with the same
     model, adapter, sampling and seed: the very chains a new generation would sample) where present, from
     ``generate(requests)`` for the others. Returns the texts and how many requests came from the cache."""
-    todo = [r for r in requests if r.request_id not in cached]
+    todo = pending_requests(requests, cached)
     generated = dict(zip((r.request_id for r in todo), generate(todo) if todo else [], strict=True))
     out = []
     for r in requests:
