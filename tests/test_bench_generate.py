@@ -16,8 +16,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
-HEADER = ["mode", "listing-attributes/s", "chains/s", "seconds", "ratio to bare", "engine busy share", "start-up s",
-          "listing-attributes/s while generating", "same chains as bare", "engine cores", "notes"]
+HEADER = ["mode", "listing-attributes/s", "chains/s", "seconds", "ratio to bare", "ratio to bare, every run",
+          "engine busy share", "start-up s", "listing-attributes/s while generating", "same chains as bare",
+          "engine cores", "notes"]
 
 
 def vllm_python() -> str:
@@ -52,7 +53,8 @@ def test_side_by_side_table_has_every_mode(tmp_path):
         assert float(r["chains/s"]) > 0 and float(r["start-up s"]) > 0, r
         assert r["same chains as bare"].endswith("%") and int(r["same chains as bare"][:-1]) >= 90, r
         assert r["engine cores"] not in ("", "not logged"), r
-    assert by_mode["bare"]["ratio to bare"] == "1.00"
+    assert by_mode["bare"]["ratio to bare"] == "1.00" and by_mode["bare"]["ratio to bare, every run"] == "1.00"
+    assert "units of <= 64 listings" in by_mode["pipeline"]["notes"], "the pipeline runs with base.yaml's unit"
     assert by_mode["bare"]["engine busy share"].endswith("%")
     assert by_mode["pipeline"]["engine busy share"].endswith("%")
 
@@ -62,3 +64,34 @@ def test_side_by_side_table_has_every_mode(tmp_path):
     assert len({r["listing_attributes"] for r in done}) == 1 and done[0]["listing_attributes"] > 0
     assert all(r["chains"] == 7 * r["listing_attributes"] for r in done)
     assert "load average before" in proc.stdout and "load average at the end" in proc.stdout
+
+
+def bench_generate():
+    import importlib.util
+
+    cwd = os.getcwd()
+    spec = importlib.util.spec_from_file_location("bench_generate", REPO / "bench" / "bench_generate.py")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)  # stdlib and bench/benchlib.py only at import
+    finally:
+        os.chdir(cwd)
+    return module
+
+
+def fake_run(wall: float, la: int = 10) -> dict:
+    return {"wall": wall, "startup": 1.0, "busy": wall / 2, "listing_attributes": la, "chains": 7 * la,
+            "note": "n", "engine_cores": "[0, 1]", "texts": {"r": ["a"]}}
+
+
+def test_repeated_runs_show_the_median_run_and_every_runs_ratio_to_its_rounds_bare():
+    bg = bench_generate()
+    bare = [fake_run(10.0), fake_run(20.0), fake_run(12.0)]
+    pipe = [fake_run(20.0), fake_run(20.0), {"error": "exit 1", "log_tail": "ValueError: boom"}]
+    assert bg.median_run(bare)["wall"] == 12.0
+    assert bg.median_run(pipe)["wall"] == 20.0  # the failed run is left out of the median
+    rows = {r[0]: dict(zip(HEADER, r)) for r in table_rows(bg.table([("bare", bare), ("pipeline", pipe)]))[1:]}
+    assert rows["bare"]["ratio to bare, every run"] == "1.00 1.00 1.00"
+    assert rows["pipeline"]["ratio to bare, every run"] == "0.50 1.00 -"  # run i against bare's run i
+    assert rows["pipeline"]["ratio to bare"] == "0.60"  # median runs: 12 s against 20 s
+    assert rows["pipeline"]["seconds"] == "20.0"
