@@ -322,3 +322,21 @@ def test_a_relative_data_root_gives_absolute_image_locations(scripted_run, tmp_p
     uris = [u for r in read(tmp_path / "rel", "consensus").to_pylist() for u in (r["image_uris"] or [])]
     assert uris and all(os.path.isabs(u) and os.path.isfile(u) for u in uris)
     assert not rel["counts"]["quarantine_reasons"].get("image_missing")
+
+
+def test_the_engine_interval_travels_as_an_arrow_struct_not_a_pickled_object():
+    """Ray Data hands the engine actor's rows to the writer as Arrow: the busy interval must convert to a column (a
+    list mixing floats and the actor's name did not, and Ray Data fell back to pickling it, with a warning)."""
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+
+    from attrpipe.pseudolabel.pipeline import GenerateUnit
+
+    fake = SimpleNamespace(sampling=SimpleNamespace(n=7), engine=SimpleNamespace(identity=lambda: {"engine": "x"}))
+    row = {"listings": [{"pixels": [b"x"]}], "unit": {}}
+    out = GenerateUnit._finish(fake, row, [["a"] * 7], 0, [(0, 1)], 10.0, 12.5)
+    column = pa.Table.from_pylist([{"generate_interval": out["generate_interval"]}]).schema.field(0).type
+    assert pa.types.is_struct(column)
+    assert out["generate_interval"]["end"] - out["generate_interval"]["start"] == 2.5
+    assert out["generate_interval"]["actor"]

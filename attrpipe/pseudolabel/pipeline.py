@@ -180,8 +180,9 @@ class GenerateUnit:
     def _finish(self, row: dict, texts, reused: int, spans, started: float, ended: float) -> dict:
         # when the engine worked on this unit, and on which actor: the manifest's engine-busy seconds are the union
         # of each actor's intervals (units in flight together overlap), summed over actors (gpu-check divides the
-        # generated tokens by them)
-        row["generate_interval"] = [round(started, 6), round(ended, 6), _ACTOR]
+        # generated tokens by them). A dict of one type per field: Arrow stores it as a struct column (a mixed list
+        # would be pickled)
+        row["generate_interval"] = {"start": round(started, 6), "end": round(ended, 6), "actor": _ACTOR}
         row["texts"] = [texts[a:b] for a, b in spans]
         for d in row["listings"]:  # scoring needs the image references, not the decoded pixels: don't ship them on
             d["pixels"] = []
@@ -258,10 +259,9 @@ class ScoreAndWriteUnit:
                 storage.remove_file(dest)  # a stale shard of an interrupted earlier attempt
         counts = unit_counts(row["n_in"], len(row["listings"]), extra, consensus, pairs, quarantine,
                              reused=int(row.get("reused") or 0), review=len(review), verticals_matched=matched)
-        started, ended, actor = row.get("generate_interval") or (0.0, 0.0, None)
+        interval = row.get("generate_interval") or {"start": 0.0, "end": 0.0, "actor": None}
         marker = {"unit": row["unit"], "files": files, "counts": counts,
-                  "generate_seconds": round(ended - started, 6),
-                  "generate_interval": {"start": started, "end": ended, "actor": actor}}
+                  "generate_seconds": round(interval["end"] - interval["start"], 6), "generate_interval": interval}
         storage.write_json_atomic(marker_path(self.out, unit.unit_id), marker)
         return {"unit_id": unit.unit_id, "counts": json.dumps(counts)}
 
