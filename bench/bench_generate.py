@@ -17,8 +17,8 @@ chains, per-request seeds, the preset's max tokens and temperature). Modes:
   the upper bound. Reading and preparing the listings is done before its clock starts.
 - **pipeline**: `run_pseudolabel` with `generation.engine=vllm` and the preset's other settings, from its own local
   Ray: reading, image preparation, the `GenerateUnit` engine actor, scoring and writing. Its unit is conf/base.yaml's
-  `pseudolabel.listings_per_unit` (what a user runs with; `--listings-per-unit` changes it), not the test preset's. `--variant NAME=OVERRIDES`
-  adds pipeline rows with config overrides (comma-separated).
+  `pseudolabel.listings_per_unit` (what a user runs with; `--listings-per-unit` changes it), not the test preset's.
+  `--variant NAME=OVERRIDES` adds pipeline rows with config overrides (comma-separated).
 - **ray.data.llm**: Ray 2.60's `vLLMEngineProcessorConfig` + `build_processor` (it has no `build_llm_processor`),
   prompt route (chat templating, tokenizing and detokenizing stages off: the prompt text comes from attrpipe's
   processor, the images go as `multimodal_data`), one engine on a `{"CPU": 1}` placement bundle. Its vLLM stage keeps
@@ -26,9 +26,10 @@ chains, per-request seeds, the preset's max tokens and temperature). Modes:
   of an n = 7 request (request seed + chain index): the same chains, sampled as 7 requests.
 
 `--repeat N` runs the modes round-robin N times; a row shows the mode's median run, and "ratio to bare, every run"
-pairs each run with the bare run of its round. Each mode runs in a fresh child process (its own engine, its own Ray), timed from its start to its last result,
-engine start-up included. "start-up" is the time to the first result: pipeline, the first committed unit marker in
-<out>/_units/; ray.data.llm, the first output row; bare, whose only result is its last, the engine's construction.
+pairs each run with the bare run of its round. Each mode runs in a fresh child process (its own engine, its own Ray),
+timed from its start to its last result, engine start-up included. "start-up" is the time to the first result:
+pipeline, the first committed unit marker in <out>/_units/; ray.data.llm, the first output row; bare, whose only
+result is its last, the engine's construction.
 "Engine busy" is the time inside the engine's generate calls (pipeline: the manifest's `generate_seconds`, summed over
 units; bare: its one call); ray.data.llm's is not readable from outside its stage. The engine gets the same CPUs in
 every mode: `VLLM_CPU_OMP_THREADS_BIND` is set to the same core list (`--engine-cpus`, default every core this process
@@ -323,7 +324,7 @@ def table(results: list[tuple[str, list[dict]]]) -> str:
     for label, runs in results:
         r = median_run(runs)
         if "error" in r:
-            rows.append([label, "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "failed: " + error_line(r["log_tail"])])
+            rows.append([label, *["-"] * (len(header) - 2), "failed: " + error_line(r["log_tail"])])
             continue
         la, wall = r["listing_attributes"], r["wall"]
         working = f"{la / r['busy']:.2f}" if r.get("busy") else "not readable"
@@ -331,7 +332,7 @@ def table(results: list[tuple[str, list[dict]]]) -> str:
         every = " ".join(f"{rate(x) / rate(b):.2f}" if "wall" in x and "wall" in b else "-"
                          for x, b in zip(runs, bare_runs)) or "-"
         busy = f"{r['busy'] / wall:.0%}" if r.get("busy") is not None else "not readable"
-        rows.append([label, f"{la / wall:.2f}", f"{r['chains'] / wall:.1f}", f"{wall:.1f}", f"{ratio:.2f}", every, busy,
+        rows.append([label, f"{rate(r):.2f}", f"{r['chains'] / wall:.1f}", f"{wall:.1f}", f"{ratio:.2f}", every, busy,
                      f"{r['startup']:.1f}", working,
                      same_chains(r["texts"], bare["texts"]) if "texts" in bare else "-", r["engine_cores"], r["note"]])
     return markdown(header, rows)
@@ -437,7 +438,7 @@ def main() -> None:
             row = [label]
             for n in args.listings:
                 r = everything[n][i]
-                row.append(f"{r['listing_attributes'] / r['wall']:.2f}" if "wall" in r else "failed")
+                row.append(f"{rate(r):.2f}" if "wall" in r else "failed")
             rows.append(row)
         print(markdown(["mode", *[f"{n} listings" for n in args.listings]], rows))  # median runs
     print(f"\nload average at the end {Load.now()}")
