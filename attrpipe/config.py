@@ -177,6 +177,12 @@ class VisionStageConf:  # attrpipe synth pretrain's first stage: the vision towe
 
 
 @dataclass
+class PretrainOptionsConf:  # what a product part/feature question offers (attrpipe.synth.vqa.Offer)
+    attribute_values: int = MISSING
+    distractors: float = MISSING
+
+
+@dataclass
 class PretrainConf(SftConf):  # the training knobs of SFT, plus what to build and render
     output: str = MISSING
     examples: int = MISSING
@@ -185,6 +191,8 @@ class PretrainConf(SftConf):  # the training knobs of SFT, plus what to build an
     text: Dict[str, Any] = MISSING
     vision: Dict[str, Any] = MISSING
     products: bool = MISSING
+    schedule: Optional[List[str]] = None
+    options: PretrainOptionsConf = field(default_factory=PretrainOptionsConf)
     vision_stage: VisionStageConf = field(default_factory=VisionStageConf)
 
 
@@ -352,6 +360,10 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
         ("pretrain.vision_stage.steps", c.pretrain.vision_stage.steps >= 0, "must be >= 0"),
         ("pretrain.vision_stage.batch_size", c.pretrain.vision_stage.batch_size >= 1, "must be >= 1"),
         ("pretrain.vision_stage.learning_rate", c.pretrain.vision_stage.learning_rate > 0, "must be > 0"),
+        ("pretrain.options.attribute_values",
+         c.pretrain.options.attribute_values == 0 or c.pretrain.options.attribute_values >= 2,
+         "must be 0 (every value of the attribute) or >= 2"),
+        ("pretrain.options.distractors", 0.0 <= c.pretrain.options.distractors <= 1.0, "must be in [0, 1]"),
         ("pretrain.image_size", c.pretrain.image_size >= 28, "must be >= 28 (one merged vision patch)"),
         ("pretrain.learning_rate", c.pretrain.learning_rate > 0, "must be > 0"),
         ("pretrain.epochs", c.pretrain.epochs >= 1, "must be >= 1"),

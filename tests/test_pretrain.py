@@ -134,6 +134,63 @@ def test_a_feature_question_asks_another_visible_attribute_of_the_product_drawn(
         assert ex.user_text != user_text(a, v.display_name)
 
 
+@pytest.mark.parametrize("kind", ["part", "feature"])
+def test_an_offer_of_every_value_never_in_the_taxonomys_order_with_distractors(kind):
+    """``Offer(values=0, distractors=...)``: every value of the asked attribute, shuffled (never in the taxonomy's
+    order), and at the offer's rate one more option that is not one of its values: the product's kind or a value of
+    another of the product's attributes."""
+    from attrpipe.synth.vqa import Offer
+
+    offer = Offer(values=0, distractors=0.5)
+    with_distractor = 0
+    for seed in range(40):
+        ex = render_vqa(random.Random(seed), 64, kind, taxonomy=TAXONOMY, offer=offer)
+        assert ex.answer in ex.options and len(set(ex.options)) == len(ex.options)
+        asked = [(v, a) for v in TAXONOMY.verticals.values() for a in v.inferable_attributes()
+                 if ex.answer in a.values and set(a.values) <= set(ex.options)
+                 and len(ex.options) - len(a.values) <= 1]
+        assert asked, (ex.question, ex.options)
+        assert all([o for o in ex.options if o in a.values] != list(a.values) for v, a in asked)
+        extra = [o for o in ex.options if o not in asked[0][1].values]
+        if extra:
+            with_distractor += 1
+            assert any(extra[0] == v.display_name or any(extra[0] in b.values for b in v.inferable_attributes()
+                                                         if b is not a) for v, a in asked), extra
+    assert 10 <= with_distractor <= 30  # about half of 40
+    # the default offer is the original question set, drawn exactly as before
+    a = render_vqa(random.Random(3), 64, kind, taxonomy=TAXONOMY)
+    b = render_vqa(random.Random(3), 64, kind, taxonomy=TAXONOMY, offer=Offer(values=5, distractors=0.0))
+    assert a == b or (a.user_text, a.target) == (b.user_text, b.target)
+    with pytest.raises(ValueError, match="0 \\(all\\) or >= 2"):
+        Offer(values=1)
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        Offer(distractors=1.5)
+
+
+def test_a_schedule_sets_the_order_of_the_kinds_and_the_recipe_keeps_old_hashes(tmp_path):
+    from attrpipe.synth.pretrain import pretrain_recipe, question_plan, recipe_hash
+
+    kinds = ["part", "feature", "colour"]
+    assert [x.kind for x in vqa_examples(6, seed=0, size=48, taxonomy=TAXONOMY, schedule=kinds)] == kinds * 2
+    assert [x.kind for x in vqa_examples(2, seed=0, size=48, schedule=kinds)] == ["colour"] * 2  # no products
+    with pytest.raises(ValueError, match="unknown question kinds \\['hue'\\]"):
+        list(vqa_examples(1, seed=0, size=48, taxonomy=TAXONOMY, schedule=["hue"]))
+    out = [f"pretrain.output={tmp_path}"]
+    default = load_config("conf/tiny_cpu.yaml", out)  # the original question set: no new keys in the recipe
+    assert "schedule" not in pretrain_recipe(default)["pretrain"] and "options" not in pretrain_recipe(default)["pretrain"]
+    # the documented rebuild of conf/miniature.yaml is the shipped model's recipe (up to the transformers version)
+    card = json.loads(open("models/miniature/attrpipe-model.json").read())
+    recipe = pretrain_recipe(load_config("conf/miniature.yaml", out + ["ray.train.num_workers=1",
+                                                                        "ray.train.num_cpus_per_worker=1"]))
+    assert {**recipe, "transformers": card["recipe"]["transformers"]} == card["recipe"]
+    g = load_config("conf/tiny_cpu.yaml", out + ["pretrain.options.attribute_values=0", "pretrain.schedule=[part,feature]"])
+    assert recipe_hash(pretrain_recipe(g)) != recipe_hash(pretrain_recipe(default))
+    plan = question_plan(g)
+    assert plan["schedule"] == ["part", "feature"] and plan["offer"].values == 0
+    with pytest.raises(ValueError, match="unknown question kinds"):
+        question_plan(load_config("conf/tiny_cpu.yaml", out + ["pretrain.schedule=[hue]"]))
+
+
 def test_an_attribute_question_is_a_part_or_a_feature():
     with pytest.raises(ValueError, match="a part or a feature, not 'caption'"):
         render_attribute(random.Random(0), 96, TAXONOMY, "caption")

@@ -31,8 +31,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-__all__ = ["pretrain_recipe", "recipe_hash", "write_vqa_split", "evaluate_vqa", "run_pretrain", "export_model",
-           "PRETRAIN_FILE"]
+__all__ = ["pretrain_recipe", "recipe_hash", "question_plan", "write_vqa_split", "evaluate_vqa", "run_pretrain",
+           "export_model", "PRETRAIN_FILE"]
 
 PRETRAIN_FILE = "pretrain.json"
 _RECIPE_VERSION = 4  # bump when the questions or the procedure change in a way the recipe does not capture
@@ -45,6 +45,12 @@ def pretrain_recipe(cfg) -> dict[str, Any]:
 
     p = OmegaConf.to_container(cfg.pretrain, resolve=True)
     p.pop("output")
+    # Recipes from before the schedule and the offer were knobs used these defaults: leaving the defaults out keeps
+    # their hashes (models/miniature's card among them) what they were.
+    if p.get("schedule") is None:
+        p.pop("schedule", None)
+    if p.get("options") == {"attribute_values": 5, "distractors": 0.0}:
+        p.pop("options")
     recipe = {"pretrain": p, "seed": int(cfg.run.seed), "version": _RECIPE_VERSION,
               "workers": int(cfg.ray.train.num_workers), "transformers": transformers.__version__}
     if p["products"]:  # products drawn, described and asked about: the taxonomy's content, wherever it lives
@@ -65,15 +71,30 @@ def recipe_hash(recipe: dict) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def write_vqa_split(path: str | Path, n: int, *, seed: int, size: int, prefix: str, taxonomy=None) -> int:
+def question_plan(cfg) -> dict[str, Any]:
+    """``pretrain.schedule`` and ``pretrain.options`` as :func:`attrpipe.synth.vqa.vqa_examples` takes them, checked
+    (a wrong kind of question fails here, before anything is built)."""
+    from attrpipe.synth.vqa import KINDS, Offer
+
+    schedule = list(cfg.pretrain.schedule) if cfg.pretrain.get("schedule") else None
+    if schedule is not None and set(schedule) - set(KINDS):
+        raise ValueError(f"pretrain.schedule: unknown question kinds {sorted(set(schedule) - set(KINDS))}; "
+                         f"each one of {list(KINDS)}")
+    o = cfg.pretrain.options
+    return {"schedule": schedule, "offer": Offer(values=int(o.attribute_values), distractors=float(o.distractors))}
+
+
+def write_vqa_split(path: str | Path, n: int, *, seed: int, size: int, prefix: str, taxonomy=None,
+                    schedule=None, offer=None) -> int:
     """``n`` rendered questions as training records (Parquet files of up to 2000 rows, each written atomically)."""
     from attrpipe import storage
-    from attrpipe.synth.vqa import vqa_examples, vqa_records
+    from attrpipe.synth.vqa import Offer, vqa_examples, vqa_records
     from attrpipe.train.examples import records_to_table
 
     path = Path(path)
     batch, part = [], 0
-    for rec in vqa_records(vqa_examples(n, seed=seed, size=size, taxonomy=taxonomy), prefix=prefix):
+    examples = vqa_examples(n, seed=seed, size=size, taxonomy=taxonomy, schedule=schedule, offer=offer or Offer())
+    for rec in vqa_records(examples, prefix=prefix):
         batch.append(rec)
         if len(batch) == _ROWS_PER_FILE:
             storage.write_parquet_atomic(str(path / f"part-{part:05d}.parquet"), records_to_table(batch))
@@ -84,17 +105,18 @@ def write_vqa_split(path: str | Path, n: int, *, seed: int, size: int, prefix: s
 
 
 def evaluate_vqa(model_dir: str, n: int, *, seed: int, size: int, max_new_tokens: int = 96,
-                 batch_size: int = 16, taxonomy=None) -> dict[str, Any]:
+                 batch_size: int = 16, taxonomy=None, schedule=None, offer=None) -> dict[str, Any]:
     """Greedy answers of the model to ``n`` held-out questions, through the hf engine: accuracy overall and per
     kind, the share that parses to one of the options, and chance (one over the number of options)."""
     from attrpipe.engines.base import GenerationRequest, SamplingSpec
     from attrpipe.engines.hf import HFEngine
     from attrpipe.parsing import parse_generation
     from attrpipe.prompts import messages_for
-    from attrpipe.synth.vqa import vqa_examples
+    from attrpipe.synth.vqa import Offer, vqa_examples
 
     engine = HFEngine(model_dir, dtype="float32", image_size=size)
-    examples = list(vqa_examples(n, seed=seed, size=size, taxonomy=taxonomy))
+    examples = list(vqa_examples(n, seed=seed, size=size, taxonomy=taxonomy, schedule=schedule,
+                                 offer=offer or Offer()))
     right, parsed, seen = Counter(), Counter(), Counter()
     for start in range(0, len(examples), batch_size):
         chunk = examples[start:start + batch_size]
@@ -138,6 +160,7 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
             return done
     p = cfg.pretrain
     seed, size = int(cfg.run.seed), int(p.image_size)
+    questions = question_plan(cfg)
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
@@ -174,7 +197,8 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
     t = time.perf_counter()
     data = out / "data"
     shutil.rmtree(data, ignore_errors=True)
-    write_vqa_split(data / "train", int(p.examples), seed=seed, size=size, prefix="vqa-train", taxonomy=taxonomy)
+    write_vqa_split(data / "train", int(p.examples), seed=seed, size=size, prefix="vqa-train", taxonomy=taxonomy,
+                    **questions)
     timings["render_s"] = round(time.perf_counter() - t, 1)
     eval_seed = seed + 7_919  # held out: other scenes than any training question
     if verbose:
@@ -198,7 +222,7 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
     if int(p.eval_examples) > 0:
         t = time.perf_counter()
         evaluation = {name: evaluate_vqa(str(path), int(p.eval_examples), seed=eval_seed, size=size,
-                                   taxonomy=taxonomy)
+                                         taxonomy=taxonomy, **questions)
                       for name, path in (("random_base", base), ("pretrained", model))}
         timings["evaluate_s"] = round(time.perf_counter() - t, 1)
     losses = [json.loads(line)["loss"] for line in Path(result["metrics"]).read_text().splitlines()]

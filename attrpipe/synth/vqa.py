@@ -41,7 +41,8 @@ from attrpipe.synth.render.painter import Painter
 from attrpipe.synth.render.registry import sample_labels
 from attrpipe.taxonomy import Taxonomy
 
-__all__ = ["KINDS", "SHAPES", "VQAExample", "render_vqa", "vqa_examples", "vqa_records", "vqa_corpus"]
+__all__ = ["KINDS", "SHAPES", "SCHEDULE", "Offer", "VQAExample", "render_vqa", "vqa_examples", "vqa_records",
+           "vqa_corpus"]
 
 KINDS = ("colour", "shape", "count", "pattern", "swatch_colour", "caption", "part", "feature")
 # The order examples cycle through: products (captions, parts, features) are nine in fourteen.
@@ -52,6 +53,25 @@ _CAPTION_RENDER_SIZE = 256  # products are drawn at the catalog's size, then res
 SHAPES = ("Circle", "Square", "Triangle", "Star", "Hexagon", "Diamond")
 MAX_COUNT = 6
 _N_OPTIONS = 5
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What a ``part`` or ``feature`` question offers as options (``pretrain.options``).
+
+    ``values``: how many of the attribute's values, the answer among them (0: every value, shuffled and never in the
+    taxonomy's order). ``distractors``: the chance that one option more is something that is not a value of the
+    asked attribute at all (the kind of product, or a value of another attribute), so that the answer has to be read
+    off the offered values of the attribute asked about, not off the kind of question."""
+
+    values: int = _N_OPTIONS
+    distractors: float = 0.0
+
+    def __post_init__(self):
+        if self.values < 0 or self.values == 1:
+            raise ValueError(f"pretrain.options.attribute_values must be 0 (all) or >= 2, not {self.values}")
+        if not 0.0 <= self.distractors <= 1.0:
+            raise ValueError(f"pretrain.options.distractors must be in [0, 1], not {self.distractors}")
 
 _QUESTIONS = {
     "colour": ("Which colour is the {shape} in this picture?", "What colour has the {shape} been painted?",
@@ -123,10 +143,25 @@ def _figure(p: Painter, shape: str, cx: float, cy: float, r: float, colour, rot:
     p.part(shapes, colour)
 
 
-def _options(rng: random.Random, answer: str, pool: Sequence[str]) -> tuple[str, ...]:
-    others = rng.sample([v for v in pool if v != answer], min(_N_OPTIONS - 1, len(pool) - 1))
+def _options(rng: random.Random, answer: str, pool: Sequence[str], n: int = _N_OPTIONS) -> tuple[str, ...]:
+    others = rng.sample([v for v in pool if v != answer], min(n - 1, len(pool) - 1))
     options = others + [answer]
     rng.shuffle(options)
+    return tuple(options)
+
+
+def _offered(rng: random.Random, answer: str, values: Sequence[str], offer: Offer,
+             distractors: Sequence[str]) -> tuple[str, ...]:
+    """The options of an attribute question under ``offer``: some or all of the attribute's ``values`` (never all of
+    them in the taxonomy's order), then perhaps one of ``distractors`` at a random place."""
+    if offer == Offer():  # the original question set: five values (draws exactly as it always did)
+        return _options(rng, answer, values)
+    options = list(_options(rng, answer, values, offer.values or len(values)))
+    if len(options) == len(values) > 1 and options == list(values):
+        options = options[1:] + options[:1]  # shuffled into the taxonomy's order: never offered that way
+    pool = [d for d in distractors if d not in values]
+    if pool and rng.random() < offer.distractors:
+        options.insert(rng.randrange(len(options) + 1), rng.choice(pool))
     return tuple(options)
 
 
@@ -165,11 +200,14 @@ def render_caption(rng: random.Random, size: int, taxonomy: Taxonomy) -> VQAExam
                       reasoning)
 
 
-def render_attribute(rng: random.Random, size: int, taxonomy: Taxonomy, kind: str) -> VQAExample:
+def render_attribute(rng: random.Random, size: int, taxonomy: Taxonomy, kind: str,
+                     offer: Offer = Offer()) -> VQAExample:
     """One visible attribute of a product of a random vertical, asked in a describer's words: up to five of its values
     as options, its visual evidence as the reasoning. ``kind`` "part": the colour or the print of one part ("Which
     colour is the strap in this photo?"); "feature": any other visible feature, the heel, the neckline, the wheels...
-    ("What heel type does the sandal in this photo have?"). A vertical without such an attribute is never drawn."""
+    ("What heel type does the sandal in this photo have?"). A vertical without such an attribute is never drawn.
+    ``offer``: how many values are offered, and whether a distractor joins them: the product's kind or a value of
+    another of its attributes (:class:`Offer`)."""
     from attrpipe.synth.catalog import evidence_text, part_described
 
     if kind not in ("part", "feature"):
@@ -194,15 +232,19 @@ def render_attribute(rng: random.Random, size: int, taxonomy: Taxonomy, kind: st
     else:
         question = rng.choice(_QUESTIONS["feature"]).format(label=attribute.name.replace("_", " "),
                                                             vd=vertical.display_name)
-    return VQAExample(image, kind, question, _options(rng, answer, attribute.values), answer, _sentence(clause))
+    distractors = [vertical.display_name] + [v for a in vertical.inferable_attributes() if a is not attribute
+                                             for v in a.values]
+    options = _offered(rng, answer, attribute.values, offer, distractors)
+    return VQAExample(image, kind, question, options, answer, _sentence(clause))
 
 
 _PRODUCT_KINDS = ("caption", "part", "feature")
 
 
 def render_vqa(rng: random.Random, size: int, kind: str | None = None, *,
-               taxonomy: Taxonomy | None = None) -> VQAExample:
-    """One generic question about one rendered scene (``size`` x ``size`` RGB); product kinds need the taxonomy."""
+               taxonomy: Taxonomy | None = None, offer: Offer = Offer()) -> VQAExample:
+    """One generic question about one rendered scene (``size`` x ``size`` RGB); product kinds need the taxonomy;
+    ``offer`` shapes the options of part and feature questions."""
     kind = kind or rng.choice(KINDS)
     if kind not in KINDS:
         raise ValueError(f"unknown question kind {kind!r}; one of {KINDS}")
@@ -211,7 +253,7 @@ def render_vqa(rng: random.Random, size: int, kind: str | None = None, *,
             raise ValueError(f"{kind} questions need a taxonomy (the products to draw)")
         if kind == "caption":
             return render_caption(rng, size, taxonomy)
-        return render_attribute(rng, size, taxonomy, kind)
+        return render_attribute(rng, size, taxonomy, kind, offer)
     bg = backdrop(rng, 0.15, size).convert("RGB")
     bg_colour = bg.resize((1, 1)).getpixel((0, 0))
     p = Painter(size, rng)
@@ -247,12 +289,21 @@ def render_vqa(rng: random.Random, size: int, kind: str | None = None, *,
     return VQAExample(bg, kind, question, _options(rng, answer, pool), answer, reasoning)
 
 
-def vqa_examples(n: int, *, seed: int, size: int, taxonomy: Taxonomy | None = None) -> Iterator[VQAExample]:
-    """``n`` examples, the kinds in :data:`SCHEDULE` order (without products when no taxonomy is given); example
-    ``i`` depends only on ``(seed, i)`` and the taxonomy."""
-    schedule = SCHEDULE if taxonomy is not None else tuple(k for k in SCHEDULE if k not in _PRODUCT_KINDS)
+def vqa_examples(n: int, *, seed: int, size: int, taxonomy: Taxonomy | None = None,
+                 schedule: Sequence[str] | None = None, offer: Offer = Offer()) -> Iterator[VQAExample]:
+    """``n`` examples, the kinds in ``schedule``'s order (default :data:`SCHEDULE`; without products when no taxonomy
+    is given); example ``i`` depends only on ``(seed, i)``, the taxonomy, the schedule and the offer."""
+    schedule = tuple(schedule or SCHEDULE)
+    unknown = sorted(set(schedule) - set(KINDS))
+    if unknown:
+        raise ValueError(f"pretrain.schedule: unknown question kinds {unknown}; each one of {KINDS}")
+    if taxonomy is None:
+        schedule = tuple(k for k in schedule if k not in _PRODUCT_KINDS)
+        if not schedule:
+            raise ValueError("pretrain.schedule asks only about products, and no taxonomy is given")
     for i in range(n):
-        yield render_vqa(random.Random(f"vqa:{seed}:{i}"), size, schedule[i % len(schedule)], taxonomy=taxonomy)
+        yield render_vqa(random.Random(f"vqa:{seed}:{i}"), size, schedule[i % len(schedule)], taxonomy=taxonomy,
+                         offer=offer)
 
 
 def vqa_records(examples: Iterator[VQAExample], *, prefix: str = "vqa") -> Iterator[dict]:
