@@ -440,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from attrpipe.config import ConfigError
     from attrpipe.models.loader import ModelChecksumError
+    from attrpipe.results import SummaryModelMismatch
     from attrpipe.preflight import InputError
     from attrpipe.taxonomy import TaxonomyError
 
@@ -457,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     args.cli_process = cli_process
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, TaxonomyError, ModelChecksumError, InputError) as e:
+    except (ConfigError, TaxonomyError, ModelChecksumError, InputError, SummaryModelMismatch) as e:
         print(f"attrpipe: error: {e}", file=sys.stderr)
         return 2
 

@@ -11,7 +11,7 @@ typed by hand.
 Layout (accuracies in percent, lifts and gains in points; every value of an arm per seed, then its mean and sample
 standard deviation over seeds)::
 
-    {"format": 1, "units": ...,
+    {"format": 1, "units": ..., "model": {"path", "recipe_hash", "weights_sha256"},   # every result's model
      "studies": {"<run.name>/<study dir>": {"run", "dir", "kind", "name", "rounds", "reference", "threshold", "values",
                    "commands": [{"argv", "seconds", "finished_at", "seeds", "arms"}],
                    "arms": {"<arm>": {"method", "value", "diagnostic", "seeds",
@@ -38,7 +38,7 @@ import time
 from attrpipe import storage
 from attrpipe.methods import METHODS, is_oracle, method_label
 
-__all__ = ["UNITS", "seed_record", "merge_study", "headline", "render_tables", "fill_markers", "run_record",
+__all__ = ["UNITS", "SummaryModelMismatch", "check_summary_model", "seed_record", "merge_study", "headline", "render_tables", "fill_markers", "run_record",
            "load_summary", "save_summary", "update_summary", "add_run", "study_for_plot", "TABLES"]
 
 UNITS = ("accuracies and shares in percent; lifts and gains in points; kept, pairs and listings are counts (means "
@@ -119,6 +119,38 @@ def _aggregate(arm: dict) -> None:
                                             for f in _PREMISE_FIELDS} for a in attrs}}
 
 
+class SummaryModelMismatch(ValueError):
+    """A result from one model merged into a summary of another's."""
+
+
+def _same_model(a: dict, b: dict) -> bool:
+    if a.get("weights_sha256") and b.get("weights_sha256"):
+        return a["weights_sha256"] == b["weights_sha256"]
+    return a.get("path") == b.get("path")
+
+
+def _check_model(summary: dict, model: dict | None, what: str) -> None:
+    """Record ``model`` in ``summary``, or refuse it if the summary already holds another model's results: arms of
+    two models averaged over seeds would be a number of neither."""
+    if not model:
+        return
+    held = summary.get("model")
+    if held and not _same_model(held, model):
+        def name(m):
+            return m.get("path", "?") + (f" (weights {m['weights_sha256'][:12]}...)" if m.get("weights_sha256") else "")
+        raise SummaryModelMismatch(
+            f"the summary holds results of {name(held)}; {what} ran {name(model)}. Write it to another summary "
+            "(study.summary=...) or move the old one away")
+    summary["model"] = held or model
+
+
+def check_summary_model(path: str, model: dict | None, what: str) -> None:
+    """Refuse, before anything runs, a study whose results the summary at ``path`` could not take (another model's)."""
+    summary = load_summary(path)
+    if summary:
+        _check_model(copy.deepcopy(summary), model, what)
+
+
 def merge_study(summary: dict | None, study: dict, *, command: list[str] | None = None,
                 seconds: float | None = None, now: float | None = None) -> dict:
     """A new summary with ``study`` (a study manifest, attrpipe.study.run_study) merged in: its arms' seeds replace
@@ -130,6 +162,7 @@ def merge_study(summary: dict | None, study: dict, *, command: list[str] | None 
     out.setdefault("studies", {})
     out.setdefault("runs", {})
     key = f"{study.get('run')}/{study.get('study_dir') or 'study-' + study['kind']}"
+    _check_model(out, study.get("model"), f"the study {key}")
     entry = out["studies"].setdefault(key, {"arms": {}, "commands": []})
     entry.update({"run": study.get("run"), "dir": study.get("study_dir"), "kind": study["kind"],
                   "name": study.get("name"), "variable": study.get("variable"), "rounds": study.get("rounds"),
@@ -178,10 +211,13 @@ def run_record(path: str) -> dict:
     answers that do not parse, accuracy of the parsed ones) or a loop run (loop.json: its evaluations, in order)."""
     from attrpipe.premise import parsed_accuracy
 
+    from attrpipe.models.loader import model_identity
+
     metrics = storage.join(path, "metrics.json")
     if storage.exists(metrics):
         m = storage.read_json(metrics)
-        return {"path": path, "kind": "evaluation", "accuracy": _pct(m.get("accuracy")),
+        return {"path": path, "kind": "evaluation", "model": model_identity(m.get("model")),
+                "accuracy": _pct(m.get("accuracy")),
                 "parse_failure_rate": _pct(m.get("parse_failure_rate")), "parsed_accuracy": _pct(parsed_accuracy(m)),
                 "scored": m.get("scored"), "adapter": m.get("adapter")}
     loop = storage.join(path, "loop.json")
@@ -193,7 +229,13 @@ def run_record(path: str) -> dict:
                    "parse_failure_rate": _pct(fin[s].get("parse_failure_rate")),
                    "parsed_accuracy": _pct(parsed_accuracy(fin[s]))} for s in evals]
         pl = fin.get("round-1/pseudolabel", {})
-        return {"path": path, "kind": "loop", "method": m.get("method"), "evaluations": rounds,
+        cfg_file = storage.join(path, "config.yaml")
+        model = None
+        if storage.exists(cfg_file):
+            from omegaconf import OmegaConf
+
+            model = model_identity(OmegaConf.create(storage.read_text(cfg_file)).get("model", {}).get("path"))
+        return {"path": path, "kind": "loop", "model": model, "method": m.get("method"), "evaluations": rounds,
                 "kept": pl.get("counts", {}).get("kept"), "pairs": pl.get("counts", {}).get("pairs"),
                 "premise": _premise_pct(pl.get("premise")),
                 "seconds": round(sum(v.get("seconds", 0) for v in fin.values()), 1)}
@@ -606,6 +648,7 @@ def add_run(path: str, run: str, label: str) -> dict:
     summary["units"] = UNITS
     summary.setdefault("studies", {})
     rec = run_record(run)
+    _check_model(summary, rec.get("model"), f"the run {run}")
     rec["recorded_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     summary.setdefault("runs", {})[label] = rec
     summary["headline"] = headline(summary)

@@ -219,7 +219,8 @@ def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None
     from attrpipe.loop import run_loop
     from attrpipe.pseudolabel.pipeline import run_pseudolabel
     from attrpipe.report import plot_study
-    from attrpipe.results import update_summary
+    from attrpipe.models.loader import model_identity
+    from attrpipe.results import check_summary_model, update_summary
 
     t0 = time.perf_counter()
     sc = cfg.study
@@ -227,6 +228,7 @@ def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None
     if oracle and not storage.exists(cfg.data.truth):
         raise ConfigError(f"data.truth: {cfg.data.truth} does not exist; study.methods has {oracle[0]} (a diagnostic "
                           "ceiling), which scores the chains against it")
+    check_summary_model(summary_path(cfg), model_identity(cfg.model.path), f"this {kind} study")
     values = list(sc.thresholds) if kind == "threshold" else sorted(int(n) for n in sc.pool_sizes)
     arms = plan_arms(kind, values, list(sc.methods), list(sc.seeds))
     study_dir = storage.join(cfg.run.output_dir, cfg.run.name, f"study-{kind}" + (f"-{sc.name}" if sc.name else ""))
@@ -263,6 +265,7 @@ def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None
            "study_dir": study_dir.rstrip("/").rsplit("/", 1)[-1], "values": values, "methods": list(sc.methods),
            "seeds": list(sc.seeds), "rounds": int(sc.rounds), "reference": str(cfg.loop.reference),
            "threshold": float(cfg.consensus.threshold), "pool": cfg.data.unlabeled_limit,
+           "model": model_identity(cfg.model.path),
            "arms": results, "summary": summary, "table": table, "premise_table": premise,
            "seconds_this_invocation": round(time.perf_counter() - t0, 1)}
     storage.write_json_atomic(storage.join(study_dir, "study.json"), out)

@@ -98,6 +98,41 @@ def test_merging_keeps_other_seeds_and_studies_and_replaces_a_rerun_seed():
     assert s3["headline"]["largest_pool"]["dpo"]["accuracy"] == pytest.approx(38.0)  # oracle arms are not the method
 
 
+def test_a_summary_holds_one_models_results(tmp_path, capsys):
+    """Arms of two models averaged over seeds would be a number of neither: a study or run of another model is
+    refused with one line; the same weights under another path are the same model."""
+    from attrpipe.models.loader import MODEL_CARD_FILE, model_identity
+    from attrpipe.results import SummaryModelMismatch
+
+    def card(d, weights):
+        d.mkdir()
+        (d / MODEL_CARD_FILE).write_text(json.dumps({"recipe_hash": "r", "sha256": {"model.safetensors": weights}}))
+        return model_identity(d)
+
+    f, f_copy, g = card(tmp_path / "f", "a" * 64), card(tmp_path / "f2", "a" * 64), card(tmp_path / "g", "b" * 64)
+    assert f == {"path": str(tmp_path / "f"), "recipe_hash": "r", "weights_sha256": "a" * 64}
+    assert model_identity(tmp_path / "plain") == {"path": str(tmp_path / "plain")}
+    s = merge_study(None, {**_pool_study(), "model": f}, now=0)
+    assert s["model"] == f
+    s = merge_study(s, {**_study("pool-size", [_arm("pool-size", 8, "dpo", 2, 0.5, 0.3)]), "model": f_copy}, now=1)
+    assert s["model"] == f and s["headline"]["n_seeds"] == 3
+    with pytest.raises(SummaryModelMismatch, match="holds results of .*/f \\(weights aaaaaaaaaaaa...\\); the study "
+                                                   "m/study-pool-size ran .*/g \\(weights bbbbbbbbbbbb"):
+        merge_study(s, {**_pool_study(), "model": g}, now=2)
+    assert "model" in merge_study(merge_study(None, _pool_study(), now=0), {**_pool_study(), "model": g}, now=1)
+    summary = tmp_path / "summary.json"  # attrpipe results add: an evaluation of another model is refused too
+    summary.write_text(json.dumps(s))
+    ev = tmp_path / "zs"
+    ev.mkdir()
+    (ev / "metrics.json").write_text(json.dumps({"accuracy": 0.1, "parse_failure_rate": 0.5, "scored": 10,
+                                                 "model": str(tmp_path / "g")}))
+    assert main(["results", "add", str(summary), str(ev), "--label", "zero-shot"]) == 2
+    assert "holds results of" in capsys.readouterr().err
+    (ev / "metrics.json").write_text(json.dumps({"accuracy": 0.1, "parse_failure_rate": 0.5, "scored": 10,
+                                                 "model": str(tmp_path / "f2")}))
+    assert main(["results", "add", str(summary), str(ev), "--label", "zero-shot"]) == 0
+
+
 def _full_summary():
     s = merge_study(None, _pool_study(), command=["attrpipe", "study", "pool-size", "c.yaml"], seconds=60, now=0)
     s = merge_study(s, _study("threshold", [_arm("threshold", c, m, 0, 0.2 + c / 10, 0.2, threshold=c, listings=8,
@@ -202,6 +237,21 @@ def test_a_study_with_an_oracle_arm_refuses_a_missing_truth_file(tmp_path):
     with pytest.raises(ConfigError, match=r"^data.truth: .*no.parquet does not exist; study.methods has dpo-oracle"):
         run_study(cfg, "threshold", verbose=False)
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_a_study_of_another_model_is_refused_before_it_runs(tmp_path):
+    from attrpipe.results import SummaryModelMismatch
+    from attrpipe.study import run_study
+
+    summary = tmp_path / "s" / "summary.json"
+    summary.parent.mkdir()
+    summary.write_text(json.dumps({"format": 1, "studies": {}, "runs": {},
+                                   "model": {"path": "models/other", "weights_sha256": "c" * 64}}))
+    cfg = load_config("conf/miniature.yaml", [f"study.summary={summary}", f"run.output_dir={tmp_path / 'runs'}"])
+    with pytest.raises(SummaryModelMismatch, match="holds results of models/other .*; this pool-size study ran "
+                                                   "models/miniature"):
+        run_study(cfg, "pool-size", verbose=False)
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
 
 
 def test_oracle_arms_of_a_named_study_fill_table_4_but_a_named_levers_method_arms_do_not():

@@ -24,6 +24,7 @@ __all__ = [
     "ModelChecksumError",
     "file_sha256",
     "verify_model_files",
+    "model_identity",
     "locate_checkpoint",
     "load_processor",
     "load_model",
@@ -85,6 +86,26 @@ def verify_model_files(model_dir: str | os.PathLike) -> dict | None:
                                      f"{MODEL_CARD_FILE}; restore the file (git checkout) or rebuild it "
                                      "(docs/pretrain.md)")
     return card
+
+
+def model_identity(path: str | os.PathLike | None) -> dict | None:
+    """Which model a result came from, as a summary records it: the path, and where the directory carries a model
+    card, its recipe hash and its weights' sha256 (two paths to the same weights are the same model; one path whose
+    weights were replaced is not). None for no path."""
+    import json
+
+    if path is None:
+        return None
+    ident: dict[str, Any] = {"path": str(path)}
+    card_file = Path(str(path)) / MODEL_CARD_FILE
+    if card_file.is_file():
+        try:
+            card = json.loads(card_file.read_text(encoding="utf-8"))
+            ident["recipe_hash"] = card.get("recipe_hash")
+            ident["weights_sha256"] = dict(card.get("sha256") or {}).get("model.safetensors")
+        except (ValueError, TypeError, AttributeError):
+            pass  # not a card: verify_model_files says so when the model loads
+    return ident
 
 
 def _looks_like_hub_id(path: str) -> bool:
