@@ -263,3 +263,16 @@ def test_oracle_arms_of_a_named_study_fill_table_4_but_a_named_levers_method_arm
     t4 = render_tables(s)["table-4"]
     assert "| SL-oracle (diagnostic ceiling) | 2 | 50.0 ± 0.0 | +25.0 ± 7.1 |" in t4
     assert "90.0" not in t4  # the lever's SL arms (90%) are not the method's row
+
+
+def test_docs_results_md_is_the_shipped_summary_rendered():
+    """docs/results.md's tables are `attrpipe results tables docs/results/summary.json --into docs/results.md`, never
+    typed by hand: rendering them again changes nothing, and the summary is of the shipped model."""
+    from attrpipe.models.loader import model_identity
+    from attrpipe.results import load_summary
+
+    summary = load_summary("docs/results/summary.json")
+    text = open("docs/results.md", encoding="utf-8").read()
+    assert fill_markers(text, render_tables(summary)) == text
+    shipped = model_identity("models/miniature")
+    assert summary["model"]["weights_sha256"] == shipped["weights_sha256"]
