@@ -38,8 +38,9 @@ import time
 from attrpipe import storage
 from attrpipe.methods import METHODS, is_oracle, method_label
 
-__all__ = ["UNITS", "SummaryModelMismatch", "check_summary_model", "seed_record", "merge_study", "headline", "render_tables", "fill_markers", "run_record",
-           "load_summary", "save_summary", "update_summary", "add_run", "study_for_plot", "TABLES"]
+__all__ = ["UNITS", "SummaryModelMismatch", "check_summary_model", "seed_record", "merge_study", "headline",
+           "render_tables", "fill_markers", "run_record", "load_summary", "save_summary", "update_summary", "add_run",
+           "study_for_plot", "TABLES"]
 
 UNITS = ("accuracies and shares in percent; lifts and gains in points; kept, pairs and listings are counts (means "
          "over seeds); seconds are wall-clock")
@@ -137,7 +138,8 @@ def _check_model(summary: dict, model: dict | None, what: str) -> None:
     held = summary.get("model")
     if held and not _same_model(held, model):
         def name(m):
-            return m.get("path", "?") + (f" (weights {m['weights_sha256'][:12]}...)" if m.get("weights_sha256") else "")
+            weights = m.get("weights_sha256")
+            return m.get("path", "?") + (f" (weights {weights[:12]}...)" if weights else "")
         raise SummaryModelMismatch(
             f"the summary holds results of {name(held)}; {what} ran {name(model)}. Write it to another summary "
             "(study.summary=...) or move the old one away")
@@ -209,9 +211,8 @@ def study_for_plot(summary: dict, key: str) -> dict:
 def run_record(path: str) -> dict:
     """What ``attrpipe results add`` keeps of a run that is not a study: an evaluation output (metrics.json: accuracy,
     answers that do not parse, accuracy of the parsed ones) or a loop run (loop.json: its evaluations, in order)."""
-    from attrpipe.premise import parsed_accuracy
-
     from attrpipe.models.loader import model_identity
+    from attrpipe.premise import parsed_accuracy
 
     metrics = storage.join(path, "metrics.json")
     if storage.exists(metrics):

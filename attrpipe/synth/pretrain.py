@@ -74,12 +74,11 @@ def recipe_hash(recipe: dict) -> str:
 def question_plan(cfg) -> dict[str, Any]:
     """``pretrain.schedule`` and ``pretrain.options`` as :func:`attrpipe.synth.vqa.vqa_examples` takes them, checked
     (a wrong kind of question fails here, before anything is built)."""
-    from attrpipe.synth.vqa import KINDS, Offer
+    from attrpipe.synth.vqa import Offer, check_schedule
 
     schedule = list(cfg.pretrain.schedule) if cfg.pretrain.get("schedule") else None
-    if schedule is not None and set(schedule) - set(KINDS):
-        raise ValueError(f"pretrain.schedule: unknown question kinds {sorted(set(schedule) - set(KINDS))}; "
-                         f"each one of {list(KINDS)}")
+    if schedule is not None:
+        check_schedule(schedule)
     o = cfg.pretrain.options
     return {"schedule": schedule, "offer": Offer(values=int(o.attribute_values), distractors=float(o.distractors))}
 

@@ -41,8 +41,8 @@ from attrpipe.synth.render.painter import Painter
 from attrpipe.synth.render.registry import sample_labels
 from attrpipe.taxonomy import Taxonomy
 
-__all__ = ["KINDS", "SHAPES", "SCHEDULE", "Offer", "VQAExample", "render_vqa", "vqa_examples", "vqa_records",
-           "vqa_corpus"]
+__all__ = ["KINDS", "SHAPES", "SCHEDULE", "Offer", "check_schedule", "VQAExample", "render_vqa", "vqa_examples",
+           "vqa_records", "vqa_corpus"]
 
 KINDS = ("colour", "shape", "count", "pattern", "swatch_colour", "caption", "part", "feature")
 # The order examples cycle through: products (captions, parts, features) are nine in fourteen.
@@ -289,14 +289,20 @@ def render_vqa(rng: random.Random, size: int, kind: str | None = None, *,
     return VQAExample(bg, kind, question, _options(rng, answer, pool), answer, reasoning)
 
 
-def vqa_examples(n: int, *, seed: int, size: int, taxonomy: Taxonomy | None = None,
-                 schedule: Sequence[str] | None = None, offer: Offer = Offer()) -> Iterator[VQAExample]:
-    """``n`` examples, the kinds in ``schedule``'s order (default :data:`SCHEDULE`; without products when no taxonomy
-    is given); example ``i`` depends only on ``(seed, i)``, the taxonomy, the schedule and the offer."""
+def check_schedule(schedule: Sequence[str] | None) -> tuple[str, ...]:
+    """``schedule`` (default :data:`SCHEDULE`) as a tuple; an unknown kind of question is a ValueError."""
     schedule = tuple(schedule or SCHEDULE)
     unknown = sorted(set(schedule) - set(KINDS))
     if unknown:
         raise ValueError(f"pretrain.schedule: unknown question kinds {unknown}; each one of {KINDS}")
+    return schedule
+
+
+def vqa_examples(n: int, *, seed: int, size: int, taxonomy: Taxonomy | None = None,
+                 schedule: Sequence[str] | None = None, offer: Offer = Offer()) -> Iterator[VQAExample]:
+    """``n`` examples, the kinds in ``schedule``'s order (default :data:`SCHEDULE`; without products when no taxonomy
+    is given); example ``i`` depends only on ``(seed, i)``, the taxonomy, the schedule and the offer."""
+    schedule = check_schedule(schedule)
     if taxonomy is None:
         schedule = tuple(k for k in schedule if k not in _PRODUCT_KINDS)
         if not schedule:
