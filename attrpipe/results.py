@@ -637,21 +637,24 @@ def save_summary(path: str, summary: dict) -> None:
 
 
 def update_summary(path: str, study: dict, *, command: list[str] | None = None, seconds: float | None = None) -> dict:
-    """Merge a study into the summary at ``path`` (created if missing); return the new summary."""
-    summary = merge_study(load_summary(path), study, command=command, seconds=seconds)
-    save_summary(path, summary)
+    """Merge a study into the summary at ``path`` (created if missing); return the new summary. Study commands run at
+    once on one machine each merge their own arms (storage.locked)."""
+    with storage.locked(path):
+        summary = merge_study(load_summary(path), study, command=command, seconds=seconds)
+        save_summary(path, summary)
     return summary
 
 
 def add_run(path: str, run: str, label: str) -> dict:
     """Record a run that is not a study (``attrpipe results add``) in the summary at ``path``."""
-    summary = copy.deepcopy(load_summary(path) or {"format": 1, "studies": {}, "runs": {}})
-    summary["units"] = UNITS
-    summary.setdefault("studies", {})
     rec = run_record(run)
-    _check_model(summary, rec.get("model"), f"the run {run}")
-    rec["recorded_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    summary.setdefault("runs", {})[label] = rec
-    summary["headline"] = headline(summary)
-    save_summary(path, summary)
+    with storage.locked(path):
+        summary = copy.deepcopy(load_summary(path) or {"format": 1, "studies": {}, "runs": {}})
+        summary["units"] = UNITS
+        summary.setdefault("studies", {})
+        _check_model(summary, rec.get("model"), f"the run {run}")
+        rec["recorded_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        summary.setdefault("runs", {})[label] = rec
+        summary["headline"] = headline(summary)
+        save_summary(path, summary)
     return summary

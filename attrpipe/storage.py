@@ -8,13 +8,15 @@ written last, which is what readers trust (see attrpipe/pseudolabel/units.py).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
 import os
 import posixpath
 import uuid
-from typing import Any
+from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,6 +40,7 @@ __all__ = [
     "fingerprint",
     "local_copy",
     "remove_tree",
+    "locked",
 ]
 
 
@@ -125,6 +128,25 @@ def copy_tree(src: str, dest: str) -> None:
 
 def write_json_atomic(dest: str, obj: Any) -> None:
     _write_atomic(dest, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+@contextlib.contextmanager
+def locked(path: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (a local file read, changed and written again) for the ``with`` block, so
+    that processes on this machine doing the same wait for each other instead of overwriting each other's change. The
+    lock is ``<path>.lock`` (flock; released when the block ends or the process dies). A URI is not locked: an
+    object store has no such lock, so its writers must not overlap."""
+    if "://" in path:
+        yield
+        return
+    lock = posixpath.abspath(path) + ".lock"
+    os.makedirs(posixpath.dirname(lock), exist_ok=True)
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def read_json(path: str) -> Any:

@@ -98,6 +98,36 @@ def test_merging_keeps_other_seeds_and_studies_and_replaces_a_rerun_seed():
     assert s3["headline"]["largest_pool"]["dpo"]["accuracy"] == pytest.approx(38.0)  # oracle arms are not the method
 
 
+def _merge_in_child(path, study, ready):
+    from attrpipe.results import update_summary
+    ready.set()
+    update_summary(path, study, seconds=1.0)
+
+
+def test_study_commands_run_at_once_each_keep_their_arms_in_one_summary(tmp_path):
+    """A study finishing while another merges into the same summary waits for it (storage.locked), so neither
+    command's arms are lost."""
+    import multiprocessing as mp
+
+    from attrpipe import storage
+    from attrpipe.results import load_summary, save_summary
+
+    path = str(tmp_path / "summary.json")
+    other = _study("threshold", [_arm("threshold", 0.7, "dpo", 0, 0.3, 0.2, threshold=0.7, listings=8)])
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    with storage.locked(path):
+        child = ctx.Process(target=_merge_in_child, args=(path, _pool_study(), ready))
+        child.start()
+        assert ready.wait(60)
+        child.join(1.0)
+        assert child.is_alive() and not (tmp_path / "summary.json").exists()  # it waits for the lock
+        save_summary(path, merge_study(load_summary(path), other, now=0))  # this merge, in the lock
+    child.join(60)
+    assert child.exitcode == 0
+    assert set(load_summary(path)["studies"]) == {"m/study-pool-size", "m/study-threshold"}
+
+
 def test_a_summary_holds_one_models_results(tmp_path, capsys):
     """Arms of two models averaged over seeds would be a number of neither: a study or run of another model is
     refused with one line; the same weights under another path are the same model."""
