@@ -238,12 +238,13 @@ def _setup(cfg, shared: dict, verbose: bool) -> LoopRun:
 
 
 def _finished_earlier(run: LoopRun, st: Stage) -> None:
-    """A stage loop.json records as finished: skipped. A pseudo-labeling stage from before the premise was measured
-    gets it now, from its committed chains (nothing runs)."""
+    """A stage loop.json records as finished: skipped. A pseudo-labeling stage from before the premise (or its
+    decomposition into selection and vote, and its pairs by what they teach) was measured gets it now, from its
+    committed chains (nothing runs)."""
     if run.verbose:
         echo(f"[loop] {st.name}: done earlier, skipped")
     done = run.manifest["finished"][st.name]
-    if st.kind == "pseudolabel" and "premise" not in done:
+    if st.kind == "pseudolabel" and "vote" not in (done.get("premise") or {}):
         premise = _premise(run, st)
         if premise is not None:
             done["premise"] = premise

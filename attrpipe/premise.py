@@ -8,7 +8,17 @@ For the listing-attributes of a round's pool that have a true label:
 - ``consensus_kept``: among the kept listing-attributes (consensus at C >= the round's threshold), the share whose
   consensus is the truth. The consensus is computed again from the chains' parsed answers with attrpipe.consensus,
   whatever the shards were scored with, so a diagnostic oracle arm's premise is the method's, on the same chains;
-- ``gain``: ``consensus_kept - single_chain``;
+- ``gain``: ``consensus_kept - single_chain``, the sum of two parts:
+  - ``selection``: ``single_chain_kept - single_chain``, where ``single_chain_kept`` is a parsed chain's accuracy on
+    the kept listing-attributes only: what keeping the confident ones gains, with no vote;
+  - ``vote``: ``consensus_kept - single_chain_kept``: what the vote of seven chains knows beyond one chain, on the
+    same listing-attributes;
+- the pairs, by what they teach (each dispreferred chain of a kept listing-attribute makes one pair, attrpipe.consensus
+  .make_pairs, and its chosen chain has the consensus's answer): ``pairs_right_over_wrong`` (the consensus is the
+  truth, the rejected chain's answer is not), ``pairs_wrong_over_right`` (the rejected chain had the truth),
+  ``pairs_wrong_over_wrong`` (neither), ``pairs_over_unparsed`` (the rejected chain did not parse), and
+  ``pairs_toward_truth`` / ``pairs_away_from_truth``, the first two as shares of all pairs. DPO learns the truth from
+  the first kind and unlearns it from the second: their difference is its signal;
 
 overall and per attribute (``vertical.attribute``, as evaluation keys them). Beside them (:func:`sampler_accuracy`),
 the greedy test accuracy of the adapter the round sampled with (round 1: the seed SFT), over all answers and over the
@@ -28,17 +38,45 @@ from attrpipe.pseudolabel.units import read_labels
 
 __all__ = ["chain_premise", "parsed_accuracy", "sampler_accuracy", "read_truth", "read_chain_rows"]
 
-_COUNTS = ("examples", "chains_parsed", "chains_right", "kept", "kept_right")
+_COUNTS = ("examples", "chains_parsed", "chains_right", "kept", "kept_right", "kept_chains_parsed",
+           "kept_chains_right", "pairs", "pairs_right_over_wrong", "pairs_wrong_over_right", "pairs_wrong_over_wrong",
+           "pairs_over_unparsed")
 
 
 def _ratio(a: int, n: int) -> float | None:
     return a / n if n else None
 
 
+def _diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
 def _finish(c: dict[str, int]) -> dict:
     single, kept = _ratio(c["chains_right"], c["chains_parsed"]), _ratio(c["kept_right"], c["kept"])
-    return {**c, "single_chain": single, "consensus_kept": kept,
-            "gain": None if single is None or kept is None else kept - single}
+    single_kept = _ratio(c["kept_chains_right"], c["kept_chains_parsed"])
+    return {**c, "single_chain": single, "consensus_kept": kept, "gain": _diff(kept, single),
+            "single_chain_kept": single_kept, "selection": _diff(single_kept, single), "vote": _diff(kept, single_kept),
+            "pairs_toward_truth": _ratio(c["pairs_right_over_wrong"], c["pairs"]),
+            "pairs_away_from_truth": _ratio(c["pairs_wrong_over_right"], c["pairs"])}
+
+
+def _pair_kinds(answers: list[str | None], consensus: str, label: str) -> dict[str, int]:
+    """The pairs of a kept listing-attribute (one per chain whose answer is not the consensus), by what they teach."""
+    out = dict.fromkeys(("pairs", "pairs_right_over_wrong", "pairs_wrong_over_right", "pairs_wrong_over_wrong",
+                         "pairs_over_unparsed"), 0)
+    for a in answers:
+        if a == consensus:
+            continue
+        out["pairs"] += 1
+        if a is None:
+            out["pairs_over_unparsed"] += 1
+        elif consensus == label:
+            out["pairs_right_over_wrong"] += 1
+        elif a == label:
+            out["pairs_wrong_over_right"] += 1
+        else:
+            out["pairs_wrong_over_wrong"] += 1
+    return out
 
 
 def chain_premise(rows: Iterable[dict], truth: dict[str, dict[str, str]], threshold: float) -> dict:
@@ -54,8 +92,12 @@ def chain_premise(rows: Iterable[dict], truth: dict[str, dict[str, str]], thresh
         c = compute_consensus(answers)
         kept = is_kept(c, threshold)
         parsed = [a for a in answers if a is not None]
-        add = {"examples": 1, "chains_parsed": len(parsed), "chains_right": sum(a == label for a in parsed),
+        right = sum(a == label for a in parsed)
+        add = {"examples": 1, "chains_parsed": len(parsed), "chains_right": right,
                "kept": int(kept), "kept_right": int(kept and c.value == label)}
+        if kept:
+            add.update({"kept_chains_parsed": len(parsed), "kept_chains_right": right,
+                        **_pair_kinds(answers, c.value, label)})
         for bucket in (total, per[f"{r['vertical']}.{r['attribute']}"]):
             for k, v in add.items():
                 bucket[k] += v

@@ -48,7 +48,10 @@ TABLES = ("table-4", "table-5", "table-6", "premise", "premise-per-attribute", "
 
 _STAT_FIELDS = ("accuracy", "lift", "sft_accuracy", "parse_failure_rate", "parsed_accuracy", "sft_parse_failure_rate",
                 "sft_parsed_accuracy", "kept", "pairs", "listings", "listing_attributes", "seconds")
-_PREMISE_FIELDS = ("single_chain", "consensus_kept", "gain", "examples", "kept")
+_PREMISE_FIELDS = ("single_chain", "consensus_kept", "gain", "single_chain_kept", "selection", "vote",
+                   "pairs_toward_truth", "pairs_away_from_truth", "examples", "kept", "pairs")
+_PREMISE_PCT = ("single_chain", "consensus_kept", "gain", "single_chain_kept", "selection", "vote",
+                "pairs_toward_truth", "pairs_away_from_truth")
 
 
 def _pct(x):
@@ -74,13 +77,12 @@ def _mean(xs) -> float | None:
 def _premise_pct(p: dict | None) -> dict | None:
     if not p:
         return None
-    out = {"threshold": p.get("threshold"), "examples": p.get("examples"), "chains_parsed": p.get("chains_parsed"),
-           "kept": p.get("kept"), "single_chain": _pct(p.get("single_chain")),
-           "consensus_kept": _pct(p.get("consensus_kept")), "gain": _pct(p.get("gain")),
-           "per_attribute": {a: {"examples": v.get("examples"), "kept": v.get("kept"),
-                                 "single_chain": _pct(v.get("single_chain")),
-                                 "consensus_kept": _pct(v.get("consensus_kept")), "gain": _pct(v.get("gain"))}
-                             for a, v in (p.get("per_attribute") or {}).items()}}
+    def fields(v: dict) -> dict:  # a premise from before selection, vote and the pairs were measured has None there
+        return {"examples": v.get("examples"), "kept": v.get("kept"), "pairs": v.get("pairs"),
+                **{f: _pct(v.get(f)) for f in _PREMISE_PCT}}
+
+    out = {"threshold": p.get("threshold"), "chains_parsed": p.get("chains_parsed"), **fields(p),
+           "per_attribute": {a: fields(v) for a, v in (p.get("per_attribute") or {}).items()}}
     s = p.get("sampler")
     if s:
         out["sampler"] = {"stage": s.get("stage"), "accuracy": _pct(s.get("accuracy")),
@@ -502,15 +504,24 @@ def _premise_table(summary: dict) -> str | None:
             continue
         rows.append([f"{n:,}", f"{c:g}", ", ".join(str(r["seed"]) for r in recs),
                      _fmt(_premise_over(recs, "single_chain")), _fmt(_premise_over(recs, "consensus_kept")),
-                     _fmt(_premise_over(recs, "gain"), signed=True), _fmt(_over(recs, "sft_accuracy")),
+                     _fmt(_premise_over(recs, "gain"), signed=True), _fmt(_premise_over(recs, "single_chain_kept")),
+                     _fmt(_premise_over(recs, "vote"), signed=True), _fmt(_premise_over(recs, "pairs_toward_truth")),
+                     _fmt(_premise_over(recs, "pairs_away_from_truth")), _fmt(_over(recs, "sft_accuracy")),
                      _fmt(_over(recs, "sft_parsed_accuracy"))])
     if not rows:
         return None
     header = ["unlabeled listings", "C", "seeds", "a parsed chain right %", "kept consensus right %",
-              "gain (points)", "seed SFT test accuracy %, all answers", "seed SFT, parsed answers %"]
+              "gain (points)", "a parsed chain right, on the kept %", "of the gain, the vote (points)",
+              "pairs toward the truth %", "pairs away from the truth %", "seed SFT test accuracy %, all answers",
+              "seed SFT, parsed answers %"]
     caption = ("Round 1's chains on the pool's true labels (data.truth): a parsed chain's accuracy (unparsed chains "
-               "left out), the accuracy of the consensus among the kept at C, the gain between them; beside them the "
-               "seed SFT's greedy accuracy on the test split. Mean ± standard deviation over the seeds listed.")
+               "left out), the accuracy of the consensus among the kept at C, the gain between them. The gain has two "
+               "parts: keeping the confident listing-attributes (a parsed chain is right more often on the kept) and "
+               "the vote (the kept consensus against a parsed chain on the same kept listing-attributes). Pairs "
+               "toward the truth: the consensus is the truth and the rejected chain's answer is not; away from it: "
+               "the rejected chain had the truth (shares of all pairs; the rest reject a wrong or unparsed answer for "
+               "another wrong one or an unparsed one). Beside them the seed SFT's greedy accuracy on the test split. "
+               "Mean ± standard deviation over the seeds listed; n/a: measured before these columns existed.")
     return _table(header, rows) + "\n\n" + caption
 
 
@@ -530,9 +541,11 @@ def _premise_per_attribute(summary: dict) -> str | None:
             vals = [p["per_attribute"].get(a, {}) for p in prem]
             col = {f: _stat(v.get(f) for v in vals) for f in _PREMISE_FIELDS}
             rows.append([a, _count(col["examples"]), _fmt(col["single_chain"]), _count(col["kept"]),
-                         _fmt(col["consensus_kept"]), _fmt(col["gain"], signed=True)])
+                         _fmt(col["consensus_kept"]), _fmt(col["gain"], signed=True),
+                         _fmt(col["single_chain_kept"]), _fmt(col["vote"], signed=True)])
         header = ["attribute", "listing-attributes", "a parsed chain right %", f"kept (C >= {c:g})",
-                  "kept consensus right %", "gain (points)"]
+                  "kept consensus right %", "gain (points)", "a parsed chain right, on the kept %",
+                  "of the gain, the vote (points)"]
         return (_table(header, rows) + f"\n\n{n:,} unlabeled listings, round 1; mean ± standard deviation over "
                 f"{len(prem)} seed(s).")
     return None

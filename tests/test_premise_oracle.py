@@ -76,6 +76,38 @@ def test_chain_premise_overall_and_per_attribute():
     assert empty["single_chain"] is None and empty["consensus_kept"] is None and empty["gain"] is None
 
 
+def test_the_premise_gain_splits_into_selection_and_vote_and_the_pairs_by_what_they_teach():
+    truth = {"A": {"colour": "Red", "shape": "Round"}, "B": {"colour": "Blue", "shape": "Oval"}}
+    rows = [
+        _row("A", "colour", ["Red", "Red", "Red", "Blue", None, None, None]),  # kept, right: 1 toward, 3 unparsed
+        _row("A", "shape", ["Square", "Square", "Square", "Round", "Round", None, None]),  # kept, wrong: 2 away
+        _row("B", "colour", ["Blue", "Red", "Green", None, None, None, None]),  # not kept: no pairs, not "on the kept"
+        _row("B", "shape", ["Square", "Square", "Square", "Round", "Oval", "Oval", None]),  # kept, wrong
+    ]
+    p = chain_premise(rows, truth, 0.4)
+    # on the kept: parsed chains 4 + 5 + 6, right 3 + 2 + 2
+    assert (p["kept_chains_parsed"], p["kept_chains_right"]) == (15, 7)
+    assert p["single_chain_kept"] == pytest.approx(7 / 15)
+    assert p["single_chain"] == pytest.approx(8 / 18) and p["consensus_kept"] == pytest.approx(1 / 3)
+    assert p["selection"] == pytest.approx(7 / 15 - 8 / 18) and p["vote"] == pytest.approx(1 / 3 - 7 / 15)
+    assert p["selection"] + p["vote"] == pytest.approx(p["gain"])
+    assert (p["pairs"], p["pairs_right_over_wrong"], p["pairs_wrong_over_right"], p["pairs_wrong_over_wrong"],
+            p["pairs_over_unparsed"]) == (12, 1, 4, 1, 6)
+    assert p["pairs_toward_truth"] == pytest.approx(1 / 12) and p["pairs_away_from_truth"] == pytest.approx(4 / 12)
+    shape = p["per_attribute"]["watch.shape"]
+    assert (shape["pairs"], shape["pairs_wrong_over_right"], shape["pairs_toward_truth"]) == (8, 4, 0.0)
+    assert shape["single_chain_kept"] == pytest.approx(4 / 11)
+    # the pairs counted are the pairs the method makes: one per dispreferred chain of a kept example
+    from attrpipe.consensus import compute_consensus, make_pairs
+    made = sum(len(make_pairs(compute_consensus([c["answer"] for c in r["chains"]]), 0.4, seed=0, ex_id="x"))
+               for r in rows)
+    assert made == p["pairs"]
+    # no kept example: nothing on the kept, and no pairs
+    none_kept = chain_premise(rows[2:3], truth, 0.4)
+    assert none_kept["single_chain_kept"] is None and none_kept["vote"] is None
+    assert none_kept["pairs"] == 0 and none_kept["pairs_toward_truth"] is None
+
+
 def test_sampler_accuracy_over_all_and_parsed_answers():
     e = {"accuracy": 0.25, "parse_failure_rate": 0.5, "scored": 100}
     assert parsed_accuracy(e) == pytest.approx(0.5)
@@ -168,3 +200,9 @@ def test_a_finished_loop_gets_its_premise_on_rerun_without_running_anything(tmp_
     assert p["single_chain"] == pytest.approx(2 / 3) and p["consensus_kept"] == 1.0
     assert p["sampler"] == {"stage": "sft/eval", "accuracy": 0.2, "parsed_accuracy": 0.4, "parse_failure_rate": 0.5}
     assert json.loads((run / "loop.json").read_text())["finished"]["round-1/pseudolabel"]["premise"] == p
+    assert p["vote"] == pytest.approx(1.0 - 2 / 3) and p["pairs"] == 5 and p["pairs_right_over_wrong"] == 1
+    # a premise recorded before its decomposition (selection, vote, the pairs) existed is measured again
+    old = json.loads((run / "loop.json").read_text())
+    old["finished"]["round-1/pseudolabel"]["premise"] = {"single_chain": p["single_chain"], "consensus_kept": 1.0}
+    (run / "loop.json").write_text(json.dumps(old))
+    assert run_loop(cfg, verbose=False)["finished"]["round-1/pseudolabel"]["premise"] == p

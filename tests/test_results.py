@@ -12,8 +12,11 @@ from attrpipe.results import (TABLES, fill_markers, headline, merge_study, rende
 
 
 def _premise(single, kept_right, threshold=0.5):
+    single_kept = (single + kept_right) / 2
     return {"threshold": threshold, "examples": 10, "chains_parsed": 50, "kept": 4, "single_chain": single,
-            "consensus_kept": kept_right, "gain": kept_right - single,
+            "consensus_kept": kept_right, "gain": kept_right - single, "single_chain_kept": single_kept,
+            "selection": single_kept - single, "vote": kept_right - single_kept, "pairs": 8,
+            "pairs_toward_truth": 0.3, "pairs_away_from_truth": 0.1,
             "per_attribute": {"watch.colour": {"examples": 10, "kept": 4, "single_chain": single,
                                                "consensus_kept": kept_right, "gain": kept_right - single}},
             "sampler": {"stage": "sft/eval", "accuracy": 0.2, "parsed_accuracy": 0.4}}
@@ -197,7 +200,9 @@ def test_tables_are_computed_from_the_arms():
     assert "| 4 | 0, 1 | 12 | 10 | 20 | 27.0 ± 7.1 | +2.0 ± 0.0 | 30.0 ± 7.1 | +5.0 ± 0.0 | not run |" in t6
     assert "DPO-oracle (diagnostic ceiling) accuracy %" in t6.splitlines()[0]
     # the premise: seeds 0 and 1 give 30 and 32 (single chain), 40 and 42 (kept consensus)
-    assert "| 8 | 0.5 | 0, 1 | 31.0 ± 1.4 | 41.0 ± 1.4 | +10.0 ± 0.0 | 25.0 ± 7.1 | 50.0 ± 14.1 |" in t["premise"]
+    # (a parsed chain on the kept: 35 and 37; the vote +5; pairs toward the truth 30%, away from it 10%)
+    assert ("| 8 | 0.5 | 0, 1 | 31.0 ± 1.4 | 41.0 ± 1.4 | +10.0 ± 0.0 | 36.0 ± 1.4 | +5.0 ± 0.0 | 30.0 ± 0.0 | "
+            "10.0 ± 0.0 | 25.0 ± 7.1 | 50.0 ± 14.1 |") in t["premise"]
     assert "| 8 | 0.3 | 0 | 30.0 | 30.0 | +0.0 |" in t["premise"]
     assert "| watch.colour | 10 | 31.0 ± 1.4 | 4 | 41.0 ± 1.4 | +10.0 ± 0.0 |" in t["premise-per-attribute"]
     assert "m/study-threshold-lr" in t["other-studies"] and "m/study-pool-size" not in t["other-studies"]
