@@ -244,6 +244,30 @@ def cmd_results_add(args) -> int:
     return 0
 
 
+def cmd_results_premise(args) -> int:
+    from attrpipe.catalog_io import CatalogReading
+    from attrpipe.premise import chain_premise, premise_text, read_chain_rows, read_truth
+
+    cfg = _load(args)
+    truth = read_truth(cfg.data.truth, CatalogReading.from_conf(cfg))
+    if truth is None:
+        print(f"attrpipe: error: data.truth: no truth file at {cfg.data.truth} (the pool's true labels)",
+              file=sys.stderr)
+        return 2
+    rows = read_chain_rows(args.chains)
+    if not rows:
+        print(f"attrpipe: error: {args.chains}: no consensus shards (a pseudo-labeling output directory)",
+              file=sys.stderr)
+        return 2
+    premise = chain_premise(rows, truth, float(cfg.consensus.threshold))
+    if args.json:
+        print(json.dumps(premise, indent=2, sort_keys=True))
+    else:
+        print(f"{args.chains}: {len(rows):,} listing-attributes against {cfg.data.truth}")
+        print(premise_text(premise))
+    return 0
+
+
 def cmd_report(args) -> int:
     from attrpipe.report import write_report
 
@@ -357,6 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="DIR", help="an evaluation output directory or a loop run directory")
     p.add_argument("--label", required=True, help="its name in the summary, e.g. zero-shot")
     p.set_defaults(func=cmd_results_add)
+    p = results_sub.add_parser("premise", help="the premise of a set of chains (a pseudo-labeling output) against the "
+                               "pool's true labels (data.truth): a chain's accuracy, the kept consensus's, the gain "
+                               "split into keeping and the vote, the pairs by what they teach (attrpipe/premise.py)")
+    _add_config_args(p)
+    p.add_argument("--chains", required=True, metavar="DIR", help="a pseudo-labeling output directory (its consensus/)")
+    p.add_argument("--json", action="store_true", help="the whole measurement, per attribute too, as JSON (fractions)")
+    p.set_defaults(func=cmd_results_premise)
 
     p = sub.add_parser("report", help="static HTML report with PNG plots of loop runs and studies")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (<run.output_dir>/<run.name>); "

@@ -36,7 +36,7 @@ from attrpipe.pseudolabel.output import committed_files
 from attrpipe.catalog_io import CatalogReading
 from attrpipe.pseudolabel.units import read_labels
 
-__all__ = ["chain_premise", "parsed_accuracy", "sampler_accuracy", "read_truth", "read_chain_rows"]
+__all__ = ["chain_premise", "premise_text", "parsed_accuracy", "sampler_accuracy", "read_truth", "read_chain_rows"]
 
 _COUNTS = ("examples", "chains_parsed", "chains_right", "kept", "kept_right", "kept_chains_parsed",
            "kept_chains_right", "pairs", "pairs_right_over_wrong", "pairs_wrong_over_right", "pairs_wrong_over_wrong",
@@ -102,6 +102,34 @@ def chain_premise(rows: Iterable[dict], truth: dict[str, dict[str, str]], thresh
             for k, v in add.items():
                 bucket[k] += v
     return {"threshold": threshold, **_finish(total), "per_attribute": {k: _finish(v) for k, v in sorted(per.items())}}
+
+
+def premise_text(p: dict) -> str:
+    """The premise of a chain set as lines for a terminal (``attrpipe results premise``)."""
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:.1f}%"
+
+    def pts(x):
+        return "n/a" if x is None else f"{100 * x:+.1f} points"
+
+    chains = p["chains_parsed"]
+    rows = [
+        ("listing-attributes with a true label", f"{p['examples']:,}"),
+        ("chains that parsed", f"{chains:,}"),
+        ("a parsed chain right", pct(p["single_chain"])),
+        (f"kept (C >= {p['threshold']:g})", f"{p['kept']:,}"),
+        ("kept consensus right", pct(p["consensus_kept"])),
+        ("gain", pts(p["gain"])),
+        ("  of it, keeping the confident", pts(p["selection"])),
+        ("  of it, the vote", f"{pts(p['vote'])} (a parsed chain right on the kept: {pct(p['single_chain_kept'])})"),
+        ("pairs", f"{p['pairs']:,}"),
+        ("  toward the truth", f"{p['pairs_right_over_wrong']:,} ({pct(p['pairs_toward_truth'])})"),
+        ("  away from the truth", f"{p['pairs_wrong_over_right']:,} ({pct(p['pairs_away_from_truth'])})"),
+        ("  a wrong answer over another", f"{p['pairs_wrong_over_wrong']:,}"),
+        ("  over an unparsed chain", f"{p['pairs_over_unparsed']:,}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
 def parsed_accuracy(eval_result: dict) -> float | None:

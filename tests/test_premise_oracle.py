@@ -206,3 +206,38 @@ def test_a_finished_loop_gets_its_premise_on_rerun_without_running_anything(tmp_
     old["finished"]["round-1/pseudolabel"]["premise"] = {"single_chain": p["single_chain"], "consensus_kept": 1.0}
     (run / "loop.json").write_text(json.dumps(old))
     assert run_loop(cfg, verbose=False)["finished"]["round-1/pseudolabel"]["premise"] == p
+
+
+def test_results_premise_measures_a_chain_set_from_the_command_line(tmp_path, capsys):
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from attrpipe.cli import main
+
+    truth = tmp_path / "truth.parquet"
+    pq.write_table(pa.Table.from_pylist([{"listing_id": "A", "labels": [("colour", "Red"), ("shape", "Round")]}],
+                                        schema=pa.schema([("listing_id", pa.string()),
+                                                          ("labels", pa.map_(pa.string(), pa.string()))])), truth)
+    chains = tmp_path / "chains"
+    (chains / "consensus").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([_row("A", "colour", ["Red", "Red", "Blue", None, None, None, None]),
+                                         _row("A", "shape", ["Square", "Square", "Round", "Round", "Oval", None,
+                                                             None])]), chains / "consensus" / "u.parquet")
+    args = ["results", "premise", "conf/tiny_cpu.yaml", "--chains", str(chains), f"data.truth={truth}",
+            "consensus.threshold=0.25"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    # colour: kept, right (3 parsed, 2 right); shape: 2/7 Square ties 2/7 Round, broken by first vote: kept, wrong
+    assert "a parsed chain right                  50.0%" in out  # 4 of 8
+    assert "pairs                                 10" in out
+    assert main(args + ["--json"]) == 0
+    p = json.loads(capsys.readouterr().out)
+    assert p["pairs"] == 10 and p["per_attribute"]["watch.colour"]["consensus_kept"] == 1.0
+    assert p["single_chain"] + p["selection"] + p["vote"] == pytest.approx(p["consensus_kept"])
+    assert main(["results", "premise", "conf/tiny_cpu.yaml", "--chains", str(chains),
+                 f"data.truth={tmp_path / 'none.parquet'}"]) == 2
+    assert "data.truth: no truth file" in capsys.readouterr().err
+    assert main(["results", "premise", "conf/tiny_cpu.yaml", "--chains", str(tmp_path), f"data.truth={truth}"]) == 2
+    assert "no consensus shards" in capsys.readouterr().err
