@@ -347,7 +347,10 @@ def _over(recs: list[dict], field: str) -> dict:
 
 
 def _premise_over(recs: list[dict], field: str) -> dict:
-    return _stat((r.get("premise") or {}).get(field) for r in recs)
+    """A premise field's mean and spread over ``recs``; none when a seed lacks it (measured before the field existed),
+    so that a mean is never over fewer seeds than its row lists."""
+    xs = [(r.get("premise") or {}).get(field) for r in recs]
+    return _stat([] if any(x is None for x in xs) else xs)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

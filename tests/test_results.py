@@ -200,6 +200,11 @@ def test_tables_are_computed_from_the_arms():
     assert "| 4 | 0, 1 | 12 | 10 | 20 | 27.0 ± 7.1 | +2.0 ± 0.0 | 30.0 ± 7.1 | +5.0 ± 0.0 | not run |" in t6
     assert "DPO-oracle (diagnostic ceiling) accuracy %" in t6.splitlines()[0]
     # the premise: seeds 0 and 1 give 30 and 32 (single chain), 40 and 42 (kept consensus)
+    # a premise field one seed lacks (measured before it existed) is n/a, never a mean over fewer seeds than listed
+    partial = merge_study(None, _pool_study(), now=0)
+    del partial["studies"]["m/study-pool-size"]["arms"]["dpo-pool-8"]["per_seed"]["1"]["premise"]["vote"]
+    row = [ln for ln in render_tables(partial)["premise"].splitlines() if ln.startswith("| 8 |")][0]
+    assert row.split(" | ")[7] == "n/a" and row.split(" | ")[6] == "36.0 ± 1.4"
     # (a parsed chain on the kept: 35 and 37; the vote +5; pairs toward the truth 30%, away from it 10%)
     assert ("| 8 | 0.5 | 0, 1 | 31.0 ± 1.4 | 41.0 ± 1.4 | +10.0 ± 0.0 | 36.0 ± 1.4 | +5.0 ± 0.0 | 30.0 ± 0.0 | "
             "10.0 ± 0.0 | 25.0 ± 7.1 | 50.0 ± 14.1 |") in t["premise"]
