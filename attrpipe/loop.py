@@ -185,30 +185,39 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
     ``{"chains": DIR}`` makes round 1 reuse the chains of that pseudo-labeling output (sampled with the same SFT
     adapter, settings and seed: the chains this run would sample), re-scoring them with this run's threshold and pool.
 
-    A recipe: set the run up (plan, checks, loop.json), then each planned stage in order, skipped when loop.json
+    A recipe: plan and check the run, then, one process at a time in its directory (a second waits for the first,
+    then resumes: attrpipe.storage.locked), open loop.json and run each planned stage in order, skipped when loop.json
     records it as finished, else run by the function of its kind (``STAGE_RUNNERS``) and recorded.
     """
-    run = _setup(cfg, shared or {}, verbose)
-    for st in run.stages:
-        if st.name in run.manifest["finished"]:
-            _finished_earlier(run, st)
-            continue
-        _run_stage(run, st)
-        if _stop_after == st.name:
-            return run.manifest
+    shared = shared or {}
+    plan = _plan(cfg, shared)  # what cannot run is refused before anything is written
+    with storage.locked(storage.join(plan.run_dir, ".loop"), what=f"the loop run {plan.run_dir}"):
+        run = _setup(cfg, shared, plan, verbose)
+        for st in run.stages:
+            if st.name in run.manifest["finished"]:
+                _finished_earlier(run, st)
+                continue
+            _run_stage(run, st)
+            if _stop_after == st.name:
+                return run.manifest
     if verbose:
         echo(loop_table(run.manifest))
     return run.manifest
 
 
-def _setup(cfg, shared: dict, verbose: bool) -> LoopRun:
-    """Plan the stages, refuse what cannot run (before anything is written), open or create loop.json."""
+@dataclass(frozen=True)
+class _Plan:
+    run_dir: str
+    stages: list
+    starts: dict
+    oracle_truth: str | None
+
+
+def _plan(cfg, shared: dict) -> _Plan:
+    """Plan the stages and refuse what cannot run; nothing is written."""
     run_dir = storage.join(cfg.run.output_dir, cfg.run.name)
     if "://" not in run_dir:
         run_dir = str(Path(run_dir).resolve())
-    loop_file = loop_manifest_path(run_dir)
-    key, sft_key = _result_key(cfg), _result_key(cfg, seed_sft_only=True)
-    model_fp = storage.fingerprint(cfg.model.path)  # the same path may hold other weights (a rebuilt pretrain)
     stages = plan_stages(rounds=cfg.loop.rounds, method=cfg.loop.method, seed_sft=cfg.loop.seed_sft,
                          shared_sft="sft" in shared)
     # every training stage's start, resolved up front: one the configuration cannot give is refused before round 1
@@ -220,6 +229,15 @@ def _setup(cfg, shared: dict, verbose: bool) -> LoopRun:
         if not storage.exists(oracle_truth):
             raise ConfigError(f"data.truth: {oracle_truth} does not exist; loop.method={cfg.loop.method} (a "
                               "diagnostic ceiling) scores the chains against it")
+    return _Plan(run_dir, stages, starts, oracle_truth)
+
+
+def _setup(cfg, shared: dict, plan: _Plan, verbose: bool) -> LoopRun:
+    """Open or create loop.json for a planned run (refusing a run directory of another configuration or model)."""
+    run_dir, stages = plan.run_dir, plan.stages
+    loop_file = loop_manifest_path(run_dir)
+    key, sft_key = _result_key(cfg), _result_key(cfg, seed_sft_only=True)
+    model_fp = storage.fingerprint(cfg.model.path)  # the same path may hold other weights (a rebuilt pretrain)
     if storage.exists(loop_file):
         manifest = storage.read_json(loop_file)
         _check_key(manifest, key, sft_key, run_dir, model_fp)
@@ -232,7 +250,7 @@ def _setup(cfg, shared: dict, verbose: bool) -> LoopRun:
     manifest.update(result_key=key, sft_key=sft_key, model_fingerprint=model_fp)
     manifest["stages"] = [s.name for s in stages]
     manifest["method"] = cfg.loop.method
-    run = LoopRun(cfg, run_dir, manifest, stages, starts, shared, oracle_truth, verbose)
+    run = LoopRun(cfg, run_dir, manifest, stages, plan.starts, shared, plan.oracle_truth, verbose)
     run.save()
     return run
 

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import posixpath
+import sys
 import uuid
 from typing import Any, Iterator
 
@@ -131,18 +132,25 @@ def write_json_atomic(dest: str, obj: Any) -> None:
 
 
 @contextlib.contextmanager
-def locked(path: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (a local file read, changed and written again) for the ``with`` block, so
-    that processes on this machine doing the same wait for each other instead of overwriting each other's change. The
-    lock is ``<path>.lock`` (flock; released when the block ends or the process dies). A URI is not locked: an
-    object store has no such lock, so its writers must not overlap."""
+def locked(path: str, *, what: str | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` for the ``with`` block: ``<path>.lock`` (flock; released when the block ends
+    or the process dies). Processes on this machine that lock the same path run one after another: a summary read,
+    changed and written again; a loop run or a pseudo-labeling output, where the second process, once the first has
+    ended, finds its stages done and skips them (two study commands of one seed share its seed SFT that way). A
+    process that has to wait says so on stderr, naming ``what``. A URI is not locked: an object store has no such
+    lock, so its writers must not overlap."""
     if "://" in path:
         yield
         return
     lock = posixpath.abspath(path) + ".lock"
     os.makedirs(posixpath.dirname(lock), exist_ok=True)
     with open(lock, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"attrpipe: {what or path}: another process is at work on it; waiting for it to end ({lock})",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
         finally:

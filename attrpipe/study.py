@@ -33,9 +33,10 @@ parsed chain's accuracy, the kept consensus's, the gain), and study.md a table o
 (the seed SFT's run goes on with any round settings, attrpipe.loop). A lever of what the chains depend on (sampling,
 images, the model) needs its own ``run.name``: the shared chains refuse to stand in for chains sampled differently.
 
-Rerunning the command resumes: finished arms are skipped stage by stage, as loops are. Commands for different seeds
-(or studies) may run at once on one machine: they share no directory but the summary, whose merges wait for each other
-(attrpipe.storage.locked).
+Rerunning the command resumes: finished arms are skipped stage by stage, as loops are. Study commands may run at once
+on one machine (each seed in its own, say): a loop run, a chain set and the summary are each worked on by one process
+at a time (attrpipe.storage.locked), so two commands of one seed take turns at its seed SFT and chains, and the
+second finds them done.
 """
 
 from __future__ import annotations

@@ -275,3 +275,30 @@ def test_run_loop_runs_each_stage_kind_records_its_result_and_resumes_after_the_
                         "base")
     assert _without_seconds(out)["round-1/train"] == {"adapter": f"{c}/round-1/adapter", "final_step": 2,
                                                       "start": "base", "reference": "base"}
+
+
+def test_a_second_process_on_a_loop_run_waits_for_the_first_then_skips_what_it_finished(tmp_path, monkeypatch,
+                                                                                         capsys):
+    """Two processes on one run directory (two study commands of one seed share its seed SFT) run one after the
+    other: the second says it waits, runs once the first has ended, and the lock goes with the process."""
+    import threading
+
+    from attrpipe import storage
+    from attrpipe.config import load_config
+    from attrpipe.loop import run_loop
+
+    calls = _fake_stage_commands(monkeypatch, {1: {"kept": 3, "pairs": 2}})
+    cfg = load_config("conf/tiny_cpu.yaml", [f"run.output_dir={tmp_path}", "run.name=a", "loop.rounds=1",
+                                             "data.truth=null"])
+    result = {}
+    with storage.locked(str(tmp_path / "a" / ".loop")):  # the first process, at work on the run
+        second = threading.Thread(target=lambda: result.update(run_loop(cfg, verbose=False)))
+        second.start()
+        second.join(1.0)
+        assert second.is_alive() and not (tmp_path / "a" / "loop.json").exists() and not calls  # it waits
+    second.join(60)
+    assert "another process is at work on it; waiting" in capsys.readouterr().err
+    assert "round-1/eval" in result["finished"]
+    del calls[:]
+    run_loop(cfg, verbose=False)  # the lock went with the process that held it: a later run resumes at once
+    assert not calls

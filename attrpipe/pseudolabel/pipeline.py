@@ -285,14 +285,25 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
     - ``truth``: a labeled slice of the pool (listing_id, labels): score the chains against the true labels instead
       of their consensus (the diagnostic oracle arms, attrpipe.methods; ``_run.json`` records it as ``oracle_truth``
       so the audit scores them the same way).
+
+    One process at a time fills an output directory; a second waits for it, then resumes (attrpipe.storage.locked).
     """
+    out = out or output_dir_for(cfg)
+    with storage.locked(storage.join(out, ".pseudolabel"), what=f"the pseudo-labeling output {out}"):
+        return _run_pseudolabel(cfg, catalog=catalog, out=out, adapter=adapter, greedy=greedy, limit=limit,
+                                reuse_chains_from=reuse_chains_from, review_below=review_below, truth=truth,
+                                verbose=verbose)
+
+
+def _run_pseudolabel(cfg, *, catalog: str | None, out: str, adapter: str | None, greedy: bool, limit: int | None,
+                     reuse_chains_from: str | None, review_below: float | None, truth: str | None,
+                     verbose: bool) -> dict:
     import ray
 
     from attrpipe.ray_utils import init_ray
 
     t0 = time.perf_counter()
     catalog = catalog or cfg.data.unlabeled
-    out = out or output_dir_for(cfg)
     adapter = adapter if adapter is not None else cfg.pseudolabel.adapter
     identity = run_identity(cfg, adapter)
     key = semantic_key(cfg, catalog, identity, greedy, limit, review_below)
