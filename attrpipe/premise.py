@@ -31,7 +31,7 @@ from collections import defaultdict
 from typing import Iterable
 
 from attrpipe import storage
-from attrpipe.consensus import compute_consensus, is_kept
+from attrpipe.consensus import Consensus, compute_consensus, is_kept
 from attrpipe.pseudolabel.output import committed_files
 from attrpipe.catalog_io import CatalogReading
 from attrpipe.pseudolabel.units import read_labels
@@ -60,17 +60,17 @@ def _finish(c: dict[str, int]) -> dict:
             "pairs_away_from_truth": _ratio(c["pairs_wrong_over_right"], c["pairs"])}
 
 
-def _pair_kinds(answers: list[str | None], consensus: str, label: str) -> dict[str, int]:
-    """The pairs of a kept listing-attribute (one per chain whose answer is not the consensus), by what they teach."""
+def _pair_kinds(answers: list[str | None], c: Consensus, label: str) -> dict[str, int]:
+    """The pairs of a kept listing-attribute (one per dispreferred chain, as make_pairs makes them), by what they
+    teach."""
     out = dict.fromkeys(("pairs", "pairs_right_over_wrong", "pairs_wrong_over_right", "pairs_wrong_over_wrong",
                          "pairs_over_unparsed"), 0)
-    for a in answers:
-        if a == consensus:
-            continue
+    for i in c.dispreferred:
+        a = answers[i]
         out["pairs"] += 1
         if a is None:
             out["pairs_over_unparsed"] += 1
-        elif consensus == label:
+        elif c.value == label:
             out["pairs_right_over_wrong"] += 1
         elif a == label:
             out["pairs_wrong_over_right"] += 1
@@ -97,7 +97,7 @@ def chain_premise(rows: Iterable[dict], truth: dict[str, dict[str, str]], thresh
                "kept": int(kept), "kept_right": int(kept and c.value == label)}
         if kept:
             add.update({"kept_chains_parsed": len(parsed), "kept_chains_right": right,
-                        **_pair_kinds(answers, c.value, label)})
+                        **_pair_kinds(answers, c, label)})
         for bucket in (total, per[f"{r['vertical']}.{r['attribute']}"]):
             for k, v in add.items():
                 bucket[k] += v
@@ -112,10 +112,9 @@ def premise_text(p: dict) -> str:
     def pts(x):
         return "n/a" if x is None else f"{100 * x:+.1f} points"
 
-    chains = p["chains_parsed"]
     rows = [
         ("listing-attributes with a true label", f"{p['examples']:,}"),
-        ("chains that parsed", f"{chains:,}"),
+        ("chains that parsed", f"{p['chains_parsed']:,}"),
         ("a parsed chain right", pct(p["single_chain"])),
         (f"kept (C >= {p['threshold']:g})", f"{p['kept']:,}"),
         ("kept consensus right", pct(p["consensus_kept"])),

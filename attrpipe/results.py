@@ -48,10 +48,9 @@ TABLES = ("table-4", "table-5", "table-6", "premise", "premise-per-attribute", "
 
 _STAT_FIELDS = ("accuracy", "lift", "sft_accuracy", "parse_failure_rate", "parsed_accuracy", "sft_parse_failure_rate",
                 "sft_parsed_accuracy", "kept", "pairs", "listings", "listing_attributes", "seconds")
-_PREMISE_FIELDS = ("single_chain", "consensus_kept", "gain", "single_chain_kept", "selection", "vote",
-                   "pairs_toward_truth", "pairs_away_from_truth", "examples", "kept", "pairs")
 _PREMISE_PCT = ("single_chain", "consensus_kept", "gain", "single_chain_kept", "selection", "vote",
                 "pairs_toward_truth", "pairs_away_from_truth")
+_PREMISE_FIELDS = (*_PREMISE_PCT, "examples", "kept", "pairs")
 
 
 def _pct(x):
