@@ -150,6 +150,7 @@ class SftConf:
 @dataclass
 class DpoConf:
     beta: float = MISSING
+    sft_weight: float = 0.0
     learning_rate: float = MISSING
     epochs: int = MISSING
     batch_size: int = MISSING
@@ -374,6 +375,7 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
         ("sft.batch_size", c.sft.batch_size >= 1, "must be >= 1"),
         ("sft.gradient_accumulation_steps", c.sft.gradient_accumulation_steps >= 1, "must be >= 1"),
         ("dpo.beta", c.dpo.beta > 0, "must be > 0"),
+        ("dpo.sft_weight", c.dpo.sft_weight >= 0, "must be >= 0 (0: the paper's DPO loss alone)"),
         ("dpo.learning_rate", c.dpo.learning_rate > 0, "must be > 0"),
         ("dpo.epochs", c.dpo.epochs >= 1, "must be >= 1"),
         ("dpo.batch_size", c.dpo.batch_size >= 1, "must be >= 1"),
@@ -509,7 +511,7 @@ def to_yaml(cfg: DictConfig) -> str:
 def drop_inert_defaults(c: dict) -> dict:
     """A resolved config container without the settings that were added later and change no result at their
     defaults: ``images.http`` while no http(s) scheme is allowed, ``data.columns`` when empty,
-    ``data.match_vertical_names`` when true. Keys of results (a loop's, a pseudo-labeling run's) leave them out, so
+    ``data.match_vertical_names`` when true, ``dpo.sft_weight`` when 0. Keys of results (a loop's, a pseudo-labeling run's) leave them out, so
     runs written before they existed are resumed, not refused."""
     c = dict(c)
     images = dict(c.get("images") or {})
@@ -524,6 +526,11 @@ def drop_inert_defaults(c: dict) -> dict:
         data.pop("match_vertical_names", None)
     if data:
         c["data"] = data
+    dpo = dict(c.get("dpo") or {})
+    if not dpo.get("sft_weight"):
+        dpo.pop("sft_weight", None)
+    if dpo:
+        c["dpo"] = dpo
     return c
 
 

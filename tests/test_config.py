@@ -58,6 +58,7 @@ def test_dotlist_overrides_and_interpolation():
         ("vllm.max_lora_rank=8", "vllm.max_lora_rank"),
         ("run.name=a/b", "run.name"),
         ("ray.engine.units_in_flight=0", "ray.engine.units_in_flight"),
+        ("dpo.sft_weight=-0.5", "dpo.sft_weight"),
         ("ray.engine.units_in_flight=2", "ray.engine.units_in_flight"),  # tiny_cpu's engine is hf: one unit at a time
     ],
 )
@@ -96,3 +97,17 @@ def test_config_is_read_only_and_hash_is_stable():
     assert config_hash(a) != config_hash(load_config("conf/tiny_cpu.yaml", ["run.seed=1"]))
     with pytest.raises(Exception):
         a.run.seed = 3
+
+
+def test_settings_added_later_keep_old_result_keys_at_their_defaults():
+    """A loop run recorded before ``dpo.sft_weight`` existed resumes: at 0 the key leaves it out; any other value is
+    another result."""
+    from omegaconf import OmegaConf
+
+    from attrpipe.loop import _result_key
+
+    cfg = load_config("conf/tiny_cpu.yaml")
+    before = OmegaConf.to_container(cfg, resolve=True)
+    del before["dpo"]["sft_weight"]
+    assert _result_key(OmegaConf.create(before)) == _result_key(cfg)
+    assert _result_key(load_config("conf/tiny_cpu.yaml", ["dpo.sft_weight=0.5"])) != _result_key(cfg)

@@ -208,6 +208,41 @@ def test_collated_batches_keep_every_image_token(processor):
     assert "<answer> Solid </answer>" in processor.tokenizer.decode(chosen)
 
 
+def test_dpo_sft_weight_adds_the_chosen_chains_nll(processor):
+    """dpo.sft_weight = 0 is the paper's loss alone; > 0 adds that weight x the chosen chains' negative log-likelihood
+    (TRL's multi-loss). With a fresh LoRA the policy is its reference, so the DPO term is exactly ln 2."""
+    import math
+
+    import torch
+    from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
+
+    from attrpipe.train.worker import RecordCollator, build_trainer, dpo_loss, load_policy, probe_dataset, trl_args
+
+    assert dpo_loss({"sft_weight": 0.0}) == {"loss_type": ["sigmoid"]}
+    assert dpo_loss({"sft_weight": 0.5}) == {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.5]}
+    with pytest.raises(ValueError, match="sft_weight"):
+        dpo_loss({"sft_weight": -1})
+    images = {"size": 224, "max_pixels": 10**8, "max_bytes": 10**8, "allowed_schemes": ["file"]}
+    recs = [{"example_id": "a", "prompt": "what is the colour", "chosen": "<answer> Red </answer>",
+             "rejected": "<answer> Black </answer>", "image_uris": [], "image_bytes": [jpeg(3, 224)]}]
+    batch = RecordCollator("dpo", images, DataCollatorForVisionPreference(processor, max_length=None))(recs)
+    path = processor.tokenizer.name_or_path
+    losses = {}
+    for weight in (0.0, 2.0):
+        torch.manual_seed(0)
+        model, peft_config = load_policy({"path": path, "dtype": "float32", "trust_remote_code": False},
+                                         {"r": 4, "alpha": 4, "dropout": 0.0, "target_modules": "all-linear"}, None)
+        args = trl_args("dpo", {**_hyper(), "sft_weight": weight}, output_dir="/tmp/x", max_steps=1, seed=0,
+                        bf16=False, use_cpu=True, deepspeed=None)
+        trainer = build_trainer("dpo", model=model, peft_config=peft_config, processor=processor, args=args,
+                                train_dataset=probe_dataset("dpo"))
+        with torch.no_grad():
+            losses[weight] = float(trainer.compute_loss(trainer.model, dict(batch)))
+    assert losses[0.0] == pytest.approx(math.log(2), abs=1e-4)
+    nll = (losses[2.0] - math.log(2)) / 2.0
+    assert nll > 1.0  # a random model's per-token NLL on the chosen chain: far from 0
+
+
 def test_reference_adapter_replaces_the_frozen_copy(processor, tmp_path):
     """Later DPO rounds continue adapter A against a frozen adapter B: TRL's "ref" copy of A is overwritten by B,
     A stays the trainable policy."""

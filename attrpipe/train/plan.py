@@ -45,6 +45,7 @@ class Hyper:
     save_steps: int
     gradient_checkpointing: bool
     beta: float | None = None  # DPO only
+    sft_weight: float = 0.0  # DPO only: weight of an SFT (negative log-likelihood) term on the chosen chains
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,7 +65,8 @@ def hyperparameters(kind: str, cfg) -> Hyper:
     if kind == "dpo":
         d = cfg.dpo
         return Hyper(d.learning_rate, d.epochs, d.batch_size, d.gradient_accumulation_steps, d.max_steps,
-                     d.save_steps, d.gradient_checkpointing, beta=d.beta)
+                     d.save_steps, d.gradient_checkpointing, beta=d.beta,
+                     sft_weight=d.sft_weight)
     if kind == "pretrain":
         s = cfg.pretrain
         return Hyper(s.learning_rate, s.epochs, s.batch_size, s.gradient_accumulation_steps, s.max_steps,

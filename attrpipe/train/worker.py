@@ -30,6 +30,7 @@ from attrpipe.train.examples import dpo_example, sft_example
 __all__ = [
     "trl_args",
     "load_policy",
+    "dpo_loss",
     "load_reference_adapter",
     "build_trainer",
     "export_trained",
@@ -99,8 +100,20 @@ def trl_args(
     if kind == "dpo":
         from trl import DPOConfig
 
-        return DPOConfig(beta=float(hyper["beta"]), precompute_ref_log_probs=False, **common)
+        return DPOConfig(beta=float(hyper["beta"]), precompute_ref_log_probs=False, **dpo_loss(hyper), **common)
     raise ValueError(f"unknown training kind {kind!r}")
+
+
+def dpo_loss(hyper: dict) -> dict:
+    """TRL's loss arguments for DPO: the paper's sigmoid loss alone, or (``sft_weight`` > 0) TRL's multi-loss sum with
+    an SFT term on the chosen chains (the RPO recipe: it keeps the preferred chains likely while the margin grows,
+    so that DPO does not lower both chains and break the answer's format)."""
+    weight = float(hyper.get("sft_weight") or 0.0)
+    if weight < 0:
+        raise ValueError(f"dpo.sft_weight must be >= 0, got {weight}")
+    if weight == 0:
+        return {"loss_type": ["sigmoid"]}
+    return {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, weight]}
 
 
 def load_policy(model_cfg: dict, lora_cfg: dict | None, init_adapter: str | None):
