@@ -511,8 +511,8 @@ def to_yaml(cfg: DictConfig) -> str:
 def drop_inert_defaults(c: dict) -> dict:
     """A resolved config container without the settings that were added later and change no result at their
     defaults: ``images.http`` while no http(s) scheme is allowed, ``data.columns`` when empty,
-    ``data.match_vertical_names`` when true, ``dpo.sft_weight`` when 0. Keys of results (a loop's, a pseudo-labeling run's) leave them out, so
-    runs written before they existed are resumed, not refused."""
+    ``data.match_vertical_names`` when true, ``dpo.sft_weight`` when 0. Keys of results (a loop's, a pseudo-labeling
+    run's) leave them out, so runs written before they existed are resumed, not refused."""
     c = dict(c)
     images = dict(c.get("images") or {})
     if not any(s in ("http", "https") for s in images.get("allowed_schemes", [])):

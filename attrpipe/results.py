@@ -44,7 +44,8 @@ __all__ = ["UNITS", "SummaryModelMismatch", "check_summary_model", "seed_record"
 
 UNITS = ("accuracies and shares in percent; lifts and gains in points; kept, pairs and listings are counts (means "
          "over seeds); seconds are wall-clock")
-TABLES = ("table-4", "table-5", "table-6", "premise", "premise-per-attribute", "other-studies", "commands")
+TABLES = ("table-4", "table-5", "table-6", "premise", "premise-per-attribute", "other-studies", "other-runs",
+          "commands")
 
 _STAT_FIELDS = ("accuracy", "lift", "sft_accuracy", "parse_failure_rate", "parsed_accuracy", "sft_parse_failure_rate",
                 "sft_parsed_accuracy", "kept", "pairs", "listings", "listing_attributes", "seconds")
@@ -584,6 +585,28 @@ def _other_studies(summary: dict) -> str | None:
     return "\n\n".join(parts) if parts else None
 
 
+def _other_runs(summary: dict) -> str | None:
+    """The runs recorded with ``attrpipe results add`` other than the zero-shot evaluation (Table 4 shows that one):
+    an evaluation's accuracy, or a loop run's accuracy by round with the last round's form and parsed accuracy."""
+    rows = []
+    for label, r in sorted(summary.get("runs", {}).items()):
+        if label == "zero-shot":
+            continue
+        if r.get("kind") == "loop":
+            evals = r.get("evaluations") or []
+            last = evals[-1] if evals else {}
+            acc = " / ".join(_fmt({"mean": e.get("accuracy")}) for e in evals) or "n/a"
+            kind = f"loop ({method_label(r['method'])})" if r.get("method") else "loop"
+        else:
+            last, acc, kind = r, _fmt({"mean": r.get("accuracy")}), "evaluation"
+        rows.append([label, kind, acc, _fmt({"mean": last.get("parse_failure_rate")}),
+                     _fmt({"mean": last.get("parsed_accuracy")}), f"`{r.get('path', '')}`"])
+    if not rows:
+        return None
+    return _table(["run", "kind", "test accuracy % (a loop's by round, seed SFT first)",
+                   "greedy answers that do not parse %", "accuracy of the parsed answers %", "recorded from"], rows)
+
+
 def _commands(summary: dict) -> str | None:
     rows = []
     for key, st in sorted(summary.get("studies", {}).items()):
@@ -599,7 +622,7 @@ def render_tables(summary: dict) -> dict[str, str]:
     """The Markdown tables of a summary, by name (:data:`TABLES`); a table with nothing to show is left out."""
     makers = {"table-4": _table4, "table-5": _table5, "table-6": _table6, "premise": _premise_table,
               "premise-per-attribute": _premise_per_attribute, "other-studies": _other_studies,
-              "commands": _commands}
+              "other-runs": _other_runs, "commands": _commands}
     out = {}
     for name in TABLES:
         t = makers[name](summary)
@@ -611,7 +634,7 @@ def render_tables(summary: dict) -> dict[str, str]:
 _TITLES = {"table-4": "Table 4 shape: methods (the largest pool)", "table-5": "Table 5 shape: the threshold C",
            "table-6": "Table 6 shape: the unlabeled pool", "premise": "The premise",
            "premise-per-attribute": "The premise per attribute", "other-studies": "Other studies",
-           "commands": "Commands and wall times"}
+           "other-runs": "Other runs", "commands": "Commands and wall times"}
 
 
 def tables_markdown(summary: dict) -> str:

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 
@@ -175,6 +176,13 @@ def _full_summary():
     s = merge_study(s, _study("threshold", [_arm("threshold", 0.5, "dpo", 0, 0.21, 0.2, listings=8)], name="lr",
                               rounds=1), now=3)
     s["runs"]["zero-shot"] = {"accuracy": 6.5, "parse_failure_rate": 74.3, "parsed_accuracy": 25.2}
+    s["runs"]["more-labels"] = {"kind": "evaluation", "path": "runs/x/eval", "accuracy": 26.5,
+                                "parse_failure_rate": 31.1, "parsed_accuracy": 38.5}
+    s["runs"]["a-loop"] = {"kind": "loop", "method": "dpo", "path": "runs/l",
+                           "evaluations": [{"stage": "sft", "accuracy": 20.0, "parse_failure_rate": 10.0,
+                                            "parsed_accuracy": 22.2},
+                                           {"stage": "round-1", "accuracy": 24.0, "parse_failure_rate": 5.0,
+                                            "parsed_accuracy": None}]}
     return s
 
 
@@ -212,6 +220,14 @@ def test_tables_are_computed_from_the_arms():
     assert "| watch.colour | 10 | 31.0 ± 1.4 | 4 | 41.0 ± 1.4 | +10.0 ± 0.0 |" in t["premise-per-attribute"]
     assert "m/study-threshold-lr" in t["other-studies"] and "m/study-pool-size" not in t["other-studies"]
     assert "| m/study-pool-size | `attrpipe study pool-size c.yaml` | 60 |" in t["commands"]
+    # the runs recorded with `results add` other than zero-shot (Table 4 has that one): a loop by round, its last form
+    assert t["other-runs"].splitlines()[2:] == [
+        "| a-loop | loop (DPO) | 20.0 / 24.0 | 5.0 | n/a | `runs/l` |",
+        "| more-labels | evaluation | 26.5 | 31.1 | 38.5 | `runs/x/eval` |"]
+    assert "zero-shot" not in t["other-runs"]
+    only_zero_shot = _full_summary()
+    only_zero_shot["runs"] = {"zero-shot": only_zero_shot["runs"]["zero-shot"]}
+    assert "other-runs" not in render_tables(only_zero_shot)
 
 
 def test_fill_markers_replaces_only_the_marked_blocks():
@@ -314,5 +330,7 @@ def test_docs_results_md_is_the_shipped_summary_rendered():
     summary = load_summary("docs/results/summary.json")
     text = open("docs/results.md", encoding="utf-8").read()
     assert fill_markers(text, render_tables(summary)) == text
+    # and every table the summary has a row for sits in a block of its own (none measured but left out of the doc)
+    assert set(render_tables(summary)) <= set(re.findall(r"<!-- results:([\w-]+) -->", text))
     shipped = model_identity("models/miniature")
     assert summary["model"]["weights_sha256"] == shipped["weights_sha256"]
