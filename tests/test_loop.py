@@ -80,6 +80,10 @@ def test_loop_end_to_end_killed_in_round_2_and_resumed(tmp_path, tiny_model_dir)
     while time.time() < deadline:
         if loop_json.exists() and "round-2/pseudolabel" in json.loads(loop_json.read_text())["finished"]:
             break
+        if proc.poll() is not None:  # it ended before round 2: say why, rather than wait out the deadline
+            log = killed / "e2e" / "attrpipe-loop.log"
+            pytest.fail(f"the loop exited ({proc.returncode}) before round 2's pseudo-labels:\n"
+                        + (log.read_text()[-3000:] if log.exists() else "(no log)"))
         time.sleep(0.5)
     time.sleep(3)  # into round 2's training
     os.killpg(proc.pid, signal.SIGKILL)
