@@ -73,17 +73,18 @@ def test_loop_end_to_end_killed_in_round_2_and_resumed(tmp_path, tiny_model_dir)
     assert (run / "round-1/adapter/adapter_model.safetensors").read_bytes() != \
         (run / "sft/adapter/adapter_model.safetensors").read_bytes()
 
-    proc = subprocess.Popen(_loop_cmd(cat, tiny_model_dir, killed), env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stderr = tmp_path / "killed.stderr"
+    with stderr.open("w") as err:
+        proc = subprocess.Popen(_loop_cmd(cat, tiny_model_dir, killed), env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=err)
     loop_json = killed / "e2e" / "loop.json"
     deadline = time.time() + 900
     while time.time() < deadline:
         if loop_json.exists() and "round-2/pseudolabel" in json.loads(loop_json.read_text())["finished"]:
             break
         if proc.poll() is not None:  # it ended before round 2: say why, rather than wait out the deadline
-            log = killed / "e2e" / "attrpipe-loop.log"
             pytest.fail(f"the loop exited ({proc.returncode}) before round 2's pseudo-labels:\n"
-                        + (log.read_text()[-3000:] if log.exists() else "(no log)"))
+                        + stderr.read_text()[-3000:])
         time.sleep(0.5)
     time.sleep(3)  # into round 2's training
     os.killpg(proc.pid, signal.SIGKILL)
