@@ -93,6 +93,7 @@ def cmd_synth_catalog(args) -> int:
         max_views=args.max_views,
         difficulty=args.difficulty,
         label_noise=args.label_noise,
+        teacher=args.teacher,
     )
     print(json.dumps(summary.get("counts", summary), indent=2, sort_keys=True))
     print(f"wrote synthetic catalog to {args.out} in {time.perf_counter() - t0:.1f}s")
@@ -447,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-views", type=int, default=syn.max_views, help="at most this many images per listing")
     p.add_argument("--difficulty", type=float, default=syn.difficulty, help="0 = clean centred product, 1 = heavy nuisances")
     p.add_argument("--label-noise", type=float, default=syn.label_noise, help="fraction of seed labels made wrong")
+    p.add_argument("--teacher", choices=("explained", "evidence"), default=syn.teacher,
+                   help="the seed reasoning: explained (the visual evidence, then the answer in one of the teacher's "
+                        "phrasings) or evidence (the evidence alone: a diagnostic, docs/results.md)")
     p.add_argument("--taxonomy", default="conf/taxonomy", help="taxonomy directory")
     p.add_argument("--verticals", nargs="*", help="only these verticals")
     p.set_defaults(func=cmd_synth_catalog)

@@ -111,6 +111,7 @@ class SyntheticConf:
     max_views: int = MISSING
     difficulty: float = MISSING
     label_noise: float = MISSING
+    teacher: str = "explained"
 
 
 @dataclass
@@ -194,6 +195,7 @@ class PretrainConf(SftConf):  # the training knobs of SFT, plus what to build an
     products: bool = MISSING
     schedule: Optional[List[str]] = None
     options: PretrainOptionsConf = field(default_factory=PretrainOptionsConf)
+    reasoning: str = "evidence"
     vision_stage: VisionStageConf = field(default_factory=VisionStageConf)
 
 
@@ -347,6 +349,7 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
         ("synthetic.max_views", 1 <= c.synthetic.max_views <= 20, "must be in [1, 20]"),
         ("synthetic.difficulty", 0.0 <= c.synthetic.difficulty <= 1.0, "must be in [0, 1]"),
         ("synthetic.label_noise", 0.0 <= c.synthetic.label_noise <= 1.0, "must be in [0, 1]"),
+        ("synthetic.teacher", c.synthetic.teacher in ("explained", "evidence"), "must be explained or evidence"),
         ("generation.num_chains", c.generation.num_chains >= 2, "must be >= 2 (consensus needs several chains)"),
         ("generation.temperature", c.generation.temperature > 0.0, "must be > 0 (sampling; eval is greedy)"),
         ("generation.top_p", 0.0 < c.generation.top_p <= 1.0, "must be in (0, 1]"),
@@ -365,6 +368,7 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
          c.pretrain.options.attribute_values == 0 or c.pretrain.options.attribute_values >= 2,
          "must be 0 (every value of the attribute) or >= 2"),
         ("pretrain.options.distractors", 0.0 <= c.pretrain.options.distractors <= 1.0, "must be in [0, 1]"),
+        ("pretrain.reasoning", c.pretrain.reasoning in ("evidence", "explained"), "must be evidence or explained"),
         ("pretrain.image_size", c.pretrain.image_size >= 28, "must be >= 28 (one merged vision patch)"),
         ("pretrain.learning_rate", c.pretrain.learning_rate > 0, "must be > 0"),
         ("pretrain.epochs", c.pretrain.epochs >= 1, "must be >= 1"),

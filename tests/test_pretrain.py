@@ -167,6 +167,33 @@ def test_an_offer_of_every_value_never_in_the_taxonomys_order_with_distractors(k
         Offer(distractors=1.5)
 
 
+@pytest.mark.parametrize("kind", ["part", "feature"])
+def test_explained_reasoning_names_the_answer_in_the_teachers_generic_phrasings(kind):
+    """``reasoning="explained"``: the same image, question and options as the evidence alone, and a reasoning that is
+    the evidence then the answer, in one of the teacher's phrasings that do not echo the task's question."""
+    from attrpipe.parsing import parse_generation
+    from attrpipe.synth.catalog import _TEMPLATES, GENERIC_TEMPLATES
+    from attrpipe.synth.vqa import Offer
+
+    assert 0 < len(GENERIC_TEMPLATES) < len(_TEMPLATES)
+    assert not any("most suitable" in t for t in GENERIC_TEMPLATES)
+    offer = Offer(values=0, distractors=0.5)
+    phrasings = set()
+    for seed in range(30):
+        a = render_vqa(random.Random(seed), 64, kind, taxonomy=TAXONOMY, offer=offer)
+        b = render_vqa(random.Random(seed), 64, kind, taxonomy=TAXONOMY, offer=offer, reasoning="explained")
+        assert (a.question, a.options, a.answer, a.image.tobytes()) == (b.question, b.options, b.answer,
+                                                                       b.image.tobytes())
+        assert b.reasoning != a.reasoning and a.reasoning[:-1].lower() in b.reasoning.lower()
+        assert b.reasoning.rstrip(".").endswith(b.answer)
+        assert "most suitable" not in b.reasoning
+        assert parse_generation(b.target, b.options).value == b.answer
+        phrasings.add(b.reasoning.replace(a.reasoning[:-1], "").replace(a.reasoning[1:-1], "")[:12])
+    assert len(phrasings) >= 3  # the phrasing varies
+    with pytest.raises(ValueError, match="pretrain.reasoning: 'why' is not one of"):
+        render_vqa(random.Random(0), 64, kind, taxonomy=TAXONOMY, reasoning="why")
+
+
 def test_a_schedule_sets_the_order_of_the_kinds_and_the_recipe_keeps_old_hashes(tmp_path):
     from attrpipe.synth.pretrain import pretrain_recipe, question_plan, recipe_hash
 
@@ -186,7 +213,13 @@ def test_a_schedule_sets_the_order_of_the_kinds_and_the_recipe_keeps_old_hashes(
     g = load_config("conf/tiny_cpu.yaml", out + ["pretrain.options.attribute_values=0", "pretrain.schedule=[part,feature]"])
     assert recipe_hash(pretrain_recipe(g)) != recipe_hash(pretrain_recipe(default))
     plan = question_plan(g)
-    assert plan["schedule"] == ["part", "feature"] and plan["offer"].values == 0
+    assert plan["schedule"] == ["part", "feature"] and plan["offer"].values == 0 and plan["reasoning"] == "evidence"
+    assert "reasoning" not in pretrain_recipe(g)["pretrain"]  # the default keeps the recipes before it
+    h = load_config("conf/tiny_cpu.yaml", out + ["pretrain.reasoning=explained"])
+    assert pretrain_recipe(h)["pretrain"]["reasoning"] == "explained" and question_plan(h)["reasoning"] == "explained"
+    assert recipe_hash(pretrain_recipe(h)) != recipe_hash(pretrain_recipe(default))
+    with pytest.raises(ValueError, match="pretrain.reasoning: must be evidence or explained"):
+        load_config("conf/tiny_cpu.yaml", out + ["pretrain.reasoning=why"])
     with pytest.raises(ValueError, match="unknown question kinds"):
         question_plan(load_config("conf/tiny_cpu.yaml", out + ["pretrain.schedule=[hue]"]))
 

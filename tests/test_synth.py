@@ -277,6 +277,28 @@ def test_label_noise_one_makes_every_seed_label_wrong(tax, tmp_path):
     assert _files(tmp_path / "clean" / "images") == _files(tmp_path / "noisy" / "images")
 
 
+def test_an_evidence_teacher_changes_the_seed_reasoning_only(tax, tmp_path):
+    """``teacher="evidence"``: every file but the seed split and catalog.json is byte-identical to the explained
+    catalog's; each seed reasoning is the explained one's visual evidence alone, as a sentence, with no answer
+    phrase."""
+    args = dict(listings=6, seed=3, seed_per_vertical=2, test_per_vertical=1, max_views=2, image_size=48)
+    write_synthetic_catalog(tmp_path / "explained", taxonomy=tax, **args)
+    summary = write_synthetic_catalog(tmp_path / "evidence", taxonomy=tax, **args, teacher="evidence")
+    assert summary["args"]["teacher"] == "evidence"
+    a, b = _files(tmp_path / "explained"), _files(tmp_path / "evidence")
+    assert {f for f in a if a[f] != b[f]} == {"seed/part-00000.parquet", "catalog.json"}
+    explained = pq.read_table(tmp_path / "explained" / "seed").to_pylist()
+    evidence = pq.read_table(tmp_path / "evidence" / "seed").to_pylist()
+    for x, y in zip(explained, evidence):
+        assert x["labels"] == y["labels"]
+        for (attr, why), (attr2, ev) in zip(x["reasoning"], y["reasoning"]):
+            assert attr == attr2 and ev.endswith(".") and ev[0].isupper() and ev != why
+            assert ev[:-1].lower() in why.lower()
+            assert "option" not in ev and "most suitable" not in ev and "indicates" not in ev
+    with pytest.raises(ValueError, match="teacher"):
+        write_synthetic_catalog(tmp_path / "x", taxonomy=tax, **args, teacher="oracle")
+
+
 def test_label_noise_is_an_exact_fraction(tax, tmp_path):
     summary = write_synthetic_catalog(tmp_path, taxonomy=tax, listings=0, seed=3, seed_per_vertical=1,
                                       test_per_vertical=0, max_views=1, image_size=48, label_noise=0.25)

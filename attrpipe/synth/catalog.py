@@ -45,7 +45,7 @@ from attrpipe.synth.render.listing import render_listing
 from attrpipe.synth.render.registry import check_renderable, sample_labels
 from attrpipe.taxonomy import Attribute, Taxonomy, Vertical
 
-__all__ = ["FORMAT_VERSION", "TRUTH_SCHEMA", "write_synthetic_catalog", "reasoning_text", "evidence_text",
+__all__ = ["FORMAT_VERSION", "TRUTH_SCHEMA", "write_synthetic_catalog", "reasoning_text", "evidence_text", "TEACHERS",
            "part_described", "listing_rng"]
 
 FORMAT_VERSION = 1
@@ -272,12 +272,33 @@ def evidence_text(vertical: Vertical, attr: Attribute, value: str, rng: random.R
     return f"the {attr.name.replace('_', ' ')} visible in the images matches {value}"
 
 
-def reasoning_text(vertical: Vertical, attr: Attribute, value: str, rng: random.Random) -> str:
-    """A short teacher-style rationale for ``value``: the visual evidence, then the answer."""
+# The teacher's phrasings that do not echo the task's question ("the most suitable ... for this ..."): what
+# pretraining may use when its reasoning names the answer (``pretrain.reasoning: explained``).
+GENERIC_TEMPLATES = tuple(t for t in _TEMPLATES if "most suitable" not in t)
+
+
+def explained(vertical: Vertical, attr: Attribute, value: str, evidence: str, rng: random.Random,
+              templates: tuple[str, ...] = _TEMPLATES) -> str:
+    """The visual ``evidence`` (a clause) and the answer it points to, in one of ``templates``."""
+    return rng.choice(templates).format(e=evidence, E=evidence[0].upper() + evidence[1:],
+                                        label=attr.name.replace("_", " "), value=value, vd=vertical.display_name)
+
+
+TEACHERS = ("explained", "evidence")
+
+
+def reasoning_text(vertical: Vertical, attr: Attribute, value: str, rng: random.Random,
+                   teacher: str = "explained") -> str:
+    """A short teacher-style rationale for ``value``. ``teacher`` "explained" (the catalog's teacher): the visual
+    evidence, then the answer in one of the teacher's phrasings; "evidence": the evidence alone, as a sentence (a
+    diagnostic: the same draws, so a catalog differs from the explained one in its seed reasoning only)."""
     e = evidence_text(vertical, attr, value, rng)
-    return rng.choice(_TEMPLATES).format(
-        e=e, E=e[0].upper() + e[1:], label=attr.name.replace("_", " "), value=value, vd=vertical.display_name
-    )
+    text = explained(vertical, attr, value, e, rng)
+    if teacher == "explained":
+        return text
+    if teacher == "evidence":
+        return e[0].upper() + e[1:] + "."
+    raise ValueError(f"teacher: {teacher!r} is not one of {TEACHERS}")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -333,8 +354,10 @@ def write_synthetic_catalog(
     difficulty: float = 0.3,
     label_noise: float = 0.0,
     image_size: int = 256,
+    teacher: str = "explained",
 ) -> dict:
-    """Render a synthetic catalog into ``out_dir`` (see the module docstring); return what ``catalog.json`` holds."""
+    """Render a synthetic catalog into ``out_dir`` (see the module docstring); return what ``catalog.json`` holds.
+    ``teacher``: how the seed split's reasoning reads (:func:`reasoning_text`)."""
     for name, val, ok in (
         ("listings", listings, listings >= 0),
         ("seed_per_vertical", seed_per_vertical, seed_per_vertical >= 0),
@@ -343,6 +366,7 @@ def write_synthetic_catalog(
         ("difficulty", difficulty, 0.0 <= difficulty <= 1.0),
         ("label_noise", label_noise, 0.0 <= label_noise <= 1.0),
         ("image_size", image_size, image_size >= 32),
+        ("teacher", teacher, teacher in TEACHERS),
     ):
         if not ok:
             raise ValueError(f"{name}: invalid value {val!r}")
@@ -385,7 +409,7 @@ def write_synthetic_catalog(
                 reasoning = None
                 if split == "seed":
                     rrng = listing_rng(seed, split, v.name, j, "reasoning")
-                    reasoning = {a: reasoning_text(v, v.attributes[a], val, rrng) for a, val in vis.items()}
+                    reasoning = {a: reasoning_text(v, v.attributes[a], val, rrng, teacher) for a, val in vis.items()}
                 rows.append({"listing_id": lid, "vertical": v.name, "image_uris": uris, "image_bytes": None,
                              "seller_attributes": non_inferable(v, labels), "labels": vis, "reasoning": reasoning})
         labeled[split] = rows
@@ -402,7 +426,8 @@ def write_synthetic_catalog(
         true = row["labels"][a]
         wrong = noise_rng.choice([x for x in attr.values if x != true])
         row["labels"][a] = wrong
-        row["reasoning"][a] = reasoning_text(v, attr, wrong, listing_rng(seed, "label_noise", row["listing_id"], a))
+        row["reasoning"][a] = reasoning_text(v, attr, wrong, listing_rng(seed, "label_noise", row["listing_id"], a),
+                                             teacher)
         noisy.append({"listing_id": row["listing_id"], "attribute": a, "true": true, "given": wrong})
 
     for split in ("seed", "test"):
@@ -439,7 +464,7 @@ def write_synthetic_catalog(
         "args": {
             "listings": listings, "seed": seed, "seed_per_vertical": seed_per_vertical,
             "test_per_vertical": test_per_vertical, "max_views": max_views, "difficulty": float(difficulty),
-            "label_noise": float(label_noise), "image_size": image_size,
+            "label_noise": float(label_noise), "image_size": image_size, "teacher": teacher,
         },
         "verticals": [v.name for v in verticals],
         "image_uris": "relative to the catalog root: the directory holding this catalog.json",

@@ -51,6 +51,8 @@ def pretrain_recipe(cfg) -> dict[str, Any]:
         p.pop("schedule", None)
     if p.get("options") == {"attribute_values": 5, "distractors": 0.0}:
         p.pop("options")
+    if p.get("reasoning", "evidence") == "evidence":
+        p.pop("reasoning", None)
     recipe = {"pretrain": p, "seed": int(cfg.run.seed), "version": _RECIPE_VERSION,
               "workers": int(cfg.ray.train.num_workers), "transformers": transformers.__version__}
     if p["products"]:  # products drawn, described and asked about: the taxonomy's content, wherever it lives
@@ -72,19 +74,20 @@ def recipe_hash(recipe: dict) -> str:
 
 
 def question_plan(cfg) -> dict[str, Any]:
-    """``pretrain.schedule`` and ``pretrain.options`` as :func:`attrpipe.synth.vqa.vqa_examples` takes them, checked
-    (a wrong kind of question fails here, before anything is built)."""
-    from attrpipe.synth.vqa import Offer, check_schedule
+    """``pretrain.schedule``, ``pretrain.options`` and ``pretrain.reasoning`` as :func:`attrpipe.synth.vqa.vqa_examples`
+    takes them, checked (a wrong kind of question or reasoning fails here, before anything is built)."""
+    from attrpipe.synth.vqa import Offer, check_reasoning, check_schedule
 
     schedule = list(cfg.pretrain.schedule) if cfg.pretrain.get("schedule") else None
     if schedule is not None:
         check_schedule(schedule)
     o = cfg.pretrain.options
-    return {"schedule": schedule, "offer": Offer(values=int(o.attribute_values), distractors=float(o.distractors))}
+    return {"schedule": schedule, "offer": Offer(values=int(o.attribute_values), distractors=float(o.distractors)),
+            "reasoning": check_reasoning(str(cfg.pretrain.get("reasoning") or "evidence"))}
 
 
 def write_vqa_split(path: str | Path, n: int, *, seed: int, size: int, prefix: str, taxonomy=None,
-                    schedule=None, offer=None) -> int:
+                    schedule=None, offer=None, reasoning: str = "evidence") -> int:
     """``n`` rendered questions as training records (Parquet files of up to 2000 rows, each written atomically)."""
     from attrpipe import storage
     from attrpipe.synth.vqa import Offer, vqa_examples, vqa_records
@@ -92,7 +95,8 @@ def write_vqa_split(path: str | Path, n: int, *, seed: int, size: int, prefix: s
 
     path = Path(path)
     batch, part = [], 0
-    examples = vqa_examples(n, seed=seed, size=size, taxonomy=taxonomy, schedule=schedule, offer=offer or Offer())
+    examples = vqa_examples(n, seed=seed, size=size, taxonomy=taxonomy, schedule=schedule, offer=offer or Offer(),
+                            reasoning=reasoning)
     for rec in vqa_records(examples, prefix=prefix):
         batch.append(rec)
         if len(batch) == _ROWS_PER_FILE:
@@ -104,7 +108,8 @@ def write_vqa_split(path: str | Path, n: int, *, seed: int, size: int, prefix: s
 
 
 def evaluate_vqa(model_dir: str, n: int, *, seed: int, size: int, max_new_tokens: int = 96,
-                 batch_size: int = 16, taxonomy=None, schedule=None, offer=None) -> dict[str, Any]:
+                 batch_size: int = 16, taxonomy=None, schedule=None, offer=None,
+                 reasoning: str = "evidence") -> dict[str, Any]:
     """Greedy answers of the model to ``n`` held-out questions, through the hf engine: accuracy overall and per
     kind, the share that parses to one of the options, and chance (one over the number of options)."""
     from attrpipe.engines.base import GenerationRequest, SamplingSpec
@@ -115,7 +120,7 @@ def evaluate_vqa(model_dir: str, n: int, *, seed: int, size: int, max_new_tokens
 
     engine = HFEngine(model_dir, dtype="float32", image_size=size)
     examples = list(vqa_examples(n, seed=seed, size=size, taxonomy=taxonomy, schedule=schedule,
-                                 offer=offer or Offer()))
+                                 offer=offer or Offer(), reasoning=reasoning))
     right, parsed, seen = Counter(), Counter(), Counter()
     for start in range(0, len(examples), batch_size):
         chunk = examples[start:start + batch_size]

@@ -41,7 +41,7 @@ from attrpipe.synth.render.painter import Painter
 from attrpipe.synth.render.registry import sample_labels
 from attrpipe.taxonomy import Taxonomy
 
-__all__ = ["KINDS", "SHAPES", "SCHEDULE", "Offer", "check_schedule", "VQAExample", "render_vqa", "vqa_examples",
+__all__ = ["KINDS", "SHAPES", "SCHEDULE", "REASONING", "Offer", "check_schedule", "check_reasoning", "VQAExample", "render_vqa", "vqa_examples",
            "vqa_records", "vqa_corpus"]
 
 KINDS = ("colour", "shape", "count", "pattern", "swatch_colour", "caption", "part", "feature")
@@ -53,6 +53,11 @@ _CAPTION_RENDER_SIZE = 256  # products are drawn at the catalog's size, then res
 SHAPES = ("Circle", "Square", "Triangle", "Star", "Hexagon", "Diamond")
 MAX_COUNT = 6
 _N_OPTIONS = 5
+# How a part or feature question's reasoning reads (``pretrain.reasoning``): "evidence", the visual evidence alone
+# ("The heel is a thick block."); "explained", the evidence and the answer it points to, in one of the teacher's
+# phrasings that do not echo the task's question (attrpipe.synth.catalog.GENERIC_TEMPLATES: "The heel is a thick
+# block, so the heel type is Block."), as a real instruct model has read reasoning of that kind before any task.
+REASONING = ("evidence", "explained")
 
 
 @dataclass(frozen=True)
@@ -201,17 +206,19 @@ def render_caption(rng: random.Random, size: int, taxonomy: Taxonomy) -> VQAExam
 
 
 def render_attribute(rng: random.Random, size: int, taxonomy: Taxonomy, kind: str,
-                     offer: Offer = Offer()) -> VQAExample:
+                     offer: Offer = Offer(), reasoning: str = "evidence") -> VQAExample:
     """One visible attribute of a product of a random vertical, asked in a describer's words: up to five of its values
     as options, its visual evidence as the reasoning. ``kind`` "part": the colour or the print of one part ("Which
     colour is the strap in this photo?"); "feature": any other visible feature, the heel, the neckline, the wheels...
     ("What heel type does the sandal in this photo have?"). A vertical without such an attribute is never drawn.
     ``offer``: how many values are offered, and whether a distractor joins them: the product's kind or a value of
-    another of its attributes (:class:`Offer`)."""
-    from attrpipe.synth.catalog import evidence_text, part_described
+    another of its attributes (:class:`Offer`). ``reasoning``: one of :data:`REASONING`; the image, question and options
+    do not depend on it."""
+    from attrpipe.synth.catalog import GENERIC_TEMPLATES, evidence_text, explained, part_described
 
     if kind not in ("part", "feature"):
         raise ValueError(f"an attribute question is a part or a feature, not {kind!r}")
+    check_reasoning(reasoning)
 
     def asked(vertical, attribute) -> bool:  # a part question asks a colour or a print, a feature one anything else
         return bool(part_described(vertical, attribute)) == (kind == "part")
@@ -235,16 +242,20 @@ def render_attribute(rng: random.Random, size: int, taxonomy: Taxonomy, kind: st
     distractors = [vertical.display_name] + [v for a in vertical.inferable_attributes() if a is not attribute
                                              for v in a.values]
     options = _offered(rng, answer, attribute.values, offer, distractors)
-    return VQAExample(image, kind, question, options, answer, _sentence(clause))
+    if reasoning == "explained":
+        why = explained(vertical, attribute, answer, clause, rng, GENERIC_TEMPLATES)
+    else:
+        why = _sentence(clause)
+    return VQAExample(image, kind, question, options, answer, why)
 
 
 _PRODUCT_KINDS = ("caption", "part", "feature")
 
 
 def render_vqa(rng: random.Random, size: int, kind: str | None = None, *,
-               taxonomy: Taxonomy | None = None, offer: Offer = Offer()) -> VQAExample:
+               taxonomy: Taxonomy | None = None, offer: Offer = Offer(), reasoning: str = "evidence") -> VQAExample:
     """One generic question about one rendered scene (``size`` x ``size`` RGB); product kinds need the taxonomy;
-    ``offer`` shapes the options of part and feature questions."""
+    ``offer`` shapes the options of part and feature questions, ``reasoning`` (:data:`REASONING`) their reasoning."""
     kind = kind or rng.choice(KINDS)
     if kind not in KINDS:
         raise ValueError(f"unknown question kind {kind!r}; one of {KINDS}")
@@ -253,7 +264,7 @@ def render_vqa(rng: random.Random, size: int, kind: str | None = None, *,
             raise ValueError(f"{kind} questions need a taxonomy (the products to draw)")
         if kind == "caption":
             return render_caption(rng, size, taxonomy)
-        return render_attribute(rng, size, taxonomy, kind, offer)
+        return render_attribute(rng, size, taxonomy, kind, offer, reasoning)
     bg = backdrop(rng, 0.15, size).convert("RGB")
     bg_colour = bg.resize((1, 1)).getpixel((0, 0))
     p = Painter(size, rng)
@@ -298,18 +309,27 @@ def check_schedule(schedule: Sequence[str] | None) -> tuple[str, ...]:
     return schedule
 
 
+def check_reasoning(reasoning: str) -> str:
+    """``reasoning`` if it is one of :data:`REASONING`; otherwise a ValueError."""
+    if reasoning not in REASONING:
+        raise ValueError(f"pretrain.reasoning: {reasoning!r} is not one of {REASONING}")
+    return reasoning
+
+
 def vqa_examples(n: int, *, seed: int, size: int, taxonomy: Taxonomy | None = None,
-                 schedule: Sequence[str] | None = None, offer: Offer = Offer()) -> Iterator[VQAExample]:
+                 schedule: Sequence[str] | None = None, offer: Offer = Offer(),
+                 reasoning: str = "evidence") -> Iterator[VQAExample]:
     """``n`` examples, the kinds in ``schedule``'s order (default :data:`SCHEDULE`; without products when no taxonomy
-    is given); example ``i`` depends only on ``(seed, i)``, the taxonomy, the schedule and the offer."""
+    is given); example ``i`` depends only on ``(seed, i)``, the taxonomy, the schedule, the offer and the reasoning."""
     schedule = check_schedule(schedule)
+    check_reasoning(reasoning)
     if taxonomy is None:
         schedule = tuple(k for k in schedule if k not in _PRODUCT_KINDS)
         if not schedule:
             raise ValueError("pretrain.schedule asks only about products, and no taxonomy is given")
     for i in range(n):
         yield render_vqa(random.Random(f"vqa:{seed}:{i}"), size, schedule[i % len(schedule)], taxonomy=taxonomy,
-                         offer=offer)
+                         offer=offer, reasoning=reasoning)
 
 
 def vqa_records(examples: Iterator[VQAExample], *, prefix: str = "vqa") -> Iterator[dict]:
