@@ -45,8 +45,8 @@ from attrpipe.synth.render.listing import render_listing
 from attrpipe.synth.render.registry import check_renderable, sample_labels
 from attrpipe.taxonomy import Attribute, Taxonomy, Vertical
 
-__all__ = ["FORMAT_VERSION", "TRUTH_SCHEMA", "write_synthetic_catalog", "reasoning_text", "evidence_text", "TEACHERS",
-           "part_described", "listing_rng"]
+__all__ = ["FORMAT_VERSION", "TRUTH_SCHEMA", "write_synthetic_catalog", "reasoning_text", "evidence_text",
+           "sentence", "TEACHERS", "part_described", "listing_rng"]
 
 FORMAT_VERSION = 1
 JPEG_QUALITY = 90
@@ -277,6 +277,11 @@ def evidence_text(vertical: Vertical, attr: Attribute, value: str, rng: random.R
 GENERIC_TEMPLATES = tuple(t for t in _TEMPLATES if "most suitable" not in t)
 
 
+def sentence(clause: str) -> str:
+    """A clause ("the heel is a thick block") as a sentence ("The heel is a thick block.")."""
+    return clause[0].upper() + clause[1:] + "."
+
+
 def explained(vertical: Vertical, attr: Attribute, value: str, evidence: str, rng: random.Random,
               templates: tuple[str, ...] = _TEMPLATES) -> str:
     """The visual ``evidence`` (a clause) and the answer it points to, in one of ``templates``."""
@@ -297,7 +302,7 @@ def reasoning_text(vertical: Vertical, attr: Attribute, value: str, rng: random.
     if teacher == "explained":
         return text
     if teacher == "evidence":
-        return e[0].upper() + e[1:] + "."
+        return sentence(e)
     raise ValueError(f"teacher: {teacher!r} is not one of {TEACHERS}")
 
 

@@ -83,7 +83,7 @@ def question_plan(cfg) -> dict[str, Any]:
         check_schedule(schedule)
     o = cfg.pretrain.options
     return {"schedule": schedule, "offer": Offer(values=int(o.attribute_values), distractors=float(o.distractors)),
-            "reasoning": check_reasoning(str(cfg.pretrain.get("reasoning") or "evidence"))}
+            "reasoning": check_reasoning(str(cfg.pretrain.reasoning))}
 
 
 def write_vqa_split(path: str | Path, n: int, *, seed: int, size: int, prefix: str, taxonomy=None,

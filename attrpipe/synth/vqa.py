@@ -41,8 +41,8 @@ from attrpipe.synth.render.painter import Painter
 from attrpipe.synth.render.registry import sample_labels
 from attrpipe.taxonomy import Taxonomy
 
-__all__ = ["KINDS", "SHAPES", "SCHEDULE", "REASONING", "Offer", "check_schedule", "check_reasoning", "VQAExample", "render_vqa", "vqa_examples",
-           "vqa_records", "vqa_corpus"]
+__all__ = ["KINDS", "SHAPES", "SCHEDULE", "REASONING", "Offer", "check_schedule", "check_reasoning", "VQAExample",
+           "render_vqa", "vqa_examples", "vqa_records", "vqa_corpus"]
 
 KINDS = ("colour", "shape", "count", "pattern", "swatch_colour", "caption", "part", "feature")
 # The order examples cycle through: products (captions, parts, features) are nine in fourteen.
@@ -176,11 +176,6 @@ def _contrasting_colour(rng: random.Random, background) -> str:
     return rng.choice(names)
 
 
-def _sentence(clause: str) -> str:
-    """A clause ("the heel is a thick block") as a sentence ("The heel is a thick block.")."""
-    return clause[0].upper() + clause[1:] + "."
-
-
 def _product_photo(rng: random.Random, vertical, size: int) -> tuple[dict[str, str], Image.Image]:
     """A product of ``vertical`` with sampled labels, drawn at the catalog's size and resized as the pipeline does."""
     labels = sample_labels(vertical, rng)
@@ -190,7 +185,7 @@ def _product_photo(rng: random.Random, vertical, size: int) -> tuple[dict[str, s
 
 def render_caption(rng: random.Random, size: int, taxonomy: Taxonomy) -> VQAExample:
     """A product of a random vertical, described: a few attributes' visual evidence, then what the product is."""
-    from attrpipe.synth.catalog import evidence_text
+    from attrpipe.synth.catalog import evidence_text, sentence
 
     names = sorted(taxonomy.verticals)
     vertical = taxonomy.verticals[rng.choice(names)]
@@ -198,7 +193,7 @@ def render_caption(rng: random.Random, size: int, taxonomy: Taxonomy) -> VQAExam
     attributes = [a for a in vertical.inferable_attributes() if a.name in labels]
     described = rng.sample(attributes, min(_CAPTION_ATTRIBUTES, len(attributes)))
     clauses = [evidence_text(vertical, a, labels[a.name], rng) for a in described]
-    reasoning = " ".join(_sentence(c) for c in clauses)
+    reasoning = " ".join(sentence(c) for c in clauses)
     answer = vertical.display_name
     pool = tuple(sorted({v.display_name for v in taxonomy.verticals.values()}))
     return VQAExample(image, "caption", rng.choice(_QUESTIONS["caption"]), _options(rng, answer, pool), answer,
@@ -214,7 +209,7 @@ def render_attribute(rng: random.Random, size: int, taxonomy: Taxonomy, kind: st
     ``offer``: how many values are offered, and whether a distractor joins them: the product's kind or a value of
     another of its attributes (:class:`Offer`). ``reasoning``: one of :data:`REASONING`; the image, question and options
     do not depend on it."""
-    from attrpipe.synth.catalog import GENERIC_TEMPLATES, evidence_text, explained, part_described
+    from attrpipe.synth.catalog import GENERIC_TEMPLATES, evidence_text, explained, part_described, sentence
 
     if kind not in ("part", "feature"):
         raise ValueError(f"an attribute question is a part or a feature, not {kind!r}")
@@ -245,7 +240,7 @@ def render_attribute(rng: random.Random, size: int, taxonomy: Taxonomy, kind: st
     if reasoning == "explained":
         why = explained(vertical, attribute, answer, clause, rng, GENERIC_TEMPLATES)
     else:
-        why = _sentence(clause)
+        why = sentence(clause)
     return VQAExample(image, kind, question, options, answer, why)
 
 
