@@ -277,6 +277,10 @@ def test_pretrain_recipe_end_to_end_then_cached(tmp_path, ray_local):
     ev = rec["evaluation"]
     assert set(ev) == {"random_base", "pretrained"} and ev["pretrained"]["questions"] == len(SCHEDULE)
     assert set(ev["pretrained"]["by_kind"]) == set(KINDS)  # the taxonomy's products among them (captions, parts)
+    pre = ev["pretrained"]  # chance: one over each question's options, averaged (a kind's and over all)
+    assert all(0 < m["chance"] <= 0.5 for m in pre["by_kind"].values())
+    assert pre["chance"] == pytest.approx(sum(m["chance"] * m["questions"] for m in pre["by_kind"].values())
+                                          / pre["questions"])
     vs = rec["vision_stage"]  # the vision tower trained first, on its own objective, and went into the QA stage
     assert vs["steps"] == 2 and set(vs["held_out"]) == {"questions", "before", "after"}
     assert set(vs["held_out"]["after"]) == {"vertical", "attributes", "by_attribute"}
@@ -304,3 +308,20 @@ def test_pretrain_recipe_end_to_end_then_cached(tmp_path, ray_local):
     fewer = load_config("conf/tiny_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}", "taxonomy.verticals=[watch]"])
     assert recipe_hash(pretrain_recipe(fewer)) != recipe_hash(pretrain_recipe(load_config(
         "conf/tiny_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}"])))  # products draw the taxonomy's products
+
+
+def test_format_pretrain_prints_chance_per_kind_and_reads_older_records():
+    from attrpipe.synth.pretrain import format_pretrain
+
+    kinds = {"colour": {"questions": 2, "accuracy": 1.0, "parsed": 1.0, "chance": 0.2},
+             "feature": {"questions": 2, "accuracy": 0.5, "parsed": 1.0, "chance": 0.125}}
+    rec = {"model": "m", "num_parameters": 10, "steps": 1, "loss_first_50": 1.0, "loss_last_50": 0.5,
+           "wall_seconds": 3, "evaluation": {"pretrained": {"accuracy": 0.75, "parsed": 1.0, "chance": 0.1625,
+                                                            "by_kind": kinds}}}
+    out = format_pretrain(rec)
+    chance_row = next(line for line in out.splitlines() if line.startswith("chance "))
+    assert chance_row.split()[1:] == ["16.2%", "20.0%", "12.5%"]
+    for m in kinds.values():  # a record written before chance was kept per kind
+        del m["chance"]
+    old = format_pretrain(rec)
+    assert not any(line.startswith("chance ") for line in old.splitlines()) and "chance: 16%" in old

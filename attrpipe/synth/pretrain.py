@@ -111,7 +111,8 @@ def evaluate_vqa(model_dir: str, n: int, *, seed: int, size: int, max_new_tokens
                  batch_size: int = 16, taxonomy=None, schedule=None, offer=None,
                  reasoning: str = "evidence") -> dict[str, Any]:
     """Greedy answers of the model to ``n`` held-out questions, through the hf engine: accuracy overall and per
-    kind, the share that parses to one of the options, and chance (one over the number of options)."""
+    kind, the share that parses to one of the options, and chance (one over the number of options, averaged over
+    the questions: a part or feature question may offer 2 to 15 options)."""
     from attrpipe.engines.base import GenerationRequest, SamplingSpec
     from attrpipe.engines.hf import HFEngine
     from attrpipe.parsing import parse_generation
@@ -121,7 +122,7 @@ def evaluate_vqa(model_dir: str, n: int, *, seed: int, size: int, max_new_tokens
     engine = HFEngine(model_dir, dtype="float32", image_size=size)
     examples = list(vqa_examples(n, seed=seed, size=size, taxonomy=taxonomy, schedule=schedule,
                                  offer=offer or Offer(), reasoning=reasoning))
-    right, parsed, seen = Counter(), Counter(), Counter()
+    right, parsed, seen, chance = Counter(), Counter(), Counter(), Counter()
     for start in range(0, len(examples), batch_size):
         chunk = examples[start:start + batch_size]
         requests = [GenerationRequest(f"q{start + i}", messages_for(ex.user_text, 1), [ex.image])
@@ -130,6 +131,7 @@ def evaluate_vqa(model_dir: str, n: int, *, seed: int, size: int, max_new_tokens
         for ex, (text,) in zip(chunk, texts):
             chain = parse_generation(text, ex.options)
             seen[ex.kind] += 1
+            chance[ex.kind] += 1 / len(ex.options)
             parsed[ex.kind] += chain.value is not None
             right[ex.kind] += chain.value == ex.answer
     total = sum(seen.values()) or 1
@@ -137,8 +139,9 @@ def evaluate_vqa(model_dir: str, n: int, *, seed: int, size: int, max_new_tokens
         "questions": sum(seen.values()),
         "accuracy": sum(right.values()) / total,
         "parsed": sum(parsed.values()) / total,
-        "chance": 1 / len(examples[0].options) if examples else None,
-        "by_kind": {k: {"questions": seen[k], "accuracy": right[k] / seen[k], "parsed": parsed[k] / seen[k]}
+        "chance": sum(chance.values()) / total if examples else None,
+        "by_kind": {k: {"questions": seen[k], "accuracy": right[k] / seen[k], "parsed": parsed[k] / seen[k],
+                        "chance": chance[k] / seen[k]}
                     for k in sorted(seen)},
     }
 
@@ -259,7 +262,11 @@ def format_pretrain(record: dict) -> str:
         for name, m in ev.items():
             lines.append(f"{name:<20}{m['accuracy']:>8.1%}{m['parsed']:>8.1%}"
                          + "".join(f"{m['by_kind'][k]['accuracy']:>15.1%}" for k in kinds))
-        lines.append(f"chance: {next(iter(ev.values()))['chance']:.0%} (one of the options at random)")
+        first = next(iter(ev.values()))
+        if all("chance" in first["by_kind"][k] for k in kinds):  # records written before chance was per kind lack it
+            lines.append(f"{'chance':<20}{first['chance']:>8.1%}{'':>8}"
+                         + "".join(f"{first['by_kind'][k]['chance']:>15.1%}" for k in kinds))
+        lines.append(f"chance: {first['chance']:.0%} (one of the options at random, averaged over the questions)")
     return "\n".join(lines)
 
 
