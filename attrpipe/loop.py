@@ -118,7 +118,9 @@ _ROUNDS_ONLY = {"consensus": None, "pseudolabel": None, "dpo": None, "sl": None,
 
 
 def _result_key(cfg, *, seed_sft_only: bool = False) -> str:
-    """Everything but where the run lives and how many rounds it has: a loop may be extended by more rounds.
+    """The whole configuration but how it runs (``ray``), what other commands read (``study``, ``predict``) and how
+    many rounds the loop has (a loop may be extended by more rounds). ``run`` stays in it, name and output_dir too: a
+    run resumed under another name or directory is refused, not continued.
 
     ``seed_sft_only``: only what the seed SFT and its evaluation read, so a loop that has finished nothing but those
     can go on with other round settings (a study's shared seed SFT serves arms of any DPO or SL setting).
