@@ -196,6 +196,7 @@ class PretrainConf(SftConf):  # the training knobs of SFT, plus what to build an
     schedule: Optional[List[str]] = None
     options: PretrainOptionsConf = field(default_factory=PretrainOptionsConf)
     reasoning: str = "evidence"
+    vision_tower: str = "train"
     vision_stage: VisionStageConf = field(default_factory=VisionStageConf)
 
 
@@ -369,6 +370,10 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
          "must be 0 (every value of the attribute) or >= 2"),
         ("pretrain.options.distractors", 0.0 <= c.pretrain.options.distractors <= 1.0, "must be in [0, 1]"),
         ("pretrain.reasoning", c.pretrain.reasoning in ("evidence", "explained"), "must be evidence or explained"),
+        ("pretrain.vision_tower", c.pretrain.vision_tower in ("train", "freeze"), "must be train or freeze"),
+        ("pretrain.vision_tower", c.pretrain.vision_tower != "freeze"
+         or (c.pretrain.vision_stage.examples > 0 and c.pretrain.vision_stage.steps > 0),
+         "freeze keeps the tower the vision stage trained: it needs pretrain.vision_stage.examples and steps > 0"),
         ("pretrain.image_size", c.pretrain.image_size >= 28, "must be >= 28 (one merged vision patch)"),
         ("pretrain.learning_rate", c.pretrain.learning_rate > 0, "must be > 0"),
         ("pretrain.epochs", c.pretrain.epochs >= 1, "must be >= 1"),

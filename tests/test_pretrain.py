@@ -222,6 +222,17 @@ def test_a_schedule_sets_the_order_of_the_kinds_and_the_recipe_keeps_old_hashes(
         load_config("conf/tiny_cpu.yaml", out + ["pretrain.reasoning=why"])
     with pytest.raises(ValueError, match="unknown question kinds"):
         question_plan(load_config("conf/tiny_cpu.yaml", out + ["pretrain.schedule=[hue]"]))
+    # pretrain.vision_tower: train (the default, out of the recipe) | freeze (after a vision stage only)
+    assert "vision_tower" not in pretrain_recipe(g)["pretrain"]
+    stage = ["pretrain.vision_stage.examples=8", "pretrain.vision_stage.steps=1"]
+    with_stage = load_config("conf/tiny_cpu.yaml", out + stage)
+    frozen = load_config("conf/tiny_cpu.yaml", out + stage + ["pretrain.vision_tower=freeze"])
+    assert pretrain_recipe(frozen)["pretrain"]["vision_tower"] == "freeze"
+    assert recipe_hash(pretrain_recipe(frozen)) != recipe_hash(pretrain_recipe(with_stage))
+    with pytest.raises(ValueError, match="pretrain.vision_tower: must be train or freeze"):
+        load_config("conf/tiny_cpu.yaml", out + ["pretrain.vision_tower=thaw"])
+    with pytest.raises(ValueError, match="pretrain.vision_tower: freeze keeps the tower the vision stage trained"):
+        load_config("conf/tiny_cpu.yaml", out + ["pretrain.vision_tower=freeze"])
 
 
 def test_an_attribute_question_is_a_part_or_a_feature():
@@ -325,3 +336,33 @@ def test_format_pretrain_prints_chance_per_kind_and_reads_older_records():
         del m["chance"]
     old = format_pretrain(rec)
     assert not any(line.startswith("chance ") for line in old.splitlines()) and "chance: 16%" in old
+
+
+@pytest.mark.slow
+def test_pretrain_with_a_frozen_vision_tower_trains_its_merger_and_the_language_model_only(tmp_path, ray_local):
+    from safetensors.torch import load_file
+
+    from attrpipe.synth.pretrain import run_pretrain
+
+    cfg = load_config("conf/tiny_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}", "pretrain.examples=16",
+                                             "pretrain.eval_examples=0", "pretrain.max_steps=2",
+                                             "pretrain.batch_size=4", "pretrain.image_size=56",
+                                             "pretrain.vision_stage.examples=16", "pretrain.vision_stage.steps=1",
+                                             "pretrain.vision_stage.batch_size=8", "pretrain.vision_tower=freeze",
+                                             "ray.train.num_workers=1"])
+    rec = run_pretrain(cfg, verbose=False)
+    before = load_file(tmp_path / "pt" / "base-vision" / "model.safetensors")
+    after = load_file(next((tmp_path / "pt" / "model").glob("*.safetensors")))
+    tower = [k for k in before if ".visual." in f".{k}" and ".merger." not in k]
+    merger = [k for k in before if ".merger." in k]
+    text = [k for k in before if ".layers." in k]  # the language model's decoder layers
+    assert rec["steps"] == 2 and tower and merger and text and set(before) <= set(after)
+    assert all(torch_equal(before[k], after[k]) for k in tower)  # as the vision stage left it
+    assert not all(torch_equal(before[k], after[k]) for k in merger)
+    assert not all(torch_equal(before[k], after[k]) for k in text)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))

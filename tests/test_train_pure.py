@@ -243,6 +243,22 @@ def test_dpo_sft_weight_adds_the_chosen_chains_nll(processor):
     assert nll > 1.0  # a random model's per-token NLL on the chosen chain: far from 0
 
 
+def test_full_policy_can_freeze_the_vision_tower_but_its_merger(processor):
+    """pretrain.vision_tower=freeze: the tower's patch embedding and blocks keep what the vision stage taught; its
+    merger (the projection into the language model) and the language model train."""
+    from attrpipe.train.worker import load_policy
+
+    model_cfg = {"path": processor.tokenizer.name_or_path, "dtype": "float32", "trust_remote_code": False}
+    model, peft_config = load_policy(model_cfg, None, None)
+    assert peft_config is None and all(p.requires_grad for p in model.parameters())
+    model, _ = load_policy(model_cfg, None, None, freeze_vision_tower=True)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen and all(".visual." in f".{n}" and ".merger." not in n for n in frozen)
+    assert any(".visual.blocks." in n for n in frozen) and any("patch_embed" in n for n in frozen)
+    assert any(".merger." in n for n in trainable) and any("language_model" in n for n in trainable)
+
+
 def test_reference_adapter_replaces_the_frozen_copy(processor, tmp_path):
     """Later DPO rounds continue adapter A against a frozen adapter B: TRL's "ref" copy of A is overwritten by B,
     A stays the trainable policy."""

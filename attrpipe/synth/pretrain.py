@@ -53,6 +53,8 @@ def pretrain_recipe(cfg) -> dict[str, Any]:
         p.pop("options")
     if p.get("reasoning", "evidence") == "evidence":
         p.pop("reasoning", None)
+    if p.get("vision_tower", "train") == "train":
+        p.pop("vision_tower", None)
     recipe = {"pretrain": p, "seed": int(cfg.run.seed), "version": _RECIPE_VERSION,
               "workers": int(cfg.ray.train.num_workers), "transformers": transformers.__version__}
     if p["products"]:  # products drawn, described and asked about: the taxonomy's content, wherever it lives

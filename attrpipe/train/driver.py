@@ -320,6 +320,7 @@ def run_training(
         "model": {"path": _abs(str(cfg.model.path)) if Path(str(cfg.model.path)).exists() else str(cfg.model.path),
                   "dtype": str(cfg.model.dtype), "trust_remote_code": bool(cfg.model.trust_remote_code)},
         "lora": None if kind in FULL_KINDS else OmegaConf.to_container(cfg.lora, resolve=True),
+        "freeze_vision_tower": kind == "pretrain" and str(cfg.pretrain.vision_tower) == "freeze",
         "images": OmegaConf.to_container(cfg.images, resolve=True),
         "hyper": hyper.to_dict(),
         "plan": plan.to_dict(),

@@ -30,6 +30,7 @@ from attrpipe.train.examples import dpo_example, sft_example
 __all__ = [
     "trl_args",
     "load_policy",
+    "freeze_vision_tower_of",
     "dpo_loss",
     "load_reference_adapter",
     "build_trainer",
@@ -116,10 +117,12 @@ def dpo_loss(hyper: dict) -> dict:
     return {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, weight]}
 
 
-def load_policy(model_cfg: dict, lora_cfg: dict | None, init_adapter: str | None):
+def load_policy(model_cfg: dict, lora_cfg: dict | None, init_adapter: str | None, *,
+                freeze_vision_tower: bool = False):
     """(model, peft_config): the pretrained checkpoint with a fresh LoRA config for the trainer to apply, or a
     ``PeftModel`` continuing ``init_adapter`` (its LoRA weights trainable, everything else frozen). ``lora_cfg=None``
-    (pretrain): the checkpoint itself, every weight trainable, no adapter."""
+    (pretrain): the checkpoint itself, every weight trainable, no adapter; with ``freeze_vision_tower`` all but the
+    vision tower (:func:`freeze_vision_tower_of`)."""
     from attrpipe.models.loader import load_model, lora_config
 
     model = load_model(
@@ -134,6 +137,8 @@ def load_policy(model_cfg: dict, lora_cfg: dict | None, init_adapter: str | None
     model.train()
     if lora_cfg is None:
         model.requires_grad_(True)
+        if freeze_vision_tower:
+            freeze_vision_tower_of(model)
         return model, None
     return model, lora_config(
         r=int(lora_cfg["r"]),
@@ -141,6 +146,16 @@ def load_policy(model_cfg: dict, lora_cfg: dict | None, init_adapter: str | None
         dropout=float(lora_cfg["dropout"]),
         target_modules=lora_cfg["target_modules"],
     )
+
+
+def freeze_vision_tower_of(model) -> int:
+    """Freeze the vision tower's patch embedding and blocks, leaving its merger (the projection of the merged image
+    tokens into the language model) trainable: LLaVA's recipe for a tower that already sees. Returns the number of
+    parameters frozen."""
+    visual = model.model.visual
+    visual.requires_grad_(False)
+    visual.merger.requires_grad_(True)
+    return sum(p.numel() for p in visual.parameters() if not p.requires_grad)
 
 
 def probe_dataset(kind: str):
@@ -407,7 +422,8 @@ def train_loop_per_worker(job: dict) -> None:
         deepspeed=job["deepspeed"],
         save_total_limit=int(job["checkpoints_to_keep"]),
     )
-    model, peft_config = load_policy(job["model"], job["lora"], job["start"]["init_adapter"])
+    model, peft_config = load_policy(job["model"], job["lora"], job["start"]["init_adapter"],
+                                     freeze_vision_tower=bool(job.get("freeze_vision_tower")))
     if job["start"]["init_adapter"] is not None and job["deepspeed"] and \
             job["deepspeed"]["zero_optimization"]["stage"] == 3:
         _adapter_to_model_dtype(model)
