@@ -121,8 +121,8 @@ def load_policy(model_cfg: dict, lora_cfg: dict | None, init_adapter: str | None
                 freeze_vision_tower: bool = False):
     """(model, peft_config): the pretrained checkpoint with a fresh LoRA config for the trainer to apply, or a
     ``PeftModel`` continuing ``init_adapter`` (its LoRA weights trainable, everything else frozen). ``lora_cfg=None``
-    (pretrain): the checkpoint itself, every weight trainable, no adapter; with ``freeze_vision_tower`` all but the
-    vision tower (:func:`freeze_vision_tower_of`)."""
+    (pretrain): the checkpoint itself, every weight trainable, no adapter; with ``freeze_vision_tower`` every weight but
+    the vision tower's patch embedding and blocks (:func:`freeze_vision_tower_of`)."""
     from attrpipe.models.loader import load_model, lora_config
 
     model = load_model(
