@@ -340,6 +340,7 @@ def test_format_pretrain_prints_chance_per_kind_and_reads_older_records():
 
 @pytest.mark.slow
 def test_pretrain_with_a_frozen_vision_tower_trains_its_merger_and_the_language_model_only(tmp_path, ray_local):
+    import torch
     from safetensors.torch import load_file
 
     from attrpipe.synth.pretrain import run_pretrain
@@ -357,12 +358,6 @@ def test_pretrain_with_a_frozen_vision_tower_trains_its_merger_and_the_language_
     merger = [k for k in before if ".merger." in k]
     text = [k for k in before if ".layers." in k]  # the language model's decoder layers
     assert rec["steps"] == 2 and tower and merger and text and set(before) <= set(after)
-    assert all(torch_equal(before[k], after[k]) for k in tower)  # as the vision stage left it
-    assert not all(torch_equal(before[k], after[k]) for k in merger)
-    assert not all(torch_equal(before[k], after[k]) for k in text)
-
-
-def torch_equal(a, b) -> bool:
-    import torch
-
-    return bool(torch.equal(a, b))
+    assert all(torch.equal(before[k], after[k]) for k in tower)  # as the vision stage left it
+    assert not all(torch.equal(before[k], after[k]) for k in merger)
+    assert not all(torch.equal(before[k], after[k]) for k in text)

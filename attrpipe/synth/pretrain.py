@@ -39,22 +39,22 @@ _RECIPE_VERSION = 4  # bump when the questions or the procedure change in a way 
 _ROWS_PER_FILE = 2000
 
 
+# pretrain.* knobs added after recipes were first hashed, with the value every earlier recipe had.
+_LATER_KNOBS: dict[str, Any] = {"schedule": None, "options": {"attribute_values": 5, "distractors": 0.0},
+                                "reasoning": "evidence", "vision_tower": "train"}
+
+
 def pretrain_recipe(cfg) -> dict[str, Any]:
     """Everything the pretrained model depends on (the cache key)."""
     import transformers
 
     p = OmegaConf.to_container(cfg.pretrain, resolve=True)
     p.pop("output")
-    # Recipes from before the schedule and the offer were knobs used these defaults: leaving the defaults out keeps
-    # their hashes (models/miniature's card among them) what they were.
-    if p.get("schedule") is None:
-        p.pop("schedule", None)
-    if p.get("options") == {"attribute_values": 5, "distractors": 0.0}:
-        p.pop("options")
-    if p.get("reasoning", "evidence") == "evidence":
-        p.pop("reasoning", None)
-    if p.get("vision_tower", "train") == "train":
-        p.pop("vision_tower", None)
+    # Recipes from before these knobs used their defaults: leaving a default out keeps their hashes (models/miniature's
+    # card among them) what they were.
+    for key, default in _LATER_KNOBS.items():
+        if p.get(key, default) == default:
+            p.pop(key, None)
     recipe = {"pretrain": p, "seed": int(cfg.run.seed), "version": _RECIPE_VERSION,
               "workers": int(cfg.ray.train.num_workers), "transformers": transformers.__version__}
     if p["products"]:  # products drawn, described and asked about: the taxonomy's content, wherever it lives

@@ -30,7 +30,6 @@ from attrpipe.train.examples import dpo_example, sft_example
 __all__ = [
     "trl_args",
     "load_policy",
-    "freeze_vision_tower_of",
     "dpo_loss",
     "load_reference_adapter",
     "build_trainer",
@@ -122,7 +121,7 @@ def load_policy(model_cfg: dict, lora_cfg: dict | None, init_adapter: str | None
     """(model, peft_config): the pretrained checkpoint with a fresh LoRA config for the trainer to apply, or a
     ``PeftModel`` continuing ``init_adapter`` (its LoRA weights trainable, everything else frozen). ``lora_cfg=None``
     (pretrain): the checkpoint itself, every weight trainable, no adapter; with ``freeze_vision_tower`` every weight but
-    the vision tower's patch embedding and blocks (:func:`freeze_vision_tower_of`)."""
+    the vision tower's patch embedding and blocks (:func:`_freeze_vision_tower`)."""
     from attrpipe.models.loader import load_model, lora_config
 
     model = load_model(
@@ -138,7 +137,7 @@ def load_policy(model_cfg: dict, lora_cfg: dict | None, init_adapter: str | None
     if lora_cfg is None:
         model.requires_grad_(True)
         if freeze_vision_tower:
-            freeze_vision_tower_of(model)
+            _freeze_vision_tower(model)
         return model, None
     return model, lora_config(
         r=int(lora_cfg["r"]),
@@ -148,14 +147,12 @@ def load_policy(model_cfg: dict, lora_cfg: dict | None, init_adapter: str | None
     )
 
 
-def freeze_vision_tower_of(model) -> int:
+def _freeze_vision_tower(model) -> None:
     """Freeze the vision tower's patch embedding and blocks, leaving its merger (the projection of the merged image
-    tokens into the language model) trainable: LLaVA's recipe for a tower that already sees. Returns the number of
-    parameters frozen."""
+    tokens into the language model) trainable: LLaVA's recipe for a tower that already sees."""
     visual = model.model.visual
     visual.requires_grad_(False)
     visual.merger.requires_grad_(True)
-    return sum(p.numel() for p in visual.parameters() if not p.requires_grad)
 
 
 def probe_dataset(kind: str):
