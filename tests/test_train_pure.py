@@ -174,7 +174,7 @@ def processor(tmp_path_factory):
     return load_processor(build_tiny_model(tmp_path_factory.mktemp("tiny") / "m"), image_size=224)
 
 
-def test_collated_batches_keep_every_image_token(processor):
+def test_collated_batches_keep_every_image_token(processor, tmp_path):
     from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
     from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
@@ -191,7 +191,7 @@ def test_collated_batches_keep_every_image_token(processor):
     ]
     image_token = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     # The trainers are configured with max_length=None, and the collators get it from there.
-    assert trl_args("dpo", _hyper(), output_dir="/tmp/x", max_steps=1, seed=0, bf16=False, use_cpu=True,
+    assert trl_args("dpo", _hyper(), output_dir=str(tmp_path), max_steps=1, seed=0, bf16=False, use_cpu=True,
                     deepspeed=None).max_length is None
     sft = RecordCollator("sft", images, DataCollatorForVisionLanguageModeling(processor, max_length=None,
                                                                               completion_only_loss=True))
@@ -208,7 +208,7 @@ def test_collated_batches_keep_every_image_token(processor):
     assert "<answer> Solid </answer>" in processor.tokenizer.decode(chosen)
 
 
-def test_dpo_sft_weight_adds_the_chosen_chains_nll(processor):
+def test_dpo_sft_weight_adds_the_chosen_chains_nll(processor, tmp_path):
     """dpo.sft_weight = 0 is the paper's loss alone; > 0 adds that weight x the chosen chains' negative log-likelihood
     (TRL's multi-loss). With a fresh LoRA the policy is its reference, so the DPO term is exactly ln 2."""
     import math
@@ -232,8 +232,8 @@ def test_dpo_sft_weight_adds_the_chosen_chains_nll(processor):
         torch.manual_seed(0)
         model, peft_config = load_policy({"path": path, "dtype": "float32", "trust_remote_code": False},
                                          {"r": 4, "alpha": 4, "dropout": 0.0, "target_modules": "all-linear"}, None)
-        args = trl_args("dpo", {**_hyper(), "sft_weight": weight}, output_dir="/tmp/x", max_steps=1, seed=0,
-                        bf16=False, use_cpu=True, deepspeed=None)
+        args = trl_args("dpo", {**_hyper(), "sft_weight": weight}, output_dir=str(tmp_path / f"w{weight}"),
+                        max_steps=1, seed=0, bf16=False, use_cpu=True, deepspeed=None)
         trainer = build_trainer("dpo", model=model, peft_config=peft_config, processor=processor, args=args,
                                 train_dataset=probe_dataset("dpo"))
         with torch.no_grad():
