@@ -402,8 +402,8 @@ def check_generation(cfg, *, data: str, data_source: str, labeled: bool, adapter
 
 def check_training(kind: str, cfg, *, data: str, data_source: str, init_adapter: str | None,
                    reference_adapter: str | None, resume: str | None) -> None:
-    """``attrpipe train sft|dpo|sl``: the model, the start and reference adapters the run would take, the checkpoint
-    to resume from, and the data (the seed set's labels included)."""
+    """``attrpipe train sft|dpo|scpo|sl``: the model, the start and reference adapters the run would take, the
+    checkpoint to resume from, and the data (the seed set's labels included)."""
     from attrpipe.train.plan import default_paths, find_resume_checkpoint, resolve_start
 
     check_model(cfg)

@@ -1,6 +1,6 @@
 """End-to-end training on a local Ray (2 CPU workers, gloo, DeepSpeed on the CPU) with the tiny Qwen2.5-VL:
 SFT (with a worker process killed, which Ray Train recovers from, then an explicit resume), self-learning, DPO with both references under
-ZeRO-2 (one of them learning a fixed preference set), and DPO under ZeRO-3.
+ZeRO-2 (one of them learning a fixed preference set), DPO under ZeRO-3, and ScPO.
 
 One Ray cluster, one tiny model and one data set for the module; the SFT adapter feeds the SL and DPO tests.
 Each fit costs about half a minute of Ray Train start-up on 2 cores, so steps are few and the tests are `slow`.
@@ -9,6 +9,7 @@ Each fit costs about half a minute of Ray Train start-up on 2 cores, so steps ar
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,27 @@ def test_dpo_from_the_base_learns_a_fixed_preference_set(env):
     assert mean(last, "rewards/accuracies") >= 0.9 > mean(first, "rewards/accuracies") - 0.1
     assert mean(last, "rewards/margins") > mean(first, "rewards/margins") > 0
     assert mean(last, "rewards/chosen") > mean(last, "rewards/rejected")
+    _check_adapter(out, env, None)
+
+
+def test_scpo_trains_one_weighted_pair_per_kept_example(env):
+    """ScPO on the consensus shard (4 kept examples, 4 of 7 chains agree, 3 unparsed): one pair each, weight 4/7,
+    from the base (adapter disabled as the reference); the mean weight is logged at every step."""
+    from attrpipe.train import run_training
+
+    cfg = _cfg(env, "dpo.reference=base", "dpo.max_steps=3", "dpo.learning_rate=1e-3", "dpo.nll_weight=0.5")
+    out = run_training("scpo", cfg, data=str(env["consensus"]), out_dir=str(env["dir"] / "runs" / "t" / "scpo"))
+    assert out["kind"] == "scpo" and out["records"] == 4 and out["global_step"] == 3
+    assert out["start"] == {"init_adapter": None, "reference": "base", "reference_adapter": None}
+    assert out["hyper"]["sft_weight"] == pytest.approx(0.5) and out["hyper"]["beta"] == pytest.approx(0.2)
+    m = _metrics(out)
+    assert [x["step"] for x in m] == [1, 2, 3]
+    for key in ("loss", "rewards/chosen", "rewards/margins", "rewards/accuracies", "scpo/nll"):
+        assert all(key in x for x in m), key
+    assert all(x["scpo/weight"] == pytest.approx(4 / 7) for x in m)
+    # Step 1: the policy is its reference, so the loss is w x (ln 2 + alpha x the chosen chains' NLL per token).
+    assert m[0]["rewards/margins"] == pytest.approx(0.0, abs=1e-6)
+    assert m[0]["loss"] == pytest.approx(4 / 7 * (math.log(2) + 0.5 * m[0]["scpo/nll"]), rel=1e-3)
     _check_adapter(out, env, None)
 
 

@@ -1,9 +1,10 @@
-"""Training on Ray Train: seed SFT, DPO and self-learning (SL) on LoRA adapters, with TRL and DeepSpeed.
+"""Training on Ray Train: seed SFT, DPO, ScPO and self-learning (SL) on LoRA adapters, with TRL and DeepSpeed.
 
 - :mod:`attrpipe.train.examples`: pure. Seed / pairs / consensus rows -> records -> TRL example dicts.
 - :mod:`attrpipe.train.plan`: pure. Hyperparameters, step plan, start and DPO reference, DeepSpeed config, paths,
   which checkpoint to resume from.
 - :mod:`attrpipe.train.worker`: TRL trainer construction and the Ray Train worker loop.
+- :mod:`attrpipe.train.scpo`: ScPO's weighted loss on TRL's ``DPOTrainer`` (``ScPOTrainer``).
 - :mod:`attrpipe.train.driver`: :func:`run_training`, the ``TorchTrainer`` run.
 
 docs/training.md describes the whole.

@@ -1,4 +1,4 @@
-"""``run_training``: one Ray Train ``TorchTrainer`` run of SFT, DPO or self-learning on a LoRA adapter.
+"""``run_training``: one Ray Train ``TorchTrainer`` run of SFT, DPO, ScPO or self-learning on a LoRA adapter.
 
 The driver reads nothing but Parquet metadata and small columns: it builds the Ray Data pipeline (input rows ->
 records, images still encoded), counts the records once without the image columns to plan the steps, and hands the
@@ -40,6 +40,7 @@ from attrpipe.train.examples import (
     catalog_root,
     pair_record,
     records_to_table,
+    scpo_records,
     seed_records,
     sl_records,
 )
@@ -65,8 +66,9 @@ class RecordMapper:
     """The Ray Data ``map_batches`` function: a pyarrow batch of input rows -> a pyarrow batch of records."""
 
     def __init__(self, kind: str, *, taxonomy=None, root: str | None = None, images: dict, taxonomy_opts: dict,
-                 with_images: bool = True, reading: CatalogReading | None = None):
+                 with_images: bool = True, reading: CatalogReading | None = None, seed: int = 0):
         self.kind, self.taxonomy, self.root, self.with_images = kind, taxonomy, root, with_images
+        self.seed = seed  # scpo: the run seed of its pairs' tie-breaking draws (as pseudo-labeling's pairs)
         self.images, self.taxonomy_opts = images, taxonomy_opts
         # the seed set is a catalog: read with data.columns (canonical_row), its verticals matched as pseudo-labeling
         # matches them (data.match_vertical_names)
@@ -90,6 +92,9 @@ class RecordMapper:
                 out.append(pair_record(row, max_images=m, with_images=self.with_images, allowed_schemes=schemes))
             elif self.kind == "pretrain":  # already records (attrpipe.synth.vqa)
                 out.append({c: row.get(c) for c in RECORD_COLUMNS})
+            elif self.kind == "scpo":
+                out.extend(scpo_records(row, self.taxonomy, seed=self.seed, max_images=m,
+                                        with_images=self.with_images, allowed_schemes=schemes))
             else:
                 out.extend(sl_records(row, self.taxonomy, max_images=m, with_images=self.with_images,
                                       allowed_schemes=schemes))
@@ -103,7 +108,8 @@ class RecordMapper:
 
 
 def _columns(kind: str) -> tuple[str, ...]:
-    return {"sft": SEED_COLUMNS, "dpo": PAIRS_COLUMNS, "sl": CONSENSUS_COLUMNS, "pretrain": RECORD_COLUMNS}[kind]
+    return {"sft": SEED_COLUMNS, "dpo": PAIRS_COLUMNS, "sl": CONSENSUS_COLUMNS, "scpo": CONSENSUS_COLUMNS,
+            "pretrain": RECORD_COLUMNS}[kind]
 
 
 def _present_columns(path: str | list[str], wanted: tuple[str, ...]) -> list[str]:
@@ -129,7 +135,7 @@ def _mapper(kind: str, cfg, data: str, *, with_images: bool) -> RecordMapper:
     from attrpipe.taxonomy import load_taxonomy
 
     taxonomy = None
-    if kind in ("sft", "sl"):
+    if kind in ("sft", "sl", "scpo"):
         taxonomy = load_taxonomy(cfg.taxonomy.path, list(cfg.taxonomy.verticals) or None)
     return RecordMapper(
         kind, taxonomy=taxonomy, root=catalog_root(data) if kind == "sft" else None,
@@ -137,6 +143,7 @@ def _mapper(kind: str, cfg, data: str, *, with_images: bool) -> RecordMapper:
         taxonomy_opts={"skip_non_inferable": bool(cfg.taxonomy.skip_non_inferable),
                        "category_question": bool(cfg.taxonomy.category_question)},
         with_images=with_images, reading=CatalogReading.from_conf(cfg) if kind == "sft" else None,
+        seed=int(cfg.run.seed),
     )
 
 
@@ -193,7 +200,8 @@ def count_records(kind: str, cfg, data: str) -> int:
     """How many records a kind's data makes, never reading images or texts: pairs from the Parquet metadata (one
     record a row); the seed split (small by nature: ~10 listings a vertical) by mapping its label columns here;
     consensus shards (large) from three numeric columns, streamed: a kept row gives one record per chain agreeing with
-    its consensus, and those are round(C x n_chains) by the definition of C (tests check it against the mapper)."""
+    its consensus, and those are round(C x n_chains) by the definition of C (tests check it against the mapper); for
+    scpo one record when that is fewer than n_chains (some chain disagrees: attrpipe.objectives)."""
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
@@ -214,8 +222,12 @@ def count_records(kind: str, cfg, data: str) -> int:
     n = 0
     for batch in dataset.to_batches(columns=["kept", "consensus", "confidence", "n_chains"],
                                     filter=(pc.field("kept") == True) & pc.field("consensus").is_valid()):  # noqa: E712
-        agree = pc.round(pc.multiply(batch.column("confidence"), pc.cast(batch.column("n_chains"), "float64")))
-        n += int(pc.sum(agree).as_py() or 0)
+        n_chains = pc.cast(batch.column("n_chains"), "float64")
+        agree = pc.round(pc.multiply(batch.column("confidence"), n_chains))
+        if kind == "scpo":
+            n += int(pc.sum(pc.cast(pc.less(agree, n_chains), "int64")).as_py() or 0)
+        else:
+            n += int(pc.sum(agree).as_py() or 0)
     return n
 
 
@@ -260,17 +272,17 @@ def run_training(
     reference_adapter: str | None = None,
     _fault: dict | None = None,
 ) -> dict[str, Any]:
-    """Train ``kind`` (``"sft"``, ``"dpo"`` or ``"sl"``) with Ray Train; return what ran (also written to
+    """Train ``kind`` (``"sft"``, ``"dpo"``, ``"scpo"`` or ``"sl"``) with Ray Train; return what ran (also written to
     ``<out_dir>/train_result.json``).
 
     - ``out_dir``: default ``<run.output_dir>/<run.name>/<kind>``.
     - ``data``: a Parquet file or directory; default the seed split (``data.seed``) for sft, ``<run>/pairs`` for dpo,
-      ``<run>/consensus`` for sl.
-    - ``init_adapter``: an adapter directory to continue. DPO with ``dpo.reference=sft_adapter`` and SL with
+      ``<run>/consensus`` for sl and scpo (a pseudo-labeling output's ``consensus/``).
+    - ``init_adapter``: an adapter directory to continue. DPO and ScPO with ``dpo.reference=sft_adapter`` and SL with
       ``sl.init=sft_adapter`` default to ``<run>/sft/adapter``; with ``base`` they start a fresh adapter.
     - ``resume_from``: a checkpoint, or any directory above checkpoints (e.g. a previous ``out_dir``): the run
       continues from the latest one, step count included.
-    - ``reference_adapter`` (DPO with ``dpo.reference=sft_adapter``): the reference is a frozen copy of this adapter
+    - ``reference_adapter`` (DPO and ScPO with ``dpo.reference=sft_adapter``): the reference is a frozen copy of this adapter
       instead of the start adapter (later rounds: continue round k-1's adapter against the SFT adapter). It must have
       the start adapter's LoRA shape.
     """
@@ -291,11 +303,11 @@ def run_training(
         if not storage.exists(storage.join(adapter_path, "adapter_config.json")):
             raise FileNotFoundError(
                 f"{kind}: start adapter {adapter_path!r} has no adapter_config.json (train sft first, pass an "
-                f"init adapter, or start from the base: {'dpo.reference' if kind == 'dpo' else 'sl.init'}=base)"
+                f"init adapter, or start from the base: {'sl.init' if kind == 'sl' else 'dpo.reference'}=base)"
             )
         ref_path = None if start.reference_adapter is None else _abs(start.reference_adapter)
         if ref_path is not None and not storage.exists(storage.join(ref_path, "adapter_config.json")):
-            raise FileNotFoundError(f"dpo: reference adapter {ref_path!r} has no adapter_config.json")
+            raise FileNotFoundError(f"{kind}: reference adapter {ref_path!r} has no adapter_config.json")
         start = type(start)(adapter_path, start.reference, ref_path)
     resume = find_resume_checkpoint(resume_from) if resume_from else None
     hyper = hyperparameters(kind, cfg)

@@ -2,16 +2,17 @@
 
 Two steps, both plain functions (no Ray, no model):
 
-1. ``seed_records`` / ``pair_record`` / ``sl_records`` turn one input row into zero or more *records*: flat,
-   Arrow-friendly dicts (:data:`RECORD_SCHEMA`) holding the user text, the target(s) and the image references
-   (resolved URIs, or inline bytes). Records are what Ray Data streams to the training workers; images stay encoded
-   until a worker builds a batch.
-2. ``sft_example`` / ``dpo_example`` turn a record plus its decoded images into the dict TRL's vision collators take:
-   ``images`` (PIL images), ``prompt`` (system + user messages from :func:`attrpipe.prompts.messages_for`, one image
-   slot per image before the text) and ``completion`` (SFT) or ``chosen`` / ``rejected`` (DPO) as assistant messages.
+1. ``seed_records`` / ``pair_record`` / ``sl_records`` / ``scpo_records`` turn one input row into zero or more
+   *records*: flat, Arrow-friendly dicts (:data:`RECORD_SCHEMA`) holding the user text, the target(s) and the image
+   references (resolved URIs, or inline bytes). Records are what Ray Data streams to the training workers; images
+   stay encoded until a worker builds a batch.
+2. ``sft_example`` / ``dpo_example`` / ``scpo_example`` turn a record plus its decoded images into the dict TRL's
+   vision collators take: ``images`` (PIL images), ``prompt`` (system + user messages from
+   :func:`attrpipe.prompts.messages_for`, one image slot per image before the text) and ``completion`` (SFT) or
+   ``chosen`` / ``rejected`` (DPO) as assistant messages; ScPO's also carries its ``weight`` (attrpipe.objectives).
 
 Targets follow the method: SFT targets are ``<reasoning> ... </reasoning><answer> value </answer>``
-(:func:`attrpipe.prompts.format_target`); DPO and self-learning use the generated chains' full texts as they are.
+(:func:`attrpipe.prompts.format_target`); DPO, ScPO and self-learning use the generated chains' full texts as they are.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pyarrow as pa
 
 from attrpipe.consensus import example_id
 from attrpipe.images import resolve_uri
+from attrpipe.objectives import scpo_pair
 from attrpipe.parsing import match_value
 from attrpipe.prompts import format_target, messages_for, user_text
 from attrpipe.taxonomy import CATEGORY_ATTRIBUTE, Taxonomy
@@ -40,10 +42,12 @@ __all__ = [
     "seed_records",
     "pair_record",
     "sl_records",
+    "scpo_records",
     "records_to_table",
     "record_image_refs",
     "sft_example",
     "dpo_example",
+    "scpo_example",
     "assistant",
 ]
 
@@ -60,6 +64,7 @@ RECORD_SCHEMA = pa.schema(
         pa.field("completion", pa.string()),  # SFT / self-learning target
         pa.field("chosen", pa.string()),  # DPO
         pa.field("rejected", pa.string()),  # DPO
+        pa.field("weight", pa.float64()),  # ScPO: the pair's vote-margin weight (attrpipe.objectives); null otherwise
         pa.field("image_uris", pa.list_(pa.string())),  # resolved (absolute path or URI)
         pa.field("image_bytes", pa.list_(pa.binary())),  # inline images; used instead of image_uris when non-empty
     ]
@@ -132,8 +137,8 @@ def record_image_refs(
     return [resolve_uri(u, root, allowed_schemes) for u in uris], []
 
 
-def _record(ex_id: str, prompt: str, uris: list[str], data: list[bytes], **targets: str | None) -> dict:
-    rec = {"example_id": ex_id, "prompt": prompt, "completion": None, "chosen": None, "rejected": None}
+def _record(ex_id: str, prompt: str, uris: list[str], data: list[bytes], **targets: Any) -> dict:
+    rec = {"example_id": ex_id, "prompt": prompt, "completion": None, "chosen": None, "rejected": None, "weight": None}
     rec.update(targets)
     rec["image_uris"] = uris
     rec["image_bytes"] = data
@@ -221,13 +226,7 @@ def sl_records(row: Mapping[str, Any], taxonomy: Taxonomy, *, max_images: int, w
     if not row.get("kept") or row.get("consensus") is None:
         return []
     consensus = row["consensus"]
-    vertical_name, attr_name = row["vertical"], row["attribute"]
-    try:
-        attribute = taxonomy.attribute(vertical_name, attr_name)
-        display = taxonomy.vertical(vertical_name).display_name
-    except KeyError as e:
-        raise TrainingDataError(f"example {row.get('example_id')!r}: {e.args[0]}") from None
-    prompt = user_text(attribute, display)
+    prompt = _consensus_prompt(row, taxonomy)
     uris, data = (record_image_refs(row, max_images=max_images, allowed_schemes=allowed_schemes) if with_images
                   else ([], []))
     out = []
@@ -236,6 +235,34 @@ def sl_records(row: Mapping[str, Any], taxonomy: Taxonomy, *, max_images: int, w
             continue
         out.append(_record(f"{row['example_id']}#{i}", prompt, uris, data, completion=chain["text"]))
     return out
+
+
+def _consensus_prompt(row: Mapping[str, Any], taxonomy: Taxonomy) -> str:
+    """The user text of a consensus row's example, rebuilt from the taxonomy."""
+    try:
+        attribute = taxonomy.attribute(row["vertical"], row["attribute"])
+        display = taxonomy.vertical(row["vertical"]).display_name
+    except KeyError as e:
+        raise TrainingDataError(f"example {row.get('example_id')!r}: {e.args[0]}") from None
+    return user_text(attribute, display)
+
+
+def scpo_records(row: Mapping[str, Any], taxonomy: Taxonomy, *, seed: int, max_images: int, with_images: bool = True,
+                 allowed_schemes: Sequence[str] = ("file",)) -> list[dict]:
+    """The ScPO record of one ``consensus/`` row (CONSENSUS_SCHEMA), at most one: chosen = a chain with the consensus
+    answer, rejected = a chain with the least-voted answer (no answer: 0 votes), their full texts, and the pair's
+    weight (:func:`attrpipe.objectives.scpo_pair`; ties drawn with ``seed``, the run seed, and the example id). Rows
+    not kept, with no consensus, or whose chains all agree give nothing. n_chains is the row's number of chains."""
+    chains = [c or {} for c in _as_list(row.get("chains"))]
+    pair = scpo_pair([c.get("answer") for c in chains], row.get("consensus"), kept=bool(row.get("kept")),
+                     seed=int(seed), ex_id=str(row["example_id"]))
+    if pair is None:
+        return []
+    uris, data = (record_image_refs(row, max_images=max_images, allowed_schemes=allowed_schemes) if with_images
+                  else ([], []))
+    return [_record(row["example_id"], _consensus_prompt(row, taxonomy), uris, data,
+                    chosen=str(chains[pair.chosen].get("text") or ""),
+                    rejected=str(chains[pair.rejected].get("text") or ""), weight=pair.weight)]
 
 
 def records_to_table(records: Iterable[Mapping[str, Any]]) -> pa.Table:
@@ -258,6 +285,13 @@ def sft_example(record: Mapping[str, Any], images: list) -> dict:
         "prompt": messages_for(record["prompt"], len(images)),
         "completion": assistant(record["completion"]),
     }
+
+
+def scpo_example(record: Mapping[str, Any], images: list) -> dict:
+    """:func:`dpo_example` plus the pair's ``weight`` (ScPO; attrpipe.train.scpo passes it through TRL's collator)."""
+    if record.get("weight") is None:
+        raise TrainingDataError(f"record {record.get('example_id')!r} has no weight (not a ScPO record)")
+    return {**dpo_example(record, images), "weight": float(record["weight"])}
 
 
 def dpo_example(record: Mapping[str, Any], images: list) -> dict:

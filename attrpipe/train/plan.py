@@ -17,6 +17,7 @@ from typing import Any
 __all__ = [
     "KINDS",
     "FULL_KINDS",
+    "PREFERENCE_KINDS",
     "output_subdir",
     "Hyper",
     "StepPlan",
@@ -30,7 +31,9 @@ __all__ = [
     "checkpoint_step",
 ]
 
-KINDS = ("sft", "dpo", "sl", "pretrain")
+KINDS = ("sft", "dpo", "sl", "pretrain", "scpo")
+# scpo: Self-Consistency Preference Optimization (attrpipe.objectives) on consensus/ shards, with DPO's knobs (dpo.*)
+PREFERENCE_KINDS = ("dpo", "scpo")
 # pretrain: every weight of the model trains on ready-made records (``attrpipe synth pretrain``); no adapter.
 FULL_KINDS = ("pretrain",)
 
@@ -44,8 +47,10 @@ class Hyper:
     max_steps: int  # -1: from epochs
     save_steps: int
     gradient_checkpointing: bool
-    beta: float | None = None  # DPO only
-    sft_weight: float = 0.0  # DPO only: weight of an SFT (negative log-likelihood) term on the chosen chains
+    beta: float | None = None  # DPO and ScPO only
+    # DPO and ScPO only: weight of an SFT (negative log-likelihood) term on the chosen chains; dpo: dpo.sft_weight,
+    # scpo: dpo.nll_weight (its alpha, a length-normalised NLL)
+    sft_weight: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,11 +67,11 @@ def hyperparameters(kind: str, cfg) -> Hyper:
         s = cfg.sft
         return Hyper(cfg.sl.learning_rate, cfg.sl.epochs, s.batch_size, s.gradient_accumulation_steps,
                      cfg.sl.max_steps, s.save_steps, s.gradient_checkpointing)
-    if kind == "dpo":
+    if kind in PREFERENCE_KINDS:
         d = cfg.dpo
         return Hyper(d.learning_rate, d.epochs, d.batch_size, d.gradient_accumulation_steps, d.max_steps,
                      d.save_steps, d.gradient_checkpointing, beta=d.beta,
-                     sft_weight=d.sft_weight)
+                     sft_weight=d.nll_weight if kind == "scpo" else d.sft_weight)
     if kind == "pretrain":
         s = cfg.pretrain
         return Hyper(s.learning_rate, s.epochs, s.batch_size, s.gradient_accumulation_steps, s.max_steps,
@@ -138,15 +143,15 @@ def _same(a: str | None, b: str | None) -> bool:
 def resolve_start(
     kind: str, cfg, init_adapter: str | None, default_sft_adapter: str, reference_adapter: str | None = None
 ) -> Start:
-    if reference_adapter is not None and kind != "dpo":
-        raise ValueError(f"{kind}: a reference adapter is for DPO only")
+    if reference_adapter is not None and kind not in PREFERENCE_KINDS:
+        raise ValueError(f"{kind}: a reference adapter is for DPO only (the kinds dpo and scpo)")
     if kind == "sft":
         return Start(init_adapter, None)
     if kind == "pretrain":
         if init_adapter is not None:
             raise ValueError("pretrain trains every weight of the model; it takes no adapter")
         return Start(None, None)
-    if kind == "dpo":
+    if kind in PREFERENCE_KINDS:  # ScPO: DPO's reference handling, dpo.reference
         ref = cfg.dpo.reference
         if ref == "base":
             if init_adapter is not None or reference_adapter is not None:
@@ -203,12 +208,13 @@ def output_subdir(kind: str) -> str:
 
 def default_paths(kind: str, cfg) -> dict[str, str]:
     """``<run.output_dir>/<run.name>/<kind>`` for outputs; inputs: the seed split for SFT, ``<run>/pairs`` for DPO,
-    ``<run>/consensus`` for self-learning, ``<pretrain.output>/data/train`` for pretrain; the SFT adapter at
+    ``<run>/consensus`` for self-learning and ScPO, ``<pretrain.output>/data/train`` for pretrain; the SFT adapter at
     ``<run>/sft/adapter``."""
     if kind not in KINDS:
         raise ValueError(f"unknown training kind {kind!r}; one of {', '.join(KINDS)}")
     run_dir = posixpath.join(str(cfg.run.output_dir), str(cfg.run.name))
     data = {"sft": str(cfg.data.seed), "dpo": posixpath.join(run_dir, "pairs"), "sl": posixpath.join(run_dir, "consensus"),
+            "scpo": posixpath.join(run_dir, "consensus"),
             "pretrain": posixpath.join(str(cfg.pretrain.output), "data", "train")}
     return {
         "run_dir": run_dir,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from attrpipe import storage
-from attrpipe.train.examples import dpo_example, sft_example
+from attrpipe.train.examples import dpo_example, scpo_example, sft_example
 
 __all__ = [
     "trl_args",
@@ -64,7 +64,7 @@ def trl_args(
     save_total_limit: int = 2,
     **overrides: Any,
 ):
-    """``SFTConfig`` (sft, sl, pretrain) or ``DPOConfig`` (dpo) for one run.
+    """``SFTConfig`` (sft, sl, pretrain) or ``DPOConfig`` (dpo, scpo) for one run.
 
     ``max_length=None``: nothing is truncated, so image tokens are never cut. Loss on the completion only (SFT's
     prompt-completion format). Logging every step (the metrics file is the trainer's log history).
@@ -97,7 +97,7 @@ def trl_args(
         from trl import SFTConfig
 
         return SFTConfig(completion_only_loss=True, **common)
-    if kind == "dpo":
+    if kind in ("dpo", "scpo"):  # scpo: the same config; ScPOTrainer reads its NLL weight from the loss weights
         from trl import DPOConfig
 
         return DPOConfig(beta=float(hyper["beta"]), precompute_ref_log_probs=False, **dpo_loss(hyper), **common)
@@ -107,7 +107,15 @@ def trl_args(
 def dpo_loss(hyper: dict) -> dict:
     """TRL's loss arguments for DPO: the paper's sigmoid loss alone, or (``sft_weight`` > 0) TRL's multi-loss sum with
     an SFT term on the chosen chains (the RPO recipe: it keeps the preferred chains likely while the margin grows,
-    so that DPO does not lower both chains and break the answer's format)."""
+    so that DPO does not lower both chains and break the answer's format). The method ``dpo-nll`` (IRPO) is this with
+    ``dpo.sft_weight`` = ``dpo.nll_weight``; ScPO reads ``[1, w]`` as its DPO and NLL weights (attrpipe.train.scpo).
+
+    How TRL 1.16 normalises its ``"sft"`` term (trl/trainer/dpo_trainer.py, ``_compute_loss``): it is
+    ``-chosen_per_token_logps[chosen_mask].mean()``, the chosen chains' NLL per token, averaged over every chosen
+    token of the micro-batch together (total NLL / total chosen tokens), so it *is* length-normalised, but pooled:
+    a long chosen chain weighs more than a short one. IRPO's NLL(y+)/|y+| averages each chain's own mean; the two are
+    equal when the chosen chains of a micro-batch have one length (always at batch size 1). ScPO's term is the
+    per-example form."""
     weight = float(hyper.get("sft_weight") or 0.0)
     if weight < 0:
         raise ValueError(f"dpo.sft_weight must be >= 0, got {weight}")
@@ -160,8 +168,9 @@ def probe_dataset(kind: str):
     preference) for TRL's constructor; never trained on."""
     import datasets
 
-    record = {"example_id": "probe", "prompt": "probe", "completion": "probe", "chosen": "a", "rejected": "b"}
-    example = dpo_example(record, []) if kind == "dpo" else sft_example(record, [])
+    record = {"example_id": "probe", "prompt": "probe", "completion": "probe", "chosen": "a", "rejected": "b",
+              "weight": 1.0}
+    example = {"dpo": dpo_example, "scpo": scpo_example}.get(kind, sft_example)(record, [])
     return datasets.IterableDataset.from_generator(_one, gen_kwargs={"example": example})
 
 
@@ -170,7 +179,8 @@ def _one(example):
 
 
 def build_trainer(kind: str, *, model, peft_config, processor, args, train_dataset, callbacks: Iterable = ()):
-    """TRL's ``SFTTrainer`` (sft, sl, pretrain) or ``DPOTrainer`` (dpo).
+    """TRL's ``SFTTrainer`` (sft, sl, pretrain), ``DPOTrainer`` (dpo) or its subclass
+    :class:`attrpipe.train.scpo.ScPOTrainer` (scpo).
 
     DPO's reference (never a second model): with ``peft_config`` (a fresh adapter on the base) it is the base with the
     adapter disabled; with a ``PeftModel`` continuing a trained adapter, TRL adds a frozen copy of that adapter named
@@ -184,6 +194,10 @@ def build_trainer(kind: str, *, model, peft_config, processor, args, train_datas
         from trl import DPOTrainer
 
         trainer, extra = DPOTrainer, {"ref_model": None}
+    elif kind == "scpo":
+        from attrpipe.train.scpo import ScPOTrainer
+
+        trainer, extra = ScPOTrainer, {"ref_model": None}
     else:
         raise ValueError(f"unknown training kind {kind!r}")
     return trainer(model=model, args=args, train_dataset=train_dataset, processing_class=processor,
@@ -263,7 +277,7 @@ class RecordCollator:
     """Records (a pyarrow batch from Ray Data, or a list of dicts) -> TRL examples -> TRL's collator -> tensors."""
 
     def __init__(self, kind: str, images_cfg: dict, trl_collator: Callable):
-        self.to_example = dpo_example if kind == "dpo" else sft_example
+        self.to_example = {"dpo": dpo_example, "scpo": scpo_example}.get(kind, sft_example)
         self.images_cfg = dict(images_cfg)
         self.trl_collator = trl_collator
 
