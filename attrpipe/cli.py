@@ -152,7 +152,7 @@ def cmd_evaluate(args) -> int:
                      adapter=adapter, adapter_source=adapter_source)
     out = args.out or _run_dir(cfg, "eval")
     with _quiet(args, out):
-        run_evaluate(cfg, test=test, adapter=args.adapter, out=out)
+        run_evaluate(cfg, test=test, adapter=args.adapter, out=out, mode=args.mode)
     return 0
 
 
@@ -199,7 +199,8 @@ def cmd_study(args) -> int:
 
 
 def cmd_results_tables(args) -> int:
-    from attrpipe.results import fill_markers, load_summary, render_tables, tables_markdown
+    from attrpipe.results import load_summary
+    from attrpipe.results_tables import fill_markers, render_tables, tables_markdown
 
     summary = load_summary(args.summary)
     if summary is None:
@@ -337,16 +338,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", help="LoRA adapter to sample with (default: pseudolabel.adapter)")
     p.set_defaults(func=cmd_pseudolabel)
 
-    p = sub.add_parser("train", help="train the LoRA adapter on Ray Train: seed SFT, DPO or self-learning (SL)")
-    p.add_argument("kind", choices=["sft", "dpo", "sl"], help="sft: labeled seed set; dpo: pairs/ shards; sl: "
-                   "preferred chains of consensus/ shards")
+    p = sub.add_parser("train", help="train the LoRA adapter on Ray Train: seed SFT, DPO, ScPO or self-learning (SL)")
+    p.add_argument("kind", choices=["sft", "dpo", "scpo", "sl"], help="sft: labeled seed set; dpo: pairs/ shards; "
+                   "scpo: one vote-weighted pair per kept example of consensus/ shards; sl: preferred chains of "
+                   "consensus/ shards")
     _add_config_args(p)
     p.add_argument("--data", help="training data: Parquet file or directory (default: data.seed for sft, "
-                   "<run>/pairs for dpo, <run>/consensus for sl)")
+                   "<run>/pairs for dpo, <run>/consensus for scpo and sl)")
     p.add_argument("--out", help="output directory (default: <run.output_dir>/<run.name>/<kind>)")
-    p.add_argument("--init-adapter", help="adapter to continue (dpo/sl default: <run>/sft/adapter, unless "
+    p.add_argument("--init-adapter", help="adapter to continue (dpo/scpo/sl default: <run>/sft/adapter, unless "
                    "dpo.reference=base / sl.init=base)")
-    p.add_argument("--reference-adapter", help="dpo: frozen reference adapter other than the start adapter")
+    p.add_argument("--reference-adapter", help="dpo, scpo: frozen reference adapter other than the start adapter")
     p.add_argument("--resume", help="checkpoint, or a directory above checkpoints (e.g. a previous --out), to "
                    "continue from")
     p.set_defaults(func=cmd_train)
@@ -405,12 +407,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["greedy", "self_consistency"], help="default: predict.mode")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("evaluate", help="greedy decoding of a labeled test set; accuracy as JSON")
+    p = sub.add_parser("evaluate", help="greedy decoding (or the vote of the sampled chains) of a labeled test set; "
+                       "accuracy as JSON")
     _add_config_args(p)
     p.add_argument("--test", help="labeled test set (default: data.test)")
     p.add_argument("--adapter", help="LoRA adapter to evaluate (default: pseudolabel.adapter, null: the model "
                    "without adapter)")
     p.add_argument("--out", help="output directory (default: <run.output_dir>/<run.name>/eval)")
+    p.add_argument("--mode", choices=["greedy", "vote"], default="greedy",
+                   help="greedy: one greedy chain per listing-attribute (default); vote: the consensus of "
+                   "generation.num_chains chains sampled at generation.temperature, scored the same way")
     p.set_defaults(func=cmd_evaluate)
 
     catalog = sub.add_parser("catalog", help="catalog utilities")

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from attrpipe.methods import METHODS, is_oracle
+from attrpipe.methods import METHODS, is_oracle, training_kind
 
 __all__ = ["ConfigError", "load_config", "config_hash", "drop_inert_defaults", "to_yaml", "PROJECT_CONF_DIR"]
 
@@ -152,6 +152,7 @@ class SftConf:
 class DpoConf:
     beta: float = MISSING
     sft_weight: float = 0.0
+    nll_weight: float = 1.0
     learning_rate: float = MISSING
     epochs: int = MISSING
     batch_size: int = MISSING
@@ -215,6 +216,7 @@ class StudyConf:
     methods: List[str] = MISSING
     seeds: List[int] = MISSING
     rounds: int = MISSING
+    objective: str = "dpo"
     name: Optional[str] = None
     summary: Optional[str] = None
 
@@ -231,6 +233,9 @@ class PredictConf:
 class EvalConf:
     max_new_tokens: int = MISSING
     batch_size: int = MISSING
+    fit: bool = MISSING
+    vote: bool = MISSING
+    pool_greedy: bool = MISSING
 
 
 @dataclass
@@ -385,6 +390,7 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
         ("sft.gradient_accumulation_steps", c.sft.gradient_accumulation_steps >= 1, "must be >= 1"),
         ("dpo.beta", c.dpo.beta > 0, "must be > 0"),
         ("dpo.sft_weight", c.dpo.sft_weight >= 0, "must be >= 0 (0: the paper's DPO loss alone)"),
+        ("dpo.nll_weight", c.dpo.nll_weight >= 0, "must be >= 0 (the NLL weight of dpo-nll and scpo; 0: none)"),
         ("dpo.learning_rate", c.dpo.learning_rate > 0, "must be > 0"),
         ("dpo.epochs", c.dpo.epochs >= 1, "must be >= 1"),
         ("dpo.batch_size", c.dpo.batch_size >= 1, "must be >= 1"),
@@ -409,6 +415,9 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
         ("study.seeds", len(c.study.seeds) >= 1 and len(set(c.study.seeds)) == len(c.study.seeds)
          and all(x >= 0 for x in c.study.seeds), "must be a non-empty list of distinct seeds >= 0"),
         ("study.rounds", c.study.rounds >= 1, "must be >= 1"),
+        ("study.objective", c.study.objective in METHODS and not is_oracle(c.study.objective)
+         and training_kind(c.study.objective) != "sl", "must be a preference method (dpo or another objective of "
+         "attrpipe.methods, not sl or an oracle)"),
         ("predict.review_below", 0.0 <= c.predict.review_below <= 1.0, "must be in [0, 1]"),
         ("eval.max_new_tokens", c.eval.max_new_tokens >= 1, "must be >= 1"),
         ("eval.batch_size", c.eval.batch_size >= 1, "must be >= 1"),
@@ -520,8 +529,9 @@ def to_yaml(cfg: DictConfig) -> str:
 def drop_inert_defaults(c: dict) -> dict:
     """A resolved config container without the settings that were added later and change no result at their
     defaults: ``images.http`` while no http(s) scheme is allowed, ``data.columns`` when empty,
-    ``data.match_vertical_names`` when true, ``dpo.sft_weight`` when 0. Keys of results (a loop's, a pseudo-labeling
-    run's) leave them out, so runs written before they existed are resumed, not refused."""
+    ``data.match_vertical_names`` when true, ``dpo.sft_weight`` when 0, ``dpo.nll_weight`` when 1 (read by the methods
+    dpo-nll and scpo only, which came with it). Keys of results (a loop's, a pseudo-labeling run's) leave them out,
+    so runs written before they existed are resumed, not refused."""
     c = dict(c)
     images = dict(c.get("images") or {})
     if not any(s in ("http", "https") for s in images.get("allowed_schemes", [])):
@@ -538,6 +548,8 @@ def drop_inert_defaults(c: dict) -> dict:
     dpo = dict(c.get("dpo") or {})
     if not dpo.get("sft_weight"):
         dpo.pop("sft_weight", None)
+    if dpo.get("nll_weight", 1.0) == 1.0:
+        dpo.pop("nll_weight", None)
     if dpo:
         c["dpo"] = dpo
     return c

@@ -52,8 +52,9 @@ def run_demo(cfg) -> int:
     manifest = run_loop(cfg, verbose=True)
     run_dir = str(Path(cfg.run.output_dir, cfg.run.name).resolve())
     index = write_report([run_dir])
-    echo("accuracy: on the test split, greedy; lift: points over the seed SFT; 1 chain right / kept right: a parsed "
-         "chain's and the kept consensus's accuracy on the pool, against the catalog's truth")
+    echo("accuracy: on the test split, greedy; lift: points over the seed SFT; vote: the consensus of the sampled "
+         "chains on the test split; 1 chain right / kept right / greedy, kept: a parsed chain's, the kept "
+         "consensus's and the sampling adapter's greedy answer's accuracy on the pool, against the catalog's truth")
     echo(f"\ndemo finished in {time.perf_counter() - t0:.0f}s; run directory {run_dir}")
     echo(f"report: {index}")
     pairs = sum((manifest["finished"].get(s) or {}).get("counts", {}).get("pairs", 0)

@@ -1,6 +1,11 @@
 """Evaluation: greedy decoding (``eval.max_new_tokens``, 200) of a labeled test set through the same engine layer and
 Ray Data pipeline as pseudo-labeling, then accuracy against the labels.
 
+``mode="vote"`` scores the self-consistency prediction instead: ``generation.num_chains`` chains sampled at
+``generation.temperature``, their consensus (attrpipe.consensus, the pseudo-labels' rule) as the answer, scored exactly
+as the greedy answer is (no consensus counts as wrong and as a parse failure). Beside the greedy accuracy it says what
+the vote knows beyond the greedy answer: what DPO on consensus pairs can distill, at most.
+
 Outputs under the evaluation directory (default ``<run.output_dir>/<run.name>/eval``)::
 
     predictions/consensus/*.parquet   one row per listing-attribute (CONSENSUS_SCHEMA; one greedy chain)
@@ -24,9 +29,10 @@ from attrpipe.catalog_io import CatalogReading
 from attrpipe.pseudolabel.units import read_labels
 from attrpipe.console import echo
 
-__all__ = ["NO_ANSWER", "compute_metrics", "run_evaluate", "format_metrics"]
+__all__ = ["NO_ANSWER", "MODES", "compute_metrics", "run_evaluate", "format_metrics", "brief"]
 
 NO_ANSWER = "<no answer>"
+MODES = ("greedy", "vote")
 
 
 def _acc(right: int, total: int) -> float | None:
@@ -68,13 +74,17 @@ def compute_metrics(predictions: Iterable[dict], labels: dict[str, dict[str, str
 
 
 def run_evaluate(cfg, *, test: str | None = None, adapter: str | None = None, out: str | None = None,
-                 verbose: bool = True) -> dict:
+                 verbose: bool = True, mode: str = "greedy") -> dict:
+    """Evaluate ``adapter`` (None: the model alone) on the labeled split ``test`` (default ``data.test``); write the
+    predictions and metrics.json under ``out`` and return the metrics. ``mode``: ``greedy`` or ``vote`` (above)."""
     from attrpipe.pseudolabel.pipeline import run_pseudolabel
 
+    if mode not in MODES:
+        raise ValueError(f"evaluation mode must be one of {', '.join(MODES)}, got {mode!r}")
     test = test or cfg.data.test
     out = out or storage.join(cfg.run.output_dir, cfg.run.name, "eval")
     manifest = run_pseudolabel(cfg, catalog=test, out=storage.join(out, "predictions"), adapter=adapter,
-                               greedy=True, verbose=False)
+                               greedy=mode == "greedy", verbose=False)
     cons_dir = storage.join(out, "predictions", "consensus")
     rows: list[dict] = []
     for f in storage.list_files(cons_dir, ".parquet"):
@@ -86,11 +96,14 @@ def run_evaluate(cfg, *, test: str | None = None, adapter: str | None = None, ou
         "test": test,
         "adapter": adapter,
         "model": cfg.model.path,
-        "max_new_tokens": cfg.eval.max_new_tokens,
+        "mode": mode,
+        "max_new_tokens": cfg.eval.max_new_tokens if mode == "greedy" else cfg.generation.max_new_tokens,
         "listings_in": manifest["counts"]["listings_in"],
         "listings_quarantined": manifest["counts"]["listings_quarantined"],
         "quarantine_reasons": manifest["counts"]["quarantine_reasons"],
     })
+    if mode == "vote":
+        metrics.update(num_chains=int(cfg.generation.num_chains), temperature=float(cfg.generation.temperature))
     storage.write_json_atomic(storage.join(out, "metrics.json"), metrics)
     if verbose:
         echo(format_metrics(metrics))
@@ -98,11 +111,22 @@ def run_evaluate(cfg, *, test: str | None = None, adapter: str | None = None, ou
     return metrics
 
 
+def brief(m: dict) -> dict:
+    """What a loop records of an evaluation: accuracy, parse failures, how many were scored, and for a vote its
+    sampling (the full metrics stay in metrics.json)."""
+    out = {"accuracy": m["accuracy"], "parse_failure_rate": m["parse_failure_rate"], "scored": m["scored"]}
+    if m.get("mode") == "vote":
+        out.update(num_chains=m["num_chains"], temperature=m["temperature"])
+    return out
+
+
 def format_metrics(m: dict) -> str:
     def pct(x):
         return "   n/a" if x is None else f"{100 * x:5.1f}%"
 
-    lines = [f"accuracy {pct(m['accuracy'])} on {m['scored']} labeled listing-attributes; parse failures "
+    head = (f"the vote of {m['num_chains']} chains at temperature {m['temperature']:g}: " if m.get("mode") == "vote"
+            else "")
+    lines = [f"{head}accuracy {pct(m['accuracy'])} on {m['scored']} labeled listing-attributes; parse failures "
              f"{pct(m['parse_failure_rate'])}; {m['listings_quarantined']} test listings quarantined",
              f"{'vertical':<22}{'accuracy':>9}{'n':>6}"]
     lines += [f"{v:<22}{pct(s['accuracy']):>9}{s['n']:>6}" for v, s in m["per_vertical"].items()]

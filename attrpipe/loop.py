@@ -35,7 +35,7 @@ from attrpipe.catalog_io import CatalogReading
 from attrpipe.config import ConfigError, config_hash, drop_inert_defaults, to_yaml
 from attrpipe.console import echo
 from attrpipe.loop_manifest import loop_manifest_path, read_loop_manifest
-from attrpipe.methods import is_oracle, training_kind
+from attrpipe.methods import is_oracle, training_kind, training_overrides
 
 __all__ = ["Stage", "plan_stages", "train_start", "LoopRun", "STAGE_RUNNERS", "run_loop", "loop_table", "stage_summary"]
 
@@ -43,11 +43,14 @@ __all__ = ["Stage", "plan_stages", "train_start", "LoopRun", "STAGE_RUNNERS", "r
 @dataclass(frozen=True)
 class Stage:
     name: str  # "sft", "sft/eval", "round-1/pseudolabel", "round-1/train", "round-1/eval", ...
-    kind: str  # sft | eval | pseudolabel | dpo | sl | shared-sft | shared-eval (STAGE_RUNNERS: the function of each)
+    kind: str  # sft | eval | pseudolabel | dpo | sl | scpo | shared-sft | shared-eval (STAGE_RUNNERS: each one's function)
     round: int
     adapter_in: str | None  # the adapter this stage samples with / starts from (relative to the run dir)
     out: str  # its output (relative to the run dir)
 
+
+# The kinds of training stage: DPO on pairs/ (the methods dpo, dpo-nll, dpo-oracle), SL and ScPO on consensus/
+_TRAINING_KINDS = ("dpo", "sl", "scpo")
 
 def plan_stages(*, rounds: int, method: str, seed_sft: bool, evaluate: bool = True,
                 shared_sft: bool = False) -> list[Stage]:
@@ -94,12 +97,12 @@ def train_start(st: Stage, *, seed_sft: bool, reference: str) -> TrainStart:
       ``sft``, the seed SFT adapter in every round (the paper); ``previous``, the adapter the round starts from.
       Without a seed SFT there is no SFT adapter, so rounds >= 2 need ``previous``; that is refused, not guessed.
     """
-    if st.kind not in ("dpo", "sl"):
+    if st.kind not in _TRAINING_KINDS:
         raise ValueError(f"{st.name}: not a training stage")
     if reference not in ("sft", "previous"):
         raise ValueError(f"loop.reference must be sft or previous, not {reference!r}")
     if st.adapter_in is None:
-        return TrainStart(None, "base" if st.kind == "dpo" else None,
+        return TrainStart(None, "base" if st.kind != "sl" else None,
                           {"dpo": {"reference": "base"}, "sl": {"init": "base"}})
     if st.kind == "sl":
         return TrainStart(st.adapter_in, None, {})
@@ -117,9 +120,12 @@ _ROUNDS_ONLY = {"consensus": None, "pseudolabel": None, "dpo": None, "sl": None,
                 "data": ("unlabeled", "unlabeled_limit", "truth"), "loop": ("method", "reference")}
 
 
+_MEASURED_BESIDE = ("fit", "vote", "pool_greedy")
+
+
 def _result_key(cfg, *, seed_sft_only: bool = False) -> str:
-    """The whole configuration but how it runs (``ray``), what other commands read (``study``, ``predict``) and how
-    many rounds the loop has (a loop may be extended by more rounds). ``run`` stays in it, name and output_dir too: a
+    """The whole configuration but how it runs (``ray``), what other commands read (``study``, ``predict``), what is
+    measured beside the results (``eval.fit``, ``eval.vote``, ``eval.pool_greedy``) and how many rounds the loop has (a loop may be extended by more rounds). ``run`` stays in it, name and output_dir too: a
     run resumed under another name or directory is refused, not continued.
 
     ``seed_sft_only``: only what the seed SFT and its evaluation read, so a loop that has finished nothing but those
@@ -129,6 +135,8 @@ def _result_key(cfg, *, seed_sft_only: bool = False) -> str:
 
     c = drop_inert_defaults(OmegaConf.to_container(cfg, resolve=True))
     c["loop"] = {k: v for k, v in c["loop"].items() if k != "rounds"}
+    # what is measured beside the results (a finished run gains it on rerun): not in the key
+    c["eval"] = {k: v for k, v in c["eval"].items() if k not in _MEASURED_BESIDE}
     for section in ("ray", "study", "predict"):  # how it runs, and what other commands do: not the loop's results
         c.pop(section, None)
     if seed_sft_only:
@@ -185,7 +193,9 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
     ``shared`` (studies): stages another run already did, for the arms of a study to share instead of redoing:
     ``{"sft": RUN_DIR}`` takes the seed SFT adapter and its evaluation from that loop run (copied into this run), and
     ``{"chains": DIR}`` makes round 1 reuse the chains of that pseudo-labeling output (sampled with the same SFT
-    adapter, settings and seed: the chains this run would sample), re-scoring them with this run's threshold and pool.
+    adapter, settings and seed: the chains this run would sample), re-scoring them with this run's threshold and pool;
+    ``{"pool_greedy": DIR}`` gives round 1's premise the greedy answers of that decode of the pool (the same seed SFT
+    adapter's) instead of decoding them again.
 
     A recipe: plan and check the run, then, one process at a time in its directory (a second waits for the first,
     then resumes: attrpipe.storage.locked), open loop.json and run each planned stage in order, skipped when loop.json
@@ -224,7 +234,7 @@ def _plan(cfg, shared: dict) -> _Plan:
                          shared_sft="sft" in shared)
     # every training stage's start, resolved up front: one the configuration cannot give is refused before round 1
     starts = {st.name: train_start(st, seed_sft=bool(cfg.loop.seed_sft), reference=str(cfg.loop.reference))
-              for st in stages if st.kind in ("dpo", "sl")}
+              for st in stages if st.kind in _TRAINING_KINDS}
     oracle_truth = None
     if is_oracle(cfg.loop.method):  # a diagnostic ceiling: the rounds score their chains against the true labels
         oracle_truth = str(cfg.data.truth)
@@ -258,17 +268,28 @@ def _setup(cfg, shared: dict, plan: _Plan, verbose: bool) -> LoopRun:
 
 
 def _finished_earlier(run: LoopRun, st: Stage) -> None:
-    """A stage loop.json records as finished: skipped. A pseudo-labeling stage from before the premise (or its
-    decomposition into selection and vote, and its pairs by what they teach) was measured gets it now, from its
-    committed chains (nothing runs)."""
+    """A stage loop.json records as finished: skipped. What the configuration now asks to be measured and the stage
+    lacks is measured now, nothing retrained: an evaluation's fit and vote (``eval.fit``, ``eval.vote``), a
+    pseudo-labeling stage's premise (from its committed chains) and its pool's greedy answers (``eval.pool_greedy``)."""
     if run.verbose:
         echo(f"[loop] {st.name}: done earlier, skipped")
     done = run.manifest["finished"][st.name]
-    if st.kind == "pseudolabel" and "vote" not in (done.get("premise") or {}):
-        premise = _premise(run, st)
-        if premise is not None:
-            done["premise"] = premise
-            run.save()
+    added = {}
+    if st.kind == "eval":
+        added = _eval_extras(run, st, done)
+    elif st.kind == "shared-eval":
+        added = {k: v for k, v in _shared_eval(run, st).items() if k in ("fit", "vote") and k not in done}
+    elif st.kind == "pseudolabel":
+        premise = done.get("premise") or {}
+        if "vote" not in premise or (_pool_greedy_wanted(run) and "greedy" not in premise):
+            premise = _premise(run, st)
+            if premise is not None:
+                added = {"premise": premise}
+    if added:
+        done.update(added)
+        run.save()
+        if run.verbose:
+            echo(stage_summary(st.name, st.kind, done, run.manifest))
 
 
 def _run_stage(run: LoopRun, st: Stage) -> None:
@@ -319,9 +340,10 @@ def _pseudolabel(run: LoopRun, st: Stage) -> dict:
 
     cfg = run.cfg
     reuse = run.shared.get("chains") if st.round == 1 else None
-    m = run_pseudolabel(OmegaConf.merge(cfg, {"pseudolabel": {"round": st.round}}), catalog=cfg.data.unlabeled,
-                        out=run.path(st.out), adapter=run.path(st.adapter_in), limit=cfg.data.unlabeled_limit,
-                        reuse_chains_from=reuse, truth=run.oracle_truth, verbose=False)
+    round_cfg = OmegaConf.merge(cfg, {"pseudolabel": {"round": st.round}})
+    m = run_pseudolabel(round_cfg, catalog=cfg.data.unlabeled, out=run.path(st.out), adapter=run.path(st.adapter_in),
+                        limit=cfg.data.unlabeled_limit, reuse_chains_from=reuse, truth=run.oracle_truth,
+                        verbose=False)
     result = {"counts": m["counts"]}
     if reuse:
         result["reused_chains_from"] = reuse
@@ -345,7 +367,8 @@ def _train(run: LoopRun, st: Stage) -> dict:
     out = run.path(st.out)
     data = storage.join(run.path(f"round-{st.round}/pseudolabels"), "pairs" if st.kind == "dpo" else "consensus")
     start = run.starts[st.name]
-    res = run_training(st.kind, OmegaConf.merge(run.cfg, start.overrides) if start.overrides else run.cfg,
+    overrides = OmegaConf.merge(start.overrides, training_overrides(run.cfg.loop.method, run.cfg))
+    res = run_training(st.kind, OmegaConf.merge(run.cfg, overrides),
                        out_dir=out, data=data, init_adapter=run.path(start.init_adapter), resume_from=_resume(out),
                        reference_adapter=run.path(start.reference_adapter()))
     result = {"adapter": storage.join(out, "adapter"), "final_step": res.get("final_step"),
@@ -361,18 +384,40 @@ def _carry_over(run: LoopRun, st: Stage) -> dict:
     if st.adapter_in is None:
         raise RuntimeError(f"{st.name}: no training data and no adapter to carry over")
     storage.copy_tree(run.path(st.adapter_in), adapter)
-    result = {"adapter": adapter, "skipped": f"no {'pairs' if st.kind == 'dpo' else 'kept examples'}; "
+    result = {"adapter": adapter, "skipped": f"no {'kept examples' if st.kind == 'sl' else 'pairs'}; "
               f"adapter copied unchanged from {st.adapter_in}"}
     return result
 
 
 def _eval(run: LoopRun, st: Stage) -> dict:
-    """Greedy accuracy of the stage's adapter on the labeled test set."""
+    """Greedy accuracy of the stage's adapter on the labeled test set, and what :func:`_eval_extras` adds."""
     from attrpipe.evaluation import run_evaluate
 
     m = run_evaluate(run.cfg, adapter=run.path(st.adapter_in), out=run.path(st.out), verbose=False)
-    return {"accuracy": m["accuracy"], "parse_failure_rate": m["parse_failure_rate"], "scored": m["scored"],
-            "per_vertical": {v: s["accuracy"] for v, s in m["per_vertical"].items()}}
+    result = {"accuracy": m["accuracy"], "parse_failure_rate": m["parse_failure_rate"], "scored": m["scored"],
+              "per_vertical": {v: s["accuracy"] for v, s in m["per_vertical"].items()}}
+    return {**result, **_eval_extras(run, st, result)}
+
+
+def _eval_extras(run: LoopRun, st: Stage, done: dict) -> dict:
+    """What an evaluation measures beside the greedy test accuracy, when configured and not in ``done`` yet:
+
+    - ``vote`` (``eval.vote``): the adapter's self-consistency accuracy on the test split (the consensus of
+      ``generation.num_chains`` chains at ``generation.temperature``), under ``<eval>/vote``;
+    - ``fit`` (``eval.fit``, the seed SFT only): its greedy accuracy on its own labeled seed split, under
+      ``<eval>/fit``: whether the learner can fit the labels it was trained on.
+    """
+    from attrpipe.evaluation import brief, run_evaluate
+
+    cfg, adapter, out = run.cfg, run.path(st.adapter_in), run.path(st.out)
+    extras = {}
+    if cfg.eval.vote and "vote" not in done:
+        extras["vote"] = brief(run_evaluate(cfg, adapter=adapter, out=storage.join(out, "vote"), mode="vote",
+                                            verbose=False))
+    if cfg.eval.fit and st.round == 0 and "fit" not in done:
+        extras["fit"] = brief(run_evaluate(cfg, test=cfg.data.seed, adapter=adapter, out=storage.join(out, "fit"),
+                                           verbose=False))
+    return extras
 
 
 #: The function that runs each kind of stage :func:`plan_stages` makes. A new kind of stage is a new function here.
@@ -384,6 +429,7 @@ STAGE_RUNNERS: dict[str, Callable[[LoopRun, Stage], dict]] = {
     "pseudolabel": _pseudolabel,
     "dpo": _train,
     "sl": _train,
+    "scpo": _train,
 }
 
 
@@ -393,7 +439,7 @@ def stage_summary(name: str, kind: str, result: dict, manifest: dict) -> str:
         return f"{100 * x:.1f}%"
 
     head = f"[loop] {name}: "
-    if "shared_from" in result:
+    if "shared_from" in result and kind != "shared-eval":
         return head + f"shared from {result['shared_from']}"
     if "skipped" in result:
         return head + result["skipped"]
@@ -405,33 +451,70 @@ def stage_summary(name: str, kind: str, result: dict, manifest: dict) -> str:
         if p is not None and p.get("consensus_kept") is not None and p.get("single_chain") is not None:
             line += f"; against the truth: kept consensus {pct(p['consensus_kept'])}, a chain {pct(p['single_chain'])}"
         return head + line + f" ({result['seconds']:.0f}s)"
-    if kind == "eval":
+    if kind in ("eval", "shared-eval"):
         line = f"accuracy {pct(result['accuracy'])}, {pct(result['parse_failure_rate'])} unparsed"
         sft = manifest["finished"].get("sft/eval")
         if name != "sft/eval" and sft is not None:
             line += f", {100 * (result['accuracy'] - sft['accuracy']):+.1f} points over the seed SFT"
-        return head + line + f" ({result['seconds']:.0f}s)"
+        if result.get("vote"):
+            v = result["vote"]
+            line += (f"; the vote of {v['num_chains']} chains {pct(v['accuracy'])} "
+                     f"({100 * (v['accuracy'] - result['accuracy']):+.1f} over the greedy answer)")
+        if result.get("fit"):
+            line += f"; its own seed split {pct(result['fit']['accuracy'])} (fit)"
+        return head + line + (f" ({result['seconds']:.0f}s)" if "seconds" in result else "")
     return head + f"{result.get('final_step')} steps ({result['seconds']:.0f}s)"
 
 
-def _premise(run: LoopRun, st: Stage) -> dict | None:
-    """The premise of a round's chains (attrpipe.premise), when the pool's true labels exist (``data.truth``)."""
-    from attrpipe.premise import chain_premise, read_chain_rows, read_truth, sampler_accuracy
+def _truth(run: LoopRun) -> dict | None:
+    from attrpipe.premise import read_truth
 
     if "truth" not in run.truth_cache:
         run.truth_cache["truth"] = read_truth(run.cfg.data.truth, CatalogReading.from_conf(run.cfg))
-    truth = run.truth_cache["truth"]
+    return run.truth_cache["truth"]
+
+
+def _pool_greedy_wanted(run: LoopRun) -> bool:
+    return bool(run.cfg.eval.pool_greedy) and _truth(run) is not None
+
+
+def _premise(run: LoopRun, st: Stage) -> dict | None:
+    """The premise of a round's chains (attrpipe.premise), when the pool's true labels exist (``data.truth``); with
+    ``eval.pool_greedy``, beside the greedy answers of the adapter the round sampled with on the same pool."""
+    from attrpipe.premise import chain_premise, read_chain_rows, read_greedy_answers, sampler_accuracy
+
+    truth = _truth(run)
     if truth is None:
         return None
+    greedy = None
+    if _pool_greedy_wanted(run):
+        greedy = read_greedy_answers(_pool_greedy(run, st))
     sampler_eval = None if st.adapter_in is None else f"{st.adapter_in.rsplit('/', 1)[0]}/eval"
-    premise = chain_premise(read_chain_rows(run.path(st.out)), truth, float(run.cfg.consensus.threshold))
+    premise = chain_premise(read_chain_rows(run.path(st.out)), truth, float(run.cfg.consensus.threshold),
+                            greedy=greedy)
     premise["sampler"] = sampler_accuracy(run.manifest["finished"].get(sampler_eval), sampler_eval)
     return premise
 
 
+def _pool_greedy(run: LoopRun, st: Stage) -> str:
+    """The pool decoded greedily by the adapter a round samples with (resumable, like any pseudo-labeling output):
+    round 1 of a study arm reads the study's shared decode (``shared["pool_greedy"]``, the seed SFT's over the
+    largest pool), every other round decodes its own under ``round-<r>/pool-greedy``."""
+    from attrpipe.pseudolabel.pipeline import run_pseudolabel
+
+    shared = run.shared.get("pool_greedy") if st.round == 1 else None
+    if shared:
+        return shared
+    out = run.path(f"round-{st.round}/pool-greedy")
+    run_pseudolabel(run.cfg, catalog=run.cfg.data.unlabeled, out=out, adapter=run.path(st.adapter_in),
+                    limit=run.cfg.data.unlabeled_limit, greedy=True, verbose=False)
+    return out
+
+
 def _nothing_to_train(st: Stage, manifest: dict) -> bool:
     counts = manifest["finished"].get(f"round-{st.round}/pseudolabel", {}).get("counts", {})
-    return counts.get("pairs" if st.kind == "dpo" else "kept", 0) == 0
+    # DPO and ScPO pair a kept example's disagreeing chains (an ScPO pair exists where DPO pairs do); SL: the kept
+    return counts.get("kept" if st.kind == "sl" else "pairs", 0) == 0
 
 
 def _resume(out_dir: str) -> str | None:
@@ -446,8 +529,8 @@ def loop_table(manifest: dict) -> str:
     def pct(x):
         return "n/a" if x is None else f"{100 * x:.1f}%"
 
-    rows = [f"{'stage':<16}{'accuracy':>10}{'lift':>8}{'parse fail':>12}{'kept':>8}{'pairs':>8}{'1 chain right':>15}"
-            f"{'kept right':>12}"]
+    rows = [f"{'stage':<16}{'accuracy':>10}{'lift':>8}{'parse fail':>12}{'vote':>8}{'kept':>8}{'pairs':>8}"
+            f"{'1 chain right':>15}{'kept right':>12}{'greedy, kept':>14}"]
     fin = manifest["finished"]
     sft = fin.get("sft/eval")
     for name in manifest["stages"]:
@@ -458,10 +541,14 @@ def loop_table(manifest: dict) -> str:
         pl = fin.get(f"{rnd}/pseudolabel", {})
         counts, premise = pl.get("counts", {}), pl.get("premise")
         chain, kept = ("", "") if premise is None else (pct(premise["single_chain"]), pct(premise["consensus_kept"]))
+        greedy_kept = pct(premise["greedy_kept"]) if premise and "greedy_kept" in premise else ""
         lift = "" if sft is None or name == "sft/eval" else f"{100 * (e['accuracy'] - sft['accuracy']):+.1f}"
-        rows.append(f"{rnd:<16}{pct(e['accuracy']):>10}{lift:>8}{pct(e['parse_failure_rate']):>12}"
+        vote = pct(e["vote"]["accuracy"]) if e.get("vote") else ""
+        rows.append(f"{rnd:<16}{pct(e['accuracy']):>10}{lift:>8}{pct(e['parse_failure_rate']):>12}{vote:>8}"
                     f"{counts.get('kept', ''):>8}"
-                    f"{counts.get('pairs', ''):>8}{chain:>15}{kept:>12}")
+                    f"{counts.get('pairs', ''):>8}{chain:>15}{kept:>12}{greedy_kept:>14}")
+    if sft is not None and sft.get("fit"):
+        rows.append(f"the seed SFT answers {pct(sft['fit']['accuracy'])} of its own labeled seed split right (fit)")
     if is_oracle(manifest.get("method", "")):
         rows.append(f"method {manifest['method']}: a diagnostic ceiling (chains scored against the true labels), "
                     "not the method")

@@ -20,6 +20,17 @@ For the listing-attributes of a round's pool that have a true label:
   ``pairs_toward_truth`` / ``pairs_away_from_truth``, the first two as shares of all pairs. DPO learns the truth from
   the first kind and unlearns it from the second: their difference is its signal;
 
+With the greedy answers of the adapter the round sampled with on the same pool (``greedy``; the loop decodes them
+when ``eval.pool_greedy`` is on), the comparison that says whether the vote knows more than the model's own answer,
+which is what DPO on consensus pairs distills into it:
+
+- ``greedy``: the greedy answer's accuracy on the listing-attributes with a true label (an unparsed answer is wrong),
+  and ``consensus_all``, the vote's on the same ones (no consensus is wrong); ``vote_over_greedy_all`` between them;
+- ``greedy_kept``: the greedy answer's accuracy on the kept listing-attributes, and ``vote_over_greedy``:
+  ``consensus_kept - greedy_kept``. Against a sampled chain the kept consensus always looks better (keeping the
+  confident ones selects the listing-attributes the greedy answer already gets right); against the greedy answer on
+  the same listing-attributes it is what the vote adds.
+
 overall and per attribute (``vertical.attribute``, as evaluation keys them). Beside them (:func:`sampler_accuracy`),
 the greedy test accuracy of the adapter the round sampled with (round 1: the seed SFT), over all answers and over the
 parsed ones. Accuracies are fractions here and in loop.json; summaries and tables show percent.
@@ -36,11 +47,13 @@ from attrpipe.pseudolabel.output import committed_files
 from attrpipe.catalog_io import CatalogReading
 from attrpipe.pseudolabel.units import read_labels
 
-__all__ = ["chain_premise", "premise_text", "parsed_accuracy", "sampler_accuracy", "read_truth", "read_chain_rows"]
+__all__ = ["chain_premise", "premise_text", "parsed_accuracy", "sampler_accuracy", "read_truth", "read_chain_rows",
+           "read_greedy_answers"]
 
 _COUNTS = ("examples", "chains_parsed", "chains_right", "kept", "kept_right", "kept_chains_parsed",
            "kept_chains_right", "pairs", "pairs_right_over_wrong", "pairs_wrong_over_right", "pairs_wrong_over_wrong",
            "pairs_over_unparsed")
+_GREEDY_COUNTS = ("consensus_right", "greedy_examples", "greedy_right", "kept_greedy_examples", "kept_greedy_right")
 
 
 def _ratio(a: int, n: int) -> float | None:
@@ -54,10 +67,17 @@ def _diff(a: float | None, b: float | None) -> float | None:
 def _finish(c: dict[str, int]) -> dict:
     single, kept = _ratio(c["chains_right"], c["chains_parsed"]), _ratio(c["kept_right"], c["kept"])
     single_kept = _ratio(c["kept_chains_right"], c["kept_chains_parsed"])
-    return {**c, "single_chain": single, "consensus_kept": kept, "gain": _diff(kept, single),
-            "single_chain_kept": single_kept, "selection": _diff(single_kept, single), "vote": _diff(kept, single_kept),
-            "pairs_toward_truth": _ratio(c["pairs_right_over_wrong"], c["pairs"]),
-            "pairs_away_from_truth": _ratio(c["pairs_wrong_over_right"], c["pairs"])}
+    out = {**c, "single_chain": single, "consensus_kept": kept, "gain": _diff(kept, single),
+           "single_chain_kept": single_kept, "selection": _diff(single_kept, single), "vote": _diff(kept, single_kept),
+           "pairs_toward_truth": _ratio(c["pairs_right_over_wrong"], c["pairs"]),
+           "pairs_away_from_truth": _ratio(c["pairs_wrong_over_right"], c["pairs"])}
+    if "greedy_examples" in c:
+        greedy, greedy_kept = _ratio(c["greedy_right"], c["greedy_examples"]), _ratio(c["kept_greedy_right"],
+                                                                                      c["kept_greedy_examples"])
+        consensus_all = _ratio(c["consensus_right"], c["examples"])
+        out.update(greedy=greedy, greedy_kept=greedy_kept, consensus_all=consensus_all,
+                   vote_over_greedy=_diff(kept, greedy_kept), vote_over_greedy_all=_diff(consensus_all, greedy))
+    return out
 
 
 def _pair_kinds(answers: list[str | None], c: Consensus, label: str) -> dict[str, int]:
@@ -79,11 +99,15 @@ def _pair_kinds(answers: list[str | None], c: Consensus, label: str) -> dict[str
     return out
 
 
-def chain_premise(rows: Iterable[dict], truth: dict[str, dict[str, str]], threshold: float) -> dict:
+def chain_premise(rows: Iterable[dict], truth: dict[str, dict[str, str]], threshold: float,
+                  greedy: dict[tuple[str, str], str | None] | None = None) -> dict:
     """The premise of one round. ``rows``: consensus rows (listing_id, vertical, attribute, chains with their parsed
-    ``answer``); ``truth``: listing_id -> {attribute: true value}; rows without a true label are left out."""
-    total = dict.fromkeys(_COUNTS, 0)
-    per: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(_COUNTS, 0))
+    ``answer``); ``truth``: listing_id -> {attribute: true value}; rows without a true label are left out.
+    ``greedy``: (listing_id, attribute) -> the sampling adapter's parsed greedy answer (None: it did not parse); a
+    listing-attribute it lacks is left out of the greedy comparison only."""
+    counts = _COUNTS + (_GREEDY_COUNTS if greedy is not None else ())
+    total = dict.fromkeys(counts, 0)
+    per: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(counts, 0))
     for r in rows:
         label = truth.get(r["listing_id"], {}).get(r["attribute"])
         if label is None:
@@ -98,6 +122,13 @@ def chain_premise(rows: Iterable[dict], truth: dict[str, dict[str, str]], thresh
         if kept:
             add.update({"kept_chains_parsed": len(parsed), "kept_chains_right": right,
                         **_pair_kinds(answers, c, label)})
+        key = (r["listing_id"], r["attribute"])
+        if greedy is not None:
+            add["consensus_right"] = int(c.value == label)
+            if key in greedy:
+                g = int(greedy[key] == label)
+                add.update(greedy_examples=1, greedy_right=g, kept_greedy_examples=int(kept),
+                           kept_greedy_right=g * int(kept))
         for bucket in (total, per[f"{r['vertical']}.{r['attribute']}"]):
             for k, v in add.items():
                 bucket[k] += v
@@ -121,6 +152,11 @@ def premise_text(p: dict) -> str:
         ("gain", pts(p["gain"])),
         ("  of it, keeping the confident", pts(p["selection"])),
         ("  of it, the vote", f"{pts(p['vote'])} (a parsed chain right on the kept: {pct(p['single_chain_kept'])})"),
+        *([("the sampling adapter's greedy answer right", pct(p["greedy"])),
+           ("  the vote's (the consensus, kept or not)", f"{pct(p['consensus_all'])} "
+                                                          f"({pts(p['vote_over_greedy_all'])})"),
+           ("  on the kept", f"{pct(p['greedy_kept'])}; the kept consensus {pts(p['vote_over_greedy'])} beyond it")]
+          if "greedy" in p else []),
         ("pairs", f"{p['pairs']:,}"),
         ("  toward the truth", f"{p['pairs_right_over_wrong']:,} ({pct(p['pairs_toward_truth'])})"),
         ("  away from the truth", f"{p['pairs_wrong_over_right']:,} ({pct(p['pairs_away_from_truth'])})"),
@@ -159,13 +195,23 @@ def read_truth(path: str | None, reading: CatalogReading | None = None) -> dict[
     return read_labels(path, reading or CatalogReading())
 
 
+def read_greedy_answers(pseudolabel_dir: str) -> dict[tuple[str, str], str | None]:
+    """(listing_id, attribute) -> the parsed greedy answer (None: unparsed) of a greedy decode's committed shards."""
+    return {(r["listing_id"], r["attribute"]): r["consensus"]
+            for r in _committed_rows(pseudolabel_dir, ["listing_id", "attribute", "consensus"])}
+
+
 def read_chain_rows(pseudolabel_dir: str) -> list[dict]:
     """The consensus rows of a pseudo-labeling output (only the committed shards), with just what the premise reads."""
+    return _committed_rows(pseudolabel_dir, ["listing_id", "vertical", "attribute", "chains"])
+
+
+def _committed_rows(pseudolabel_dir: str, columns: list[str]) -> list[dict]:
     d = storage.join(pseudolabel_dir, "consensus")
     files = committed_files(d)
     if files is None:
         files = storage.list_files(d, ".parquet") if storage.exists(d) else []
     rows: list[dict] = []
     for f in files:
-        rows.extend(storage.read_parquet(f, columns=["listing_id", "vertical", "attribute", "chains"]).to_pylist())
+        rows.extend(storage.read_parquet(f, columns=columns).to_pylist())
     return rows

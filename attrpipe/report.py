@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import html
 import io
+import math
 from collections import defaultdict
 
 from attrpipe import storage
 from attrpipe.methods import METHODS, is_oracle, method_label
 
-__all__ = ["calibration_table", "round_series", "plot_study", "write_report"]
+__all__ = ["calibration_table", "round_series", "standard_error", "plot_study", "write_report"]
 
 
 def _plt():
@@ -63,6 +64,20 @@ def calibration_table(rows, truth: dict[str, dict[str, str]]) -> list[dict]:
     return [{"confidence": c, "right": a, "n": n, "accuracy": a / n} for c, (a, n) in sorted(acc.items())]
 
 
+def standard_error(accuracy: float | None, *, scored: int | None = None, std: float | None = None,
+                   seeds: int = 1) -> float:
+    """The standard error of a plotted accuracy (a fraction): over two seeds or more, the standard error of their mean
+    (``std / sqrt(seeds)``); from one evaluation, the binomial one (``sqrt(p (1 - p) / scored)``); 0 when neither is
+    known. A plot draws it so that a difference inside it does not read as a rise."""
+    if accuracy is None:
+        return 0.0
+    if seeds >= 2 and std is not None:
+        return std / math.sqrt(seeds)
+    if scored:
+        return math.sqrt(accuracy * (1 - accuracy) / scored)
+    return 0.0
+
+
 def round_series(manifest: dict) -> tuple[list[str], list[float | None]]:
     """(stage labels, accuracies) of a loop manifest's evaluations, in stage order: ``sft``, ``round-1``, ..."""
     labels, accs = [], []
@@ -76,11 +91,12 @@ def round_series(manifest: dict) -> tuple[list[str], list[float | None]]:
 # --- plots ----------------------------------------------------------------------------------------------------------
 
 
-_STYLES = {"dpo": "o-", "sl": "s--", "dpo-oracle": "^:", "sl-oracle": "v:"}
+_STYLES = {"dpo": "o-", "sl": "s--", "dpo-nll": "D-", "scpo": "P-", "dpo-oracle": "^:", "sl-oracle": "v:"}
 
 
 def plot_study(study: dict, dest: str) -> None:
-    """Accuracy against the study's variable, one line per method (mean over seeds, bars = std), SFT dashed."""
+    """Accuracy against the study's variable, one line per method (mean over seeds, bars: its standard error,
+    :func:`standard_error`), SFT dashed."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     summary = study["summary"]
@@ -88,7 +104,9 @@ def plot_study(study: dict, dest: str) -> None:
         pts = [r for r in summary if r["method"] == method and r["accuracy"] is not None]
         if pts:
             ax.errorbar([r["value"] for r in pts], [100 * r["accuracy"] for r in pts],
-                        yerr=[100 * (r["accuracy_std"] or 0) for r in pts], fmt=_STYLES[method], capsize=3,
+                        yerr=[100 * standard_error(r["accuracy"], scored=r.get("scored"), std=r.get("accuracy_std"),
+                                                   seeds=r.get("seeds") or 1) for r in pts],
+                        fmt=_STYLES.get(method, "o-"), capsize=3,
                         label=method_label(method), alpha=0.6 if is_oracle(method) else 1.0)
     sft = [r["sft_accuracy"] for r in summary if r["sft_accuracy"] is not None]
     if sft:
@@ -106,13 +124,16 @@ def _plot_rounds(runs: list[tuple[str, dict]], dest: str) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name, m in runs:
         labels, accs = round_series(m)
-        pts = [(i, 100 * a) for i, a in enumerate(accs) if a is not None]
+        scored = [m["finished"][s].get("scored") for s in m["stages"] if s.endswith("eval") and s in m["finished"]]
+        pts = [(i, 100 * a, 100 * standard_error(a, scored=n)) for i, (a, n) in enumerate(zip(accs, scored))
+               if a is not None]
         if pts:
             method = m.get("method", "")
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], _STYLES.get(method, "o-"),
-                    label=f"{name} ({method_label(method)})" if method else name)
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
+                        fmt=_STYLES.get(method, "o-"), capsize=3,
+                        label=f"{name} ({method_label(method)})" if method else name)
             ax.set_xticks(range(len(labels)), labels)
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("test accuracy (%), bars: one standard error")
     ax.set_title("accuracy by round")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -255,8 +276,11 @@ def write_report(run_dirs: list[str], out: str | None = None) -> str:
         sections.append("<h2>Accuracy by round</h2><img src='accuracy_by_round.png' alt='Accuracy by round' "
                         "class='first'>" + _rounds_table(loops)
                         + "<p>Accuracy: greedy decoding of the labeled test set after the seed SFT and after each "
-                        "round; lift: points over the run's seed SFT. A parsed chain / the kept consensus right: "
-                        "their accuracy on the pool's true labels (data.truth), the premise of the method.</p>")
+                        "round (bars: one standard error); lift: points over the run's seed SFT. Vote: the "
+                        "consensus of the sampled chains on the test split, scored the same way; fit: the seed SFT "
+                        "on its own labeled seed split. A parsed chain / the kept consensus right: their accuracy on "
+                        "the pool's true labels (data.truth), the premise of the method; greedy answer, on the kept: "
+                        "the sampling adapter's own answer on the same kept listing-attributes.</p>")
         # the first run of the method: an oracle arm's consensus column is the truth (its calibration means nothing)
         name, d, m = next((lp for lp in loops if not is_oracle(lp[2].get("method", ""))), loops[0])
         if sum(1 for s in m["stages"] if s.endswith("eval") and s in m["finished"]) >= 1:
@@ -287,7 +311,8 @@ def write_report(run_dirs: list[str], out: str | None = None) -> str:
         png = f"study_{st['kind']}_{i}.png"
         plot_study(st, storage.join(out, png))
         sections.append(_figure(f"Study: {html.escape(st['kind'])}", png,
-                                f"{len(st['seeds'])} seed(s), {st['rounds']} round(s) per arm."))
+                                f"{len(st['seeds'])} seed(s), {st['rounds']} round(s) per arm; bars: one "
+                                "standard error (of the mean over seeds; of one evaluation with one seed)."))
         sections.append(f"<pre>{html.escape(st['table'])}</pre>")
     title = "attrpipe report"
     runs_line = "<p class='runs'>" + ", ".join(html.escape(r) for r in run_dirs) + "</p>"
@@ -313,7 +338,8 @@ def _pct(x) -> str:
 
 def _rounds_table(loops) -> str:
     rows = ["<table><tr><th>run</th><th>method</th><th>stage</th><th>accuracy</th><th>lift</th><th>parse failures</th>"
-            "<th>kept</th><th>pairs</th><th>a parsed chain right</th><th>kept consensus right</th></tr>"]
+            "<th>vote</th><th>fit</th><th>kept</th><th>pairs</th><th>a parsed chain right</th>"
+            "<th>kept consensus right</th><th>greedy answer, on the kept</th></tr>"]
     for name, _, m in loops:
         method = m.get("method", "")
         sft = m["finished"].get("sft/eval") or {}
@@ -327,9 +353,12 @@ def _rounds_table(loops) -> str:
             rows.append(f"<tr><td>{html.escape(name)}</td><td>{html.escape(method_label(method)) if method else ''}"
                         f"</td><td>{rnd}</td><td>{_pct(e.get('accuracy'))}</td>"
                         f"<td>{_lift(e, sft) if s != 'sft/eval' else ''}</td>"
-                        f"<td>{_pct(e.get('parse_failure_rate'))}</td><td>{c.get('kept', '')}</td>"
+                        f"<td>{_pct(e.get('parse_failure_rate'))}</td>"
+                        f"<td>{_pct(e['vote']['accuracy']) if e.get('vote') else ''}</td>"
+                        f"<td>{_pct(e['fit']['accuracy']) if e.get('fit') else ''}</td><td>{c.get('kept', '')}</td>"
                         f"<td>{c.get('pairs', '')}</td><td>{_pct(p.get('single_chain')) if p else ''}</td>"
-                        f"<td>{_pct(p.get('consensus_kept')) if p else ''}</td></tr>")
+                        f"<td>{_pct(p.get('consensus_kept')) if p else ''}</td>"
+                        f"<td>{_pct(p.get('greedy_kept')) if p.get('greedy_kept') is not None else ''}</td></tr>")
     note = ""
     if any(is_oracle(m.get("method", "")) for _, _, m in loops):
         note = ("<p>The oracle runs are diagnostic ceilings, not the method: their chains were scored against the true "

@@ -20,11 +20,13 @@ standard deviation over seeds)::
                                                               seconds, ...}},
                                       "accuracy": {"mean", "std", "n"}, "lift": {...}, ..., "premise": {...}}}}},
      "runs": {"<label>": {...}},      # attrpipe results add (e.g. "zero-shot")
-     "headline": {"n_seeds", "seed_sft", "smallest_pool", "largest_pool"}}
+     "headline": {"n_seeds", "seed_sft", "seed_sft_fit", "seed_sft_vote", "objective", "smallest_pool",
+                  "largest_pool"}}
 
 ``headline`` is computed from the arms of the pool-size study (the one without ``study.name``): the number of seeds,
-the seed SFT's mean accuracy, and for the smallest and the largest pool the mean accuracy and lift of DPO and SL and
-the premise (a parsed chain's accuracy, the kept consensus's). Everything here is pure but :func:`load_summary`,
+the seed SFT's mean accuracy, fit (on its own seed split) and vote (on the test split), the study's preference
+objective, and for the smallest and the largest pool the mean accuracy and lift of that objective (``dpo``), SL and
+DPO-oracle and the premise (a parsed chain's accuracy, the kept consensus's). Everything here is pure but :func:`load_summary`,
 :func:`save_summary`, :func:`update_summary` and :func:`add_run`.
 """
 
@@ -32,15 +34,13 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 import time
 
 from attrpipe import storage
-from attrpipe.methods import METHODS, is_oracle, method_label
+from attrpipe.methods import METHODS, is_oracle
 
 __all__ = ["UNITS", "SummaryModelMismatch", "check_summary_model", "seed_record", "merge_study", "headline",
-           "render_tables", "fill_markers", "run_record", "load_summary", "save_summary", "update_summary", "add_run",
-           "study_for_plot", "TABLES"]
+           "run_record", "load_summary", "save_summary", "update_summary", "add_run", "study_for_plot", "TABLES"]
 
 UNITS = ("accuracies and shares in percent; lifts and gains in points; kept, pairs and listings are counts (means "
          "over seeds); seconds are wall-clock")
@@ -48,9 +48,11 @@ TABLES = ("table-4", "table-5", "table-6", "premise", "premise-per-attribute", "
           "commands")
 
 _STAT_FIELDS = ("accuracy", "lift", "sft_accuracy", "parse_failure_rate", "parsed_accuracy", "sft_parse_failure_rate",
-                "sft_parsed_accuracy", "kept", "pairs", "listings", "listing_attributes", "seconds")
+                "sft_parsed_accuracy", "vote", "sft_vote", "sft_fit", "gap_closed", "kept", "pairs", "listings",
+                "listing_attributes", "seconds")
 _PREMISE_PCT = ("single_chain", "consensus_kept", "gain", "single_chain_kept", "selection", "vote",
-                "pairs_toward_truth", "pairs_away_from_truth")
+                "pairs_toward_truth", "pairs_away_from_truth", "greedy", "greedy_kept", "consensus_all",
+                "vote_over_greedy", "vote_over_greedy_all")
 _PREMISE_FIELDS = (*_PREMISE_PCT, "examples", "kept", "pairs")
 
 
@@ -90,11 +92,23 @@ def _premise_pct(p: dict | None) -> dict | None:
     return out
 
 
+def gap_closed(accuracy: float | None, sft: float | None, sft_vote: float | None) -> float | None:
+    """The share of the seed SFT's greedy-to-vote gap an adapter closed: ``(accuracy - sft) / (sft_vote - sft)`` (1:
+    its greedy answer is as right as the seed SFT's vote was; above 1: beyond it). None when the vote is not above the
+    greedy answer (there was nothing to close) or a value is missing."""
+    if accuracy is None or sft is None or sft_vote is None or sft_vote <= sft:
+        return None
+    return (accuracy - sft) / (sft_vote - sft)
+
+
 def seed_record(arm_result: dict) -> dict:
     """One arm's values on one seed, in percent, from a study's arm row (attrpipe.study._arm_result)."""
     r = arm_result
     acc, sft = r.get("accuracy"), r.get("sft_accuracy")
     return {"method": r["method"], "seed": r["seed"], "value": r["value"], "threshold": r.get("threshold"),
+            "scored": r.get("scored"),
+            "vote": _pct(r.get("vote")), "sft_vote": _pct(r.get("sft_vote")), "sft_fit": _pct(r.get("sft_fit")),
+            "gap_closed": _pct(gap_closed(acc, sft, r.get("sft_vote"))),
             "listings": r.get("listings"), "listing_attributes": r.get("listing_attributes"),
             "rounds": len(r.get("per_round") or [None]) - 1,
             "accuracy": _pct(acc), "sft_accuracy": _pct(sft),
@@ -170,6 +184,7 @@ def merge_study(summary: dict | None, study: dict, *, command: list[str] | None 
     entry = out["studies"].setdefault(key, {"arms": {}, "commands": []})
     entry.update({"run": study.get("run"), "dir": study.get("study_dir"), "kind": study["kind"],
                   "name": study.get("name"), "variable": study.get("variable"), "rounds": study.get("rounds"),
+                  "objective": study.get("objective"),
                   "reference": study.get("reference"), "threshold": study.get("threshold"),
                   "pool": study.get("pool")})
     for r in study["arms"]:
@@ -203,7 +218,8 @@ def study_for_plot(summary: dict, key: str) -> dict:
 
     rows = [{"method": a["method"], "value": a["value"], "accuracy": frac(a.get("accuracy")),
              "accuracy_std": None if not a.get("accuracy") or a["accuracy"].get("std") is None
-             else a["accuracy"]["std"] / 100, "sft_accuracy": frac(a.get("sft_accuracy"))}
+             else a["accuracy"]["std"] / 100, "sft_accuracy": frac(a.get("sft_accuracy")),
+             "seeds": len(a.get("seeds", [])), "scored": _mean(r.get("scored") for r in a["per_seed"].values())}
             for a in entry["arms"].values()]
     rows.sort(key=lambda r: (r["method"], r["value"]))
     seeds = sorted({s for a in entry["arms"].values() for s in a.get("seeds", [])})
@@ -291,27 +307,32 @@ def _listings(study: dict) -> list[int]:
 
 
 def headline(summary: dict) -> dict:
-    """The headline numbers, from the arms of the pool-size study (without ``study.name``)."""
-    out = {"n_seeds": None, "seed_sft": None, "smallest_pool": None, "largest_pool": None, "single_chain": None,
-           "consensus_kept": None}
+    """The headline numbers, from the arms of the pool-size study (without ``study.name``). ``objective``: the
+    preference method the study names its own (``study.objective``; the paper's DPO by default): the ``dpo`` entries
+    of the pools are its arms'; ``dpo_oracle``, the largest pool's DPO-oracle (a diagnostic ceiling)."""
+    out = {"n_seeds": None, "seed_sft": None, "seed_sft_fit": None, "seed_sft_vote": None, "objective": None,
+           "smallest_pool": None, "largest_pool": None, "single_chain": None, "consensus_kept": None}
     src = _main_study(summary, "pool-size")
     if src is None:
         return out
     seeds, pools = _seeds(src), _listings(src)
-    sft = {}
+    sft: dict = {}
     for a in src["arms"].values():
         for s, r in a["per_seed"].items():
-            sft.setdefault(int(s), r.get("sft_accuracy"))
+            sft.setdefault(int(s), r)
     out["n_seeds"] = len(seeds)
-    out["seed_sft"] = _mean(sft.values())
+    for key, field in (("seed_sft", "sft_accuracy"), ("seed_sft_fit", "sft_fit"), ("seed_sft_vote", "sft_vote")):
+        out[key] = _mean(r.get(field) for r in sft.values())
+    objective = src.get("objective") or "dpo"
+    out["objective"] = objective
 
     def pool(n: int) -> dict:
         entry: dict = {"listings": n}
         kw = dict(threshold=src["threshold"], listings=n, rounds=src["rounds"], seeds=seeds)
-        for m in ("dpo", "sl"):
+        for key, m in (("dpo", objective), ("sl", "sl"), ("dpo_oracle", "dpo-oracle")):
             recs = _select(summary, src["run"], methods=(m,), **kw)
-            entry[m] = ({"accuracy": _mean(r["accuracy"] for r in recs), "lift": _mean(r["lift"] for r in recs)}
-                        if recs else None)
+            entry[key] = ({"accuracy": _mean(r["accuracy"] for r in recs), "lift": _mean(r["lift"] for r in recs)}
+                          if recs else None)
         prem = [r["premise"] for r in _select(summary, src["run"], methods=METHODS, **kw) if r.get("premise")]
         entry["single_chain"] = _mean(p["single_chain"] for p in prem)
         entry["consensus_kept"] = _mean(p["consensus_kept"] for p in prem)
@@ -323,344 +344,6 @@ def headline(summary: dict) -> dict:
         out["single_chain"] = out["largest_pool"]["single_chain"]
         out["consensus_kept"] = out["largest_pool"]["consensus_kept"]
     return out
-
-
-# --- Markdown ---------------------------------------------------------------------------------------------------------
-
-
-def _fmt(st: dict | None, *, signed: bool = False, unit: str = "") -> str:
-    if not st or st.get("mean") is None:
-        return "n/a"
-    f = "{:+.1f}" if signed else "{:.1f}"
-    s = f.format(st["mean"])
-    if st.get("std") is not None:
-        s += f" ± {st['std']:.1f}"
-    return s + unit
-
-
-def _count(st: dict | None) -> str:
-    return "n/a" if not st or st.get("mean") is None else f"{st['mean']:,.0f}"
-
-
-def _over(recs: list[dict], field: str) -> dict:
-    return _stat(r.get(field) for r in recs)
-
-
-def _premise_over(recs: list[dict], field: str) -> dict:
-    """A premise field's mean and spread over ``recs``; none when a seed lacks it (measured before the field existed),
-    so that a mean is never over fewer seeds than its row lists."""
-    xs = [(r.get("premise") or {}).get(field) for r in recs]
-    return _stat([] if any(x is None for x in xs) else xs)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def _one_per_seed(recs: list[dict]) -> list[dict]:
-    seen: dict[int, dict] = {}
-    for r in recs:
-        seen.setdefault(r["seed"], r)
-    return [seen[s] for s in sorted(seen)]
-
-
-def _seed_list(recs_by_method: dict[str, list[dict]]) -> str:
-    seeds = sorted({r["seed"] for recs in recs_by_method.values() for r in recs})
-    return ", ".join(str(s) for s in seeds) or "n/a"
-
-
-_ORACLE_NOTE = ("The oracle rows are diagnostic ceilings, never the method: the same chains scored against the true "
-                "labels instead of their consensus (preferred = the chains whose answer is the truth, C = their share, "
-                "the same threshold and pairing), then trained exactly as DPO / SL are.")
-
-
-def _table4(summary: dict) -> str | None:
-    src = _main_study(summary, "pool-size")
-    if src is None or not _listings(src):
-        return None
-    n, seeds = _listings(src)[-1], _seeds(src)
-    kw = dict(threshold=src["threshold"], listings=n, rounds=src["rounds"], seeds=seeds)
-    by = {m: _select(summary, src["run"], methods=(m,), **kw) for m in METHODS}
-    base = _select(summary, src["run"], methods=METHODS, **kw)
-    header = ["model", "seeds", "test accuracy %", "lift over the seed SFT (points)",
-              "greedy answers that do not parse %", "accuracy of the parsed answers %", "kept", "pairs"]
-    rows = []
-    zs = summary.get("runs", {}).get("zero-shot")
-    if zs:
-        rows.append(["pretrained model, no adapter (zero-shot)", "-", _fmt({"mean": zs.get("accuracy")}), "",
-                     _fmt({"mean": zs.get("parse_failure_rate")}), _fmt({"mean": zs.get("parsed_accuracy")}), "", ""])
-    else:
-        rows.append(["pretrained model, no adapter (zero-shot)", "-", "not recorded", "", "", "", "", ""])
-    rows.append(["seed SFT", str(len(base)), _fmt(_over(base, "sft_accuracy")), "",
-                 _fmt(_over(base, "sft_parse_failure_rate")), _fmt(_over(base, "sft_parsed_accuracy")), "", ""])
-    for m in ("sl", "dpo", "dpo-oracle", "sl-oracle"):
-        recs = by[m]
-        if not recs:
-            rows.append([method_label(m), "0", "not run", "", "", "", "", ""])
-            continue
-        rows.append([method_label(m), str(len(recs)), _fmt(_over(recs, "accuracy")),
-                     _fmt(_over(recs, "lift"), signed=True), _fmt(_over(recs, "parse_failure_rate")),
-                     _fmt(_over(recs, "parsed_accuracy")), _count(_over(recs, "kept")), _count(_over(recs, "pairs"))])
-    caption = (f"{n} unlabeled listings, C >= {src['threshold']}, {src['rounds']} round(s); mean ± standard deviation "
-               f"over seeds {', '.join(map(str, seeds))}. " + _ORACLE_NOTE)
-    return _table(header, rows) + "\n\n" + caption
-
-
-def _method_columns(methods: list[str]) -> list[str]:
-    return [f"{method_label(m)} accuracy % (lift)" for m in methods]
-
-
-def _table5(summary: dict) -> str | None:
-    src = _main_study(summary, "threshold")
-    if src is None or not _listings(src):
-        return None
-    n, seeds = _listings(src)[-1], _seeds(src)
-    cs = set(src["values"])
-    pool = _main_study(summary, "pool-size", src["run"])
-    if pool is not None and pool.get("threshold") is not None:
-        cs.add(pool["threshold"])  # its arms at this pool are the same configuration
-    rows_by_c = []
-    for c in sorted(cs):
-        kw = dict(threshold=c, listings=n, rounds=src["rounds"], seeds=seeds)
-        by = {m: _select(summary, src["run"], methods=(m,), **kw) for m in METHODS}
-        if any(by.values()):
-            rows_by_c.append((c, by))
-    if not rows_by_c:
-        return None
-    methods = [m for m in ("dpo", "sl", "dpo-oracle", "sl-oracle")
-               if m in ("dpo", "sl") or any(by.get(m) for _, by in rows_by_c)]
-    every = [r for _, by in rows_by_c for recs in by.values() for r in recs]
-    header = ["C", "seeds", f"kept of {_count(_over(every, 'listing_attributes'))}", "kept consensus right %",
-              "pairs", *_method_columns(methods)]
-    rows = []
-    for c, by in rows_by_c:
-        method_recs = by["dpo"] or by["sl"]  # kept and pairs of the consensus (an oracle arm keeps by the truth)
-        any_recs = [r for recs in by.values() for r in recs]  # the premise is the chains', whatever the method
-        cells = [f"{c:g}", _seed_list({m: by[m] for m in methods}), _count(_over(method_recs, "kept")),
-                 _fmt(_premise_over(_one_per_seed(any_recs), "consensus_kept")), _count(_over(method_recs, "pairs"))]
-        for m in methods:
-            recs = by[m]
-            cells.append("not run" if not recs else
-                         f"{_fmt(_over(recs, 'accuracy'))} ({_fmt(_over(recs, 'lift'), signed=True)})")
-        rows.append(cells)
-    caption = f"{n} unlabeled listings, {src['rounds']} round(s); mean ± standard deviation over the seeds listed."
-    if any(is_oracle(m) for m in methods):
-        caption += " " + _ORACLE_NOTE
-    return _table(header, rows) + "\n\n" + caption
-
-
-def _table6(summary: dict) -> str | None:
-    src = _main_study(summary, "pool-size")
-    if src is None or not _listings(src):
-        return None
-    seeds = _seeds(src)
-    per_pool = []
-    for n in _listings(src):
-        kw = dict(threshold=src["threshold"], listings=n, rounds=src["rounds"], seeds=seeds)
-        per_pool.append((n, {m: _select(summary, src["run"], methods=(m,), **kw) for m in METHODS}))
-    methods = [m for m in ("dpo", "sl", "dpo-oracle", "sl-oracle")
-               if m in ("dpo", "sl") or any(by.get(m) for _, by in per_pool)]
-    header = ["unlabeled listings", "seeds", "listing-attributes", f"kept (C >= {src['threshold']})", "pairs"]
-    for m in methods:
-        header += [f"{method_label(m)} accuracy %", f"{method_label(m)} lift (points)"]
-    rows = []
-    for n, by in per_pool:
-        base = by["dpo"] or by["sl"]
-        cells = [f"{n:,}", _seed_list({m: by[m] for m in methods}), _count(_over(base, "listing_attributes")),
-                 _count(_over(base, "kept")), _count(_over(base, "pairs"))]
-        for m in methods:
-            cells += ([_fmt(_over(by[m], "accuracy")), _fmt(_over(by[m], "lift"), signed=True)] if by[m]
-                      else ["not run", ""])
-        rows.append(cells)
-    caption = (f"C >= {src['threshold']}, {src['rounds']} round(s); mean ± standard deviation over the seeds listed; "
-               "kept and pairs are means.")
-    if any(is_oracle(m) for m in methods):
-        caption += " " + _ORACLE_NOTE
-    return _table(header, rows) + "\n\n" + caption
-
-
-def _premise_configs(summary: dict) -> list[tuple[str, float, int, int, list[int]]]:
-    """(run, C, listings, rounds, seeds) of the pool-size study's pools and the threshold study's values."""
-    out = []
-    pool = _main_study(summary, "pool-size")
-    if pool is not None:
-        out += [(pool["run"], pool["threshold"], n, pool["rounds"], _seeds(pool)) for n in _listings(pool)]
-    thr = _main_study(summary, "threshold")
-    if thr is not None and _listings(thr):
-        out += [(thr["run"], c, _listings(thr)[-1], thr["rounds"], _seeds(thr)) for c in thr["values"]]
-    seen, unique = set(), []
-    for run, c, n, rounds, seeds in out:
-        if (run, round(float(c), 9), n) not in seen:
-            seen.add((run, round(float(c), 9), n))
-            unique.append((run, c, n, rounds, seeds))
-    return unique
-
-
-def _premise_table(summary: dict) -> str | None:
-    rows = []
-    for run, c, n, rounds, seeds in _premise_configs(summary):
-        recs = [r for r in _select(summary, run, methods=METHODS, threshold=c, listings=n, rounds=rounds, seeds=seeds)
-                if r.get("premise")]
-        if not recs:
-            continue
-        rows.append([f"{n:,}", f"{c:g}", ", ".join(str(r["seed"]) for r in recs),
-                     _fmt(_premise_over(recs, "single_chain")), _fmt(_premise_over(recs, "consensus_kept")),
-                     _fmt(_premise_over(recs, "gain"), signed=True), _fmt(_premise_over(recs, "single_chain_kept")),
-                     _fmt(_premise_over(recs, "vote"), signed=True), _fmt(_premise_over(recs, "pairs_toward_truth")),
-                     _fmt(_premise_over(recs, "pairs_away_from_truth")), _fmt(_over(recs, "sft_accuracy")),
-                     _fmt(_over(recs, "sft_parsed_accuracy"))])
-    if not rows:
-        return None
-    header = ["unlabeled listings", "C", "seeds", "a parsed chain right %", "kept consensus right %",
-              "gain (points)", "a parsed chain right, on the kept %", "of the gain, the vote (points)",
-              "pairs toward the truth %", "pairs away from the truth %", "seed SFT test accuracy %, all answers",
-              "seed SFT, parsed answers %"]
-    caption = ("Round 1's chains on the pool's true labels (data.truth): a parsed chain's accuracy (unparsed chains "
-               "left out), the accuracy of the consensus among the kept at C, the gain between them. The gain has two "
-               "parts: keeping the confident listing-attributes (a parsed chain is right more often on the kept) and "
-               "the vote (the kept consensus against a parsed chain on the same kept listing-attributes). Pairs "
-               "toward the truth: the consensus is the truth and the rejected chain's answer is not; away from it: "
-               "the rejected chain had the truth (shares of all pairs; the rest reject a wrong or unparsed answer for "
-               "another wrong one or an unparsed one). Beside them the seed SFT's greedy accuracy on the test split. "
-               "Mean ± standard deviation over the seeds listed; n/a: measured before these columns existed.")
-    return _table(header, rows) + "\n\n" + caption
-
-
-def _premise_per_attribute(summary: dict) -> str | None:
-    pool = _main_study(summary, "pool-size")
-    configs = _premise_configs(summary)
-    if pool is not None and _listings(pool):  # the largest pool of the pool-size study
-        configs = [(pool["run"], pool["threshold"], _listings(pool)[-1], pool["rounds"], _seeds(pool))]
-    for run, c, n, rounds, seeds in configs:
-        prem = [r["premise"] for r in _select(summary, run, methods=METHODS, threshold=c, listings=n, rounds=rounds,
-                                              seeds=seeds) if r.get("premise")]
-        if not prem:
-            continue
-        attrs = sorted({a for p in prem for a in p.get("per_attribute", {})})
-        rows = []
-        for a in attrs:
-            vals = [p["per_attribute"].get(a, {}) for p in prem]
-            col = {f: _stat(v.get(f) for v in vals) for f in _PREMISE_FIELDS}
-            rows.append([a, _count(col["examples"]), _fmt(col["single_chain"]), _count(col["kept"]),
-                         _fmt(col["consensus_kept"]), _fmt(col["gain"], signed=True),
-                         _fmt(col["single_chain_kept"]), _fmt(col["vote"], signed=True)])
-        header = ["attribute", "listing-attributes", "a parsed chain right %", f"kept (C >= {c:g})",
-                  "kept consensus right %", "gain (points)", "a parsed chain right, on the kept %",
-                  "of the gain, the vote (points)"]
-        return (_table(header, rows) + f"\n\n{n:,} unlabeled listings, round 1; mean ± standard deviation over "
-                f"{len(prem)} seed(s).")
-    return None
-
-
-def _used_keys(summary: dict) -> set[str]:
-    keys = set()
-    for kind in ("pool-size", "threshold"):
-        st = _main_study(summary, kind)
-        if st is not None:
-            keys.add(f"{st.get('run')}/{st.get('dir')}")
-    return keys
-
-
-def _other_studies(summary: dict) -> str | None:
-    parts = []
-    used = _used_keys(summary)
-    for key, st in sorted(summary.get("studies", {}).items()):
-        if key in used:
-            continue
-        rows = []
-        for name, arm in sorted(st["arms"].items(), key=lambda kv: (kv[1]["value"], kv[1]["method"])):
-            recs = [arm["per_seed"][s] for s in sorted(arm["per_seed"], key=int)]
-            n_rounds = max(len(r.get("per_round") or []) for r in recs)
-            by_round = " / ".join(_fmt(_stat(r["per_round"][i] if i < len(r.get("per_round") or []) else None
-                                             for r in recs)) for i in range(n_rounds))
-            rows.append([name, method_label(arm["method"]), ", ".join(map(str, arm["seeds"])), by_round,
-                         _fmt(arm.get("accuracy")), _fmt(arm.get("lift"), signed=True), _count(arm.get("kept")),
-                         _count(arm.get("pairs")), _fmt((arm.get("premise") or {}).get("consensus_kept"))])
-        header = ["arm", "method", "seeds", "accuracy by round % (seed SFT first)", "final accuracy %",
-                  "lift (points)", "kept (round 1)", "pairs (round 1)", "kept consensus right %"]
-        parts.append(f"**{key}** ({st['kind']}, {st.get('rounds')} round(s), reference {st.get('reference')})\n\n"
-                     + _table(header, rows))
-    return "\n\n".join(parts) if parts else None
-
-
-def _other_runs(summary: dict) -> str | None:
-    """The runs recorded with ``attrpipe results add`` other than the zero-shot evaluation (Table 4 shows that one):
-    an evaluation's accuracy, or a loop run's accuracy by round with the last round's form and parsed accuracy."""
-    rows = []
-    for label, r in sorted(summary.get("runs", {}).items()):
-        if label == "zero-shot":
-            continue
-        if r.get("kind") == "loop":
-            evals = r.get("evaluations") or []
-            last = evals[-1] if evals else {}
-            acc = " / ".join(_fmt({"mean": e.get("accuracy")}) for e in evals) or "n/a"
-            kind = f"loop ({method_label(r['method'])})" if r.get("method") else "loop"
-        else:
-            last, acc, kind = r, _fmt({"mean": r.get("accuracy")}), "evaluation"
-        rows.append([label, kind, acc, _fmt({"mean": last.get("parse_failure_rate")}),
-                     _fmt({"mean": last.get("parsed_accuracy")}), f"`{r.get('path', '')}`"])
-    if not rows:
-        return None
-    return _table(["run", "kind", "test accuracy % (a loop's by round, seed SFT first)",
-                   "greedy answers that do not parse %", "accuracy of the parsed answers %", "recorded from"], rows)
-
-
-def _commands(summary: dict) -> str | None:
-    rows = []
-    for key, st in sorted(summary.get("studies", {}).items()):
-        for c in st.get("commands", []):
-            secs = "n/a" if c.get("seconds") is None else f"{c['seconds']:,.0f}"
-            rows.append([key, f"`{c['argv']}`" if c.get("argv") else "n/a", secs, c.get("finished_at", "")])
-    if not rows:
-        return None
-    return _table(["study or run", "command", "wall time (s)", "finished (UTC)"], rows)
-
-
-def render_tables(summary: dict) -> dict[str, str]:
-    """The Markdown tables of a summary, by name (:data:`TABLES`); a table with nothing to show is left out."""
-    makers = {"table-4": _table4, "table-5": _table5, "table-6": _table6, "premise": _premise_table,
-              "premise-per-attribute": _premise_per_attribute, "other-studies": _other_studies,
-              "other-runs": _other_runs, "commands": _commands}
-    out = {}
-    for name in TABLES:
-        t = makers[name](summary)
-        if t:
-            out[name] = t
-    return out
-
-
-_TITLES = {"table-4": "Table 4 shape: methods (the largest pool)", "table-5": "Table 5 shape: the threshold C",
-           "table-6": "Table 6 shape: the unlabeled pool", "premise": "The premise",
-           "premise-per-attribute": "The premise per attribute", "other-studies": "Other studies",
-           "other-runs": "Other runs", "commands": "Commands and wall times"}
-
-
-def tables_markdown(summary: dict) -> str:
-    """Every table, each under a heading (what ``attrpipe results tables`` prints)."""
-    parts = []
-    h = summary.get("headline") or headline(summary)
-    parts.append("headline: " + ", ".join(f"{k} {v}" for k, v in h.items() if not isinstance(v, dict))
-                 if h.get("n_seeds") is not None else "headline: no pool-size study in the summary")
-    for name, t in render_tables(summary).items():
-        parts.append(f"## {_TITLES[name]}\n\n<!-- results:{name} -->\n{t}\n<!-- /results:{name} -->")
-    return "\n\n".join(parts) + "\n"
-
-
-_BLOCK = re.compile(r"(<!-- results:([\w-]+) -->\n)(.*?)(<!-- /results:\2 -->)", re.S)
-
-
-def fill_markers(text: str, tables: dict[str, str]) -> str:
-    """Replace every ``<!-- results:NAME -->`` ... ``<!-- /results:NAME -->`` block of ``text`` with table NAME."""
-    def sub(m: re.Match) -> str:
-        name = m.group(2)
-        if name not in TABLES:
-            raise ValueError(f"unknown results table {name!r}; one of {', '.join(TABLES)}")
-        body = tables.get(name, "(not measured: nothing in the summary for this table)")
-        return f"{m.group(1)}{body}\n{m.group(4)}"
-
-    return _BLOCK.sub(sub, text)
 
 
 # --- files ------------------------------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ Layout under ``<run.output_dir>/<run.name>/``::
 
     shared/seed-<s>/base/                         the shared seed SFT (sft/adapter, sft/eval, loop.json)
     shared/seed-<s>/chains-<N>/                   the shared round-1 chains (a pseudo-labeling output)
+    shared/seed-<s>/pool-greedy-<N>/              the seed SFT's greedy answers on that pool (``eval.pool_greedy``,
+                                                  with ``data.truth``: the premise's greedy comparison)
     study-<kind>/seed-<s>/<method>-<var>-<value>/ an arm: a loop run directory (loop.json, round-k/...)
     study-<kind>/study.json  study.md  study.png  every arm's results, the table, the plot
     summary.json                                  every study command's arms, merged (``study.summary`` moves it):
@@ -127,6 +129,7 @@ def summarize_arms(results: list[dict]) -> list[dict]:
                 for k in d:
                     d[k].append(p.get(k))
         rows.append({"value": value, "method": method, "seeds": len(rs), "accuracy": am, "accuracy_std": asd,
+                     "scored": _mean([r.get("scored") for r in rs]),
                      "sft_accuracy": sm, "lift": lm, "lift_std": lsd,
                      "kept": _mean_std([r["kept"] for r in rs])[0], "pairs": _mean_std([r["pairs"] for r in rs])[0],
                      "single_chain": _mean(_premise_of(r, "single_chain") for r in rs),
@@ -198,10 +201,12 @@ def _arm_result(arm: Arm, manifest: dict, *, threshold: float, run_dir: str | No
     sft = fin.get("sft/eval", {})
     pl = fin.get("round-1/pseudolabel", {})
     r1 = pl.get("counts", {})
-    return {**asdict(arm), "arm": arm.name, "accuracy": last.get("accuracy"),
+    return {**asdict(arm), "arm": arm.name, "accuracy": last.get("accuracy"), "scored": last.get("scored"),
             "sft_accuracy": sft.get("accuracy"),
             "per_round": [fin.get(s, {}).get("accuracy") for s in ["sft/eval", *evals]],
             "kept": r1.get("kept", 0), "pairs": r1.get("pairs", 0),
+            "vote": (last.get("vote") or {}).get("accuracy"), "sft_vote": (sft.get("vote") or {}).get("accuracy"),
+            "sft_fit": (sft.get("fit") or {}).get("accuracy"),
             "parse_failure_rate": last.get("parse_failure_rate"), "parsed_accuracy": parsed_accuracy(last),
             "sft_parse_failure_rate": sft.get("parse_failure_rate"), "sft_parsed_accuracy": parsed_accuracy(sft),
             "threshold": threshold, "listings": r1.get("listings_in"),
@@ -253,12 +258,18 @@ def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None
         chains_cfg = OmegaConf.merge(base_cfg, {"pseudolabel": {"round": 1}})
         run_pseudolabel(chains_cfg, catalog=cfg.data.unlabeled, out=chains,
                         adapter=storage.join(base_dir, "sft", "adapter"), limit=chains_limit, verbose=verbose)
+        shared = {"sft": base_dir, "chains": chains}
+        if cfg.eval.pool_greedy and storage.exists(cfg.data.truth):  # the seed SFT's greedy answers on that pool
+            shared["pool_greedy"] = storage.join(shared_dir, f"pool-greedy-{chains_limit or 'all'}")
+            run_pseudolabel(base_cfg, catalog=cfg.data.unlabeled, out=shared["pool_greedy"],
+                            adapter=storage.join(base_dir, "sft", "adapter"), limit=chains_limit, greedy=True,
+                            verbose=verbose)
         for arm in (a for a in arms if a.seed == seed):
             if verbose:
                 echo(f"[study {kind}] seed {seed}: arm {arm.name}")
             acfg = OmegaConf.merge(cfg, {"run": {"output_dir": seed_dir, "name": arm.name}},
                                    arm_overrides(arm, rounds=int(sc.rounds)))
-            manifest = run_loop(acfg, shared={"sft": base_dir, "chains": chains}, verbose=verbose)
+            manifest = run_loop(acfg, shared=shared, verbose=verbose)
             results.append(_arm_result(arm, manifest, threshold=float(acfg.consensus.threshold),
                                        run_dir=storage.join(seed_dir, arm.name)))
     summary = summarize_arms(results)
@@ -267,6 +278,7 @@ def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None
     out = {"kind": kind, "variable": KINDS[kind], "name": sc.name, "run": cfg.run.name,
            "study_dir": study_dir.rstrip("/").rsplit("/", 1)[-1], "values": values, "methods": list(sc.methods),
            "seeds": list(sc.seeds), "rounds": int(sc.rounds), "reference": str(cfg.loop.reference),
+           "objective": str(sc.objective),
            "threshold": float(cfg.consensus.threshold), "pool": cfg.data.unlabeled_limit,
            "model": model_identity(cfg.model.path),
            "arms": results, "summary": summary, "table": table, "premise_table": premise,

@@ -117,3 +117,19 @@ def test_a_command_session_names_its_log_file_last(tmp_path, capsys):
     with command_session(str(tmp_path / "run"), "loop", verbose=True) as log:
         echo("verbose")
     assert log is None and capsys.readouterr().out == "verbose\n"
+
+
+def test_an_evaluation_line_and_the_table_show_the_vote_and_the_fit():
+    vote = {"accuracy": 0.52, "parse_failure_rate": 0.01, "scored": 540, "num_chains": 7, "temperature": 1.0}
+    sft_eval = {"accuracy": 0.44, "parse_failure_rate": 0.05, "seconds": 40.0, "vote": vote,
+                "fit": {"accuracy": 0.9, "parse_failure_rate": 0.0, "scored": 540}}
+    m = {"method": "dpo", "stages": ["sft", "sft/eval", "round-1/pseudolabel", "round-1/train", "round-1/eval"],
+         "finished": {"sft/eval": sft_eval}}
+    line = stage_summary("sft/eval", "eval", sft_eval, m)
+    assert "the vote of 7 chains 52.0% (+8.0 over the greedy answer)" in line and "seed split 90.0% (fit)" in line
+    pl = {"counts": {"kept": 3, "pairs": 4}, "premise": {"single_chain": 0.4, "consensus_kept": 0.7,
+                                                         "greedy_kept": 0.61}}
+    m["finished"].update({"round-1/pseudolabel": pl, "round-1/eval": {"accuracy": 0.5, "parse_failure_rate": 0.0}})
+    table = loop_table(m).splitlines()
+    assert "vote" in table[0] and "52.0%" in table[1] and "61.0%" in table[2]
+    assert table[-1] == "the seed SFT answers 90.0% of its own labeled seed split right (fit)"

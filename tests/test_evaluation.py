@@ -45,3 +45,26 @@ def test_evaluate_on_a_synthetic_test_split(tmp_path, ray_local):
     right = sum(p["consensus"] == labels[p["listing_id"]][p["attribute"]] for p in preds)
     assert m["correct"] == right and m["accuracy"] == pytest.approx(right / n_labels)
     assert set(m["per_vertical"]) == {"suitcase", "watch"}
+
+
+def test_the_vote_is_scored_like_the_greedy_answer(tmp_path, ray_local):
+    """mode="vote": generation.num_chains sampled chains per listing-attribute, their consensus scored against the
+    labels; no consensus counts as wrong and as a parse failure."""
+    from attrpipe.consensus import compute_consensus
+    from attrpipe.synth.catalog import write_synthetic_catalog
+
+    tax = load_taxonomy("conf/taxonomy", ["suitcase"])
+    write_synthetic_catalog(tmp_path / "cat", taxonomy=tax, listings=0, seed=3, seed_per_vertical=0,
+                            test_per_vertical=4)
+    cfg = load_config("conf/tiny_cpu.yaml", [f"data.root={tmp_path / 'cat'}", "generation.engine=fakes:ScriptedEngine",
+                                             "taxonomy.verticals=[suitcase]", f"run.output_dir={tmp_path / 'runs'}"])
+    m = run_evaluate(cfg, out=str(tmp_path / "vote"), mode="vote", verbose=False)
+    assert (m["mode"], m["num_chains"], m["temperature"]) == ("vote", 7, float(cfg.generation.temperature))
+    preds = pq.read_table(tmp_path / "vote" / "predictions" / "consensus").to_pylist()
+    assert all(p["n_chains"] == 7 for p in preds)
+    labels = {r["listing_id"]: dict(r["labels"]) for r in pq.read_table(tmp_path / "cat" / "test").to_pylist()}
+    votes = [compute_consensus([c["answer"] for c in p["chains"]]).value for p in preds]
+    right = sum(v == labels[p["listing_id"]][p["attribute"]] for v, p in zip(votes, preds))
+    assert m["correct"] == right and m["scored"] == len(preds) and m["parse_failures"] == votes.count(None)
+    with pytest.raises(ValueError, match="greedy, vote"):
+        run_evaluate(cfg, mode="sampled", verbose=False)

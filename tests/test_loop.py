@@ -14,6 +14,7 @@ import pytest
 from attrpipe.audit import audit, format_report
 from attrpipe.cli import main
 from attrpipe.loop import STAGE_RUNNERS, plan_stages
+from attrpipe.methods import METHODS
 
 TESTS = Path(__file__).resolve().parent
 
@@ -27,7 +28,7 @@ def test_plan_stages_layout():
     assert st["round-2/train"].adapter_in == "round-1/adapter" and st["round-2/train"].out == "round-2"
     shared = plan_stages(rounds=1, method="dpo", seed_sft=True, shared_sft=True)  # a study arm's copied seed SFT
     assert [(s.name, s.kind) for s in shared[:2]] == [("sft", "shared-sft"), ("sft/eval", "shared-eval")]
-    kinds = {s.kind for m in ("dpo", "sl", "dpo-oracle", "sl-oracle") for seed in (True, False)
+    kinds = {s.kind for m in METHODS for seed in (True, False)
              for sh in (True, False) for s in plan_stages(rounds=2, method=m, seed_sft=seed, shared_sft=sh)}
     assert kinds == set(STAGE_RUNNERS)  # every kind planned has the function that runs it, and no function is idle
 

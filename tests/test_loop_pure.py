@@ -186,11 +186,20 @@ def _fake_stage_commands(monkeypatch, counts: dict) -> list:
         (Path(out_dir) / "adapter" / "adapter_model.safetensors").write_text(f"{kind} {out_dir}")
         return {"final_step": 2}
 
-    def run_pseudolabel(cfg, *, catalog, out, adapter, limit, reuse_chains_from, truth, verbose):
+    def run_pseudolabel(cfg, *, catalog, out, adapter, limit, reuse_chains_from=None, truth=None, verbose,
+                        greedy=False):
+        if greedy:  # the pool decoded greedily (eval.pool_greedy)
+            calls.append(("pool-greedy", out, adapter, limit))
+            return {"counts": {}}
         calls.append(("pseudolabel", cfg.pseudolabel.round, out, adapter, reuse_chains_from, truth))
         return {"counts": counts[cfg.pseudolabel.round]}
 
-    def run_evaluate(cfg, *, adapter, out, verbose):
+    def run_evaluate(cfg, *, adapter, out, verbose, test=None, mode="greedy"):
+        if mode == "vote" or test is not None:  # the vote on the test split, the fit on the seed split
+            calls.append((mode if mode == "vote" else "fit", adapter, out, test))
+            acc = 0.75 if mode == "vote" else 0.875
+            return {"accuracy": acc, "parse_failure_rate": 0.0, "scored": 8, "mode": mode, "num_chains": 7,
+                    "temperature": 1.0}
         calls.append(("eval", adapter, out))
         acc = 0.25 + 0.125 * len([c for c in calls if c[0] == "eval"])
         return {"accuracy": acc, "parse_failure_rate": 0.125, "scored": 8, "confusion": {},
@@ -302,3 +311,96 @@ def test_a_second_process_on_a_loop_run_waits_for_the_first_then_skips_what_it_f
     del calls[:]
     run_loop(cfg, verbose=False)  # the lock went with the process that held it: a later run resumes at once
     assert not calls
+
+
+def test_the_seed_sft_is_measured_on_its_own_labels_and_every_adapter_by_its_vote(tmp_path, monkeypatch):
+    """eval.fit: the seed SFT's greedy accuracy on the seed split; eval.vote: each evaluated adapter's vote on the test
+    split. A run that finished without them gains them on rerun, and nothing else runs again."""
+    from attrpipe.config import load_config
+    from attrpipe.loop import run_loop
+
+    calls = _fake_stage_commands(monkeypatch, {1: {"pairs": 3, "kept": 2}})
+    over = [f"run.output_dir={tmp_path}", "run.name=r", "loop.rounds=1"]
+    run_loop(load_config("conf/tiny_cpu.yaml", over), verbose=False)
+    assert [c[0] for c in calls] == ["train", "eval", "pseudolabel", "train", "eval"]
+    calls.clear()
+    cfg = load_config("conf/tiny_cpu.yaml", [*over, "eval.fit=true", "eval.vote=true"])
+    m = run_loop(cfg, verbose=False)
+    run = tmp_path / "r"
+    assert calls == [("vote", str(run / "sft/adapter"), str(run / "sft/eval/vote"), None),
+                     ("fit", str(run / "sft/adapter"), str(run / "sft/eval/fit"), cfg.data.seed),
+                     ("vote", str(run / "round-1/adapter"), str(run / "round-1/eval/vote"), None)]
+    sft = m["finished"]["sft/eval"]
+    assert sft["vote"] == {"accuracy": 0.75, "parse_failure_rate": 0.0, "scored": 8, "num_chains": 7,
+                           "temperature": 1.0}
+    assert sft["fit"]["accuracy"] == 0.875 and "fit" not in m["finished"]["round-1/eval"]
+    assert m["finished"]["round-1/eval"]["vote"]["accuracy"] == 0.75
+    calls.clear()
+    run_loop(cfg, verbose=False)
+    assert calls == []  # measured once
+
+
+def test_a_plotted_accuracy_carries_its_standard_error(tmp_path):
+    """Over seeds: the standard error of their mean; one evaluation: the binomial one. The demo's +0.9 on 216 answers
+    is inside it (about 3.4 points), and the rounds plot draws it as a bar."""
+    import math
+
+    from attrpipe.report import _plot_rounds, standard_error
+
+    assert standard_error(0.45, scored=216) == pytest.approx(math.sqrt(0.45 * 0.55 / 216))
+    assert 100 * standard_error(0.449, scored=216) > 3 > 0.9
+    assert standard_error(0.45, std=0.02, seeds=4) == pytest.approx(0.01)
+    assert standard_error(0.45, std=0.02, seeds=1, scored=100) == pytest.approx(math.sqrt(0.45 * 0.55 / 100))
+    assert standard_error(None) == 0.0 and standard_error(0.5) == 0.0
+    m = {"method": "dpo", "stages": ["sft/eval", "round-1/eval"],
+         "finished": {"sft/eval": {"accuracy": 0.449, "scored": 216}, "round-1/eval": {"accuracy": 0.458,
+                                                                                      "scored": 216}}}
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    captured = {}
+    real = plt.subplots
+
+    def spy(*a, **k):
+        fig, ax = real(*a, **k)
+        captured["ax"] = ax
+        return fig, ax
+
+    plt.subplots = spy
+    try:
+        _plot_rounds([("demo", m)], str(tmp_path / "r.png"))
+    finally:
+        plt.subplots = real
+    low, high = captured["ax"].get_ylim()
+    assert high - low > 2 * 100 * standard_error(0.449, scored=216)  # the bars, not the 0.9 points, set the scale
+    assert (tmp_path / "r.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("method,kind,data,sft_weight", [("dpo", "dpo", "pairs", 0.0),
+                                                         ("dpo-nll", "dpo", "pairs", 0.5),
+                                                         ("scpo", "scpo", "consensus", 0.0)])
+def test_each_preference_method_trains_as_its_kind_on_its_shards(tmp_path, monkeypatch, method, kind, data,
+                                                                  sft_weight):
+    """dpo-nll: DPO on the pairs with dpo.sft_weight = dpo.nll_weight; scpo: its own kind, on the consensus shards,
+    against the frozen seed SFT adapter as DPO is."""
+    import attrpipe.train
+    from attrpipe.config import load_config
+    from attrpipe.loop import run_loop
+
+    calls = _fake_stage_commands(monkeypatch, {1: {"pairs": 3, "kept": 2}})
+    seen = []
+    fake = attrpipe.train.run_training
+
+    def spy(kind, cfg, **kw):
+        seen.append((kind, kw.get("data"), float(cfg.dpo.sft_weight), kw.get("reference_adapter")))
+        return fake(kind, cfg, **kw)
+
+    monkeypatch.setattr(attrpipe.train, "run_training", spy)
+    cfg = load_config("conf/tiny_cpu.yaml", [f"run.output_dir={tmp_path}", "run.name=r", "loop.rounds=1",
+                                             f"loop.method={method}", "dpo.nll_weight=0.5"])
+    m = run_loop(cfg, verbose=False)
+    pl = str(tmp_path / "r" / "round-1" / "pseudolabels" / data)
+    assert seen[1] == (kind, pl, sft_weight, None) and m["finished"]["round-1/train"]["reference"] == "sft/adapter"
+    assert [c[0] for c in calls] == ["train", "eval", "pseudolabel", "train", "eval"]

@@ -1,12 +1,14 @@
 """The premise (a parsed chain's accuracy against the kept consensus's, on the pool's true labels), the diagnostic
 oracle arms' scoring and configuration, the report's premise and the loop's backfill (no Ray, no model)."""
 
+from pathlib import Path
+
 import pytest
 
 from attrpipe.config import ConfigError, load_config
 from attrpipe.consensus import compute_consensus, make_pairs, oracle_consensus
 from attrpipe.methods import method_label, training_kind
-from attrpipe.premise import chain_premise, parsed_accuracy, sampler_accuracy
+from attrpipe.premise import chain_premise, parsed_accuracy, premise_text, sampler_accuracy
 from attrpipe.scoring import score_chains
 from attrpipe.taxonomy import load_taxonomy
 
@@ -74,6 +76,27 @@ def test_chain_premise_overall_and_per_attribute():
     assert chain_premise([{**rows[1], "consensus": "Round", "kept": True}], truth, 0.4)["consensus_kept"] == 0.0
     empty = chain_premise([], truth, 0.5)
     assert empty["single_chain"] is None and empty["consensus_kept"] is None and empty["gain"] is None
+
+
+def test_the_premise_sets_the_vote_beside_the_greedy_answer_on_the_same_listing_attributes():
+    truth = {"A": {"colour": "Red", "shape": "Round"}, "B": {"colour": "Blue", "shape": "Oval"}}
+    rows = [
+        _row("A", "colour", ["Red", "Red", "Red", "Blue", None, None, None]),  # kept, consensus right
+        _row("A", "shape", ["Square", "Square", "Square", "Round", "Round", None, None]),  # kept, wrong
+        _row("B", "colour", ["Blue", "Red", "Green", None, None, None, None]),  # not kept, consensus right
+        _row("B", "shape", ["Oval", "Oval", "Oval", "Round", None, None, None]),  # kept, right; no greedy answer
+    ]
+    greedy = {("A", "colour"): "Blue", ("A", "shape"): "Round", ("B", "colour"): None}
+    p = chain_premise(rows, truth, 0.4, greedy=greedy)
+    # greedy: 3 listing-attributes answered, 1 right (A.shape); on the kept: A.colour, A.shape -> 1 of 2
+    assert (p["greedy_examples"], p["greedy_right"]) == (3, 1) and p["greedy"] == pytest.approx(1 / 3)
+    assert (p["kept_greedy_examples"], p["kept_greedy_right"]) == (2, 1) and p["greedy_kept"] == pytest.approx(0.5)
+    # the vote over all four (kept or not): A.colour, B.colour, B.shape right
+    assert p["consensus_all"] == pytest.approx(3 / 4) and p["vote_over_greedy_all"] == pytest.approx(3 / 4 - 1 / 3)
+    assert p["consensus_kept"] == pytest.approx(2 / 3) and p["vote_over_greedy"] == pytest.approx(2 / 3 - 1 / 2)
+    assert p["per_attribute"]["watch.shape"]["greedy_kept"] == 1.0
+    assert "greedy" not in chain_premise(rows, truth, 0.4)  # not measured: not there (a rerun measures it)
+    assert "the sampling adapter's greedy answer right" in premise_text(p)
 
 
 def test_the_premise_gain_splits_into_selection_and_vote_and_the_pairs_by_what_they_teach():
@@ -206,6 +229,53 @@ def test_a_finished_loop_gets_its_premise_on_rerun_without_running_anything(tmp_
     old["finished"]["round-1/pseudolabel"]["premise"] = {"single_chain": p["single_chain"], "consensus_kept": 1.0}
     (run / "loop.json").write_text(json.dumps(old))
     assert run_loop(cfg, verbose=False)["finished"]["round-1/pseudolabel"]["premise"] == p
+
+
+def test_a_finished_round_gains_the_greedy_answers_on_its_pool(tmp_path, monkeypatch):
+    """eval.pool_greedy on a finished run: the round's sampling adapter decodes the pool greedily (once), and the
+    premise sets the kept consensus beside that greedy answer."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import attrpipe.pseudolabel.pipeline
+    from attrpipe import storage
+    from attrpipe.loop import _result_key, plan_stages, run_loop
+
+    truth = tmp_path / "truth.parquet"
+    pq.write_table(pa.Table.from_pylist([{"listing_id": "A", "labels": [("colour", "Red")]}],
+                                        schema=pa.schema([("listing_id", pa.string()),
+                                                          ("labels", pa.map_(pa.string(), pa.string()))])), truth)
+    cfg = load_config("conf/tiny_cpu.yaml", [f"run.output_dir={tmp_path}", "run.name=r", "loop.rounds=1",
+                                             f"data.truth={truth}", "consensus.threshold=0.25",
+                                             "eval.pool_greedy=true", "data.unlabeled_limit=5"])
+    run = tmp_path / "r"
+    shards = run / "round-1" / "pseudolabels" / "consensus"
+    shards.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([_row("A", "colour", ["Red", "Red", "Blue", None, None, None, None])]),
+                   shards / "u.parquet")
+    stages = [s.name for s in plan_stages(rounds=1, method="dpo", seed_sft=True)]
+    ev = {"accuracy": 0.2, "parse_failure_rate": 0.5, "scored": 10}
+    manifest = {"config_hash": "x", "result_key": _result_key(cfg), "sft_key": _result_key(cfg, seed_sft_only=True),
+                "model_fingerprint": storage.fingerprint(cfg.model.path), "stages": stages,
+                "finished": {s: dict(ev) if s.endswith("eval") else {"counts": {}} for s in stages}}
+    (run / "loop.json").write_text(json.dumps(manifest))
+    calls = []
+
+    def greedy_decode(cfg, *, catalog, out, adapter, limit, greedy, verbose):
+        calls.append((out, adapter, limit, greedy))
+        (Path(out) / "consensus").mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist([{"listing_id": "A", "attribute": "colour", "consensus": "Blue"}]),
+                       Path(out) / "consensus" / "u.parquet")
+
+    monkeypatch.setattr(attrpipe.pseudolabel.pipeline, "run_pseudolabel", greedy_decode)
+    p = run_loop(cfg, verbose=False)["finished"]["round-1/pseudolabel"]["premise"]
+    assert calls == [(str(run / "round-1" / "pool-greedy"), str(run / "sft" / "adapter"), 5, True)]
+    assert p["consensus_kept"] == 1.0 and p["greedy"] == 0.0 and p["greedy_kept"] == 0.0
+    assert p["vote_over_greedy"] == 1.0
+    run_loop(cfg, verbose=False)
+    assert len(calls) == 1  # measured once
 
 
 def test_results_premise_measures_a_chain_set_from_the_command_line(tmp_path, capsys):

@@ -8,8 +8,8 @@ import pytest
 
 from attrpipe.cli import main
 from attrpipe.config import ConfigError, load_config
-from attrpipe.results import (TABLES, fill_markers, headline, merge_study, render_tables, study_for_plot,
-                              tables_markdown)
+from attrpipe.results import TABLES, headline, merge_study, study_for_plot
+from attrpipe.results_tables import fill_markers, render_tables, tables_markdown
 
 
 def _premise(single, kept_right, threshold=0.5):
@@ -79,6 +79,38 @@ def test_merge_aggregates_per_seed_values_and_the_headline():
     cmd = s["studies"]["m/study-pool-size"]["commands"]
     assert cmd == [{"argv": "attrpipe study pool-size c.yaml", "seconds": 12.5, "finished_at": "1970-01-01T00:00:00Z",
                     "seeds": [0, 1], "arms": ["dpo-pool-4", "dpo-pool-8", "sl-pool-4", "sl-pool-8"]}]
+
+
+def test_fit_vote_and_the_greedy_answer_reach_the_tables_and_the_headline():
+    """The seed SFT's fit and vote, each arm's vote and the share of the seed SFT's greedy-to-vote gap it closed, the
+    premise's greedy comparison, the study's objective and the DPO-oracle at the largest pool."""
+    arms = []
+    for seed in (0, 1):
+        for m, acc in (("dpo", 0.26), ("sl", 0.22), ("scpo", 0.30), ("dpo-oracle", 0.34)):
+            a = _arm("pool-size", 8, m, seed, acc + 0.1 * seed, SFT[seed])
+            a.update(sft_vote=SFT[seed] + 0.2, sft_fit=0.9 + 0.02 * seed, vote=acc + 0.1 * seed + 0.05)
+            a["premise"].update(greedy=0.35, greedy_kept=0.38 + 0.02 * seed, vote_over_greedy=0.02 - 0.02 * seed)
+            arms.append(a)
+    s = merge_study(None, {**_study("pool-size", arms), "objective": "scpo"}, now=0)
+    rec = s["studies"]["m/study-pool-size"]["arms"]["scpo-pool-8"]["per_seed"]["0"]
+    assert rec["gap_closed"] == pytest.approx(50.0)  # (30 - 20) / (40 - 20)
+    h = s["headline"]
+    assert h["objective"] == "scpo" and h["seed_sft_fit"] == pytest.approx(91.0)
+    assert h["seed_sft_vote"] == pytest.approx(45.0)
+    assert h["largest_pool"]["dpo"] == {"accuracy": pytest.approx(35.0), "lift": pytest.approx(10.0)}  # scpo's
+    assert h["largest_pool"]["dpo_oracle"] == {"accuracy": pytest.approx(39.0), "lift": pytest.approx(14.0)}
+    t = render_tables(s)
+    t4 = t["table-4"].splitlines()
+    assert "vote of the chains %" in t4[0] and "own seed split right (fit) %" in t4[0]
+    assert "| seed SFT | 2 | 25.0 ± 7.1 |  | 50.0 ± 0.0 | 50.0 ± 14.1 | 45.0 ± 7.1 |  | 91.0 ± 1.4 |  |  |" in t4
+    assert "| ScPO | 2 | 35.0 ± 7.1 | +10.0 ± 0.0 | 20.0 ± 0.0 | 43.8 ± 8.8 | 40.0 ± 7.1 | 50.0 ± 0.0 |  | 10 | 20 |" in t4
+    assert any(r.startswith("| DPO | 2 |") for r in t4) and any(r.startswith("| SL | 2 |") for r in t4)
+    assert "| 8 | 0.5 | 0, 1 |" in t["premise"] and "| 35.0 ± 0.0 | 39.0 ± 1.4 | +1.0 ± 1.4 |" in t["premise"]
+    assert "ScPO accuracy %" in t["table-6"].splitlines()[0]
+    # the gap is undefined where the vote is not above the greedy answer
+    from attrpipe.results import gap_closed
+    assert gap_closed(0.5, 0.4, 0.4) is None and gap_closed(0.5, 0.4, None) is None
+    assert gap_closed(0.45, 0.4, 0.5) == pytest.approx(0.5)
 
 
 def test_merging_keeps_other_seeds_and_studies_and_replaces_a_rerun_seed():
@@ -215,7 +247,7 @@ def test_tables_are_computed_from_the_arms():
     assert row.split(" | ")[7] == "n/a" and row.split(" | ")[6] == "36.0 ± 1.4"
     # (a parsed chain on the kept: 35 and 37; the vote +5; pairs toward the truth 30%, away from it 10%)
     assert ("| 8 | 0.5 | 0, 1 | 31.0 ± 1.4 | 41.0 ± 1.4 | +10.0 ± 0.0 | 36.0 ± 1.4 | +5.0 ± 0.0 | 30.0 ± 0.0 | "
-            "10.0 ± 0.0 | 25.0 ± 7.1 | 50.0 ± 14.1 |") in t["premise"]
+            "10.0 ± 0.0 | n/a | n/a | n/a | 25.0 ± 7.1 | 50.0 ± 14.1 |") in t["premise"]
     assert "| 8 | 0.3 | 0 | 30.0 | 30.0 | +0.0 |" in t["premise"]
     assert "| watch.colour | 10 | 31.0 ± 1.4 | 4 | 41.0 ± 1.4 | +10.0 ± 0.0 |" in t["premise-per-attribute"]
     assert "m/study-threshold-lr" in t["other-studies"] and "m/study-pool-size" not in t["other-studies"]
