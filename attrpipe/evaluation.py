@@ -74,9 +74,10 @@ def compute_metrics(predictions: Iterable[dict], labels: dict[str, dict[str, str
 
 
 def run_evaluate(cfg, *, test: str | None = None, adapter: str | None = None, out: str | None = None,
-                 verbose: bool = True, mode: str = "greedy") -> dict:
+                 verbose: bool = True, mode: str = "greedy", label: str | None = None) -> dict:
     """Evaluate ``adapter`` (None: the model alone) on the labeled split ``test`` (default ``data.test``); write the
-    predictions and metrics.json under ``out`` and return the metrics. ``mode``: ``greedy`` or ``vote`` (above)."""
+    predictions and metrics.json under ``out`` and return the metrics. ``mode``: ``greedy`` or ``vote`` (above);
+    ``label``: what its progress line calls it (default: evaluate, or vote)."""
     from attrpipe.pseudolabel.pipeline import run_pseudolabel
 
     if mode not in MODES:
@@ -84,7 +85,8 @@ def run_evaluate(cfg, *, test: str | None = None, adapter: str | None = None, ou
     test = test or cfg.data.test
     out = out or storage.join(cfg.run.output_dir, cfg.run.name, "eval")
     manifest = run_pseudolabel(cfg, catalog=test, out=storage.join(out, "predictions"), adapter=adapter,
-                               greedy=mode == "greedy", verbose=False)
+                               greedy=mode == "greedy", verbose=False,
+                               label=label or ("evaluate" if mode == "greedy" else "vote"))
     cons_dir = storage.join(out, "predictions", "consensus")
     rows: list[dict] = []
     for f in storage.list_files(cons_dir, ".parquet"):

@@ -416,7 +416,7 @@ def _eval_extras(run: LoopRun, st: Stage, done: dict) -> dict:
                                             verbose=False))
     if cfg.eval.fit and st.round == 0 and "fit" not in done:
         extras["fit"] = brief(run_evaluate(cfg, test=cfg.data.seed, adapter=adapter, out=storage.join(out, "fit"),
-                                           verbose=False))
+                                           verbose=False, label="fit"))
     return extras
 
 
@@ -507,7 +507,7 @@ def _pool_greedy(run: LoopRun, st: Stage) -> str:
         return shared
     out = run.path(f"round-{st.round}/pool-greedy")
     run_pseudolabel(run.cfg, catalog=run.cfg.data.unlabeled, out=out, adapter=run.path(st.adapter_in),
-                    limit=run.cfg.data.unlabeled_limit, greedy=True, verbose=False)
+                    limit=run.cfg.data.unlabeled_limit, greedy=True, verbose=False, label="pool greedy")
     return out
 
 

@@ -263,7 +263,7 @@ def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None
             shared["pool_greedy"] = storage.join(shared_dir, f"pool-greedy-{chains_limit or 'all'}")
             run_pseudolabel(base_cfg, catalog=cfg.data.unlabeled, out=shared["pool_greedy"],
                             adapter=storage.join(base_dir, "sft", "adapter"), limit=chains_limit, greedy=True,
-                            verbose=verbose)
+                            verbose=verbose, label="pool greedy")
         for arm in (a for a in arms if a.seed == seed):
             if verbose:
                 echo(f"[study {kind}] seed {seed}: arm {arm.name}")

@@ -187,14 +187,14 @@ def _fake_stage_commands(monkeypatch, counts: dict) -> list:
         return {"final_step": 2}
 
     def run_pseudolabel(cfg, *, catalog, out, adapter, limit, reuse_chains_from=None, truth=None, verbose,
-                        greedy=False):
+                        greedy=False, label=None):
         if greedy:  # the pool decoded greedily (eval.pool_greedy)
             calls.append(("pool-greedy", out, adapter, limit))
             return {"counts": {}}
         calls.append(("pseudolabel", cfg.pseudolabel.round, out, adapter, reuse_chains_from, truth))
         return {"counts": counts[cfg.pseudolabel.round]}
 
-    def run_evaluate(cfg, *, adapter, out, verbose, test=None, mode="greedy"):
+    def run_evaluate(cfg, *, adapter, out, verbose, test=None, mode="greedy", label=None):
         if mode == "vote" or test is not None:  # the vote on the test split, the fit on the seed split
             calls.append((mode if mode == "vote" else "fit", adapter, out, test))
             acc = 0.75 if mode == "vote" else 0.875

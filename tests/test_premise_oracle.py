@@ -263,7 +263,7 @@ def test_a_finished_round_gains_the_greedy_answers_on_its_pool(tmp_path, monkeyp
     (run / "loop.json").write_text(json.dumps(manifest))
     calls = []
 
-    def greedy_decode(cfg, *, catalog, out, adapter, limit, greedy, verbose):
+    def greedy_decode(cfg, *, catalog, out, adapter, limit, greedy, verbose, label):
         calls.append((out, adapter, limit, greedy))
         (Path(out) / "consensus").mkdir(parents=True)
         pq.write_table(pa.Table.from_pylist([{"listing_id": "A", "attribute": "colour", "consensus": "Blue"}]),

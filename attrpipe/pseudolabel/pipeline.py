@@ -271,7 +271,8 @@ class ScoreAndWriteUnit:
 
 def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, adapter: str | None = None,
                     greedy: bool = False, limit: int | None = None, reuse_chains_from: str | None = None,
-                    review_below: float | None = None, truth: str | None = None, verbose: bool = True) -> dict:
+                    review_below: float | None = None, truth: str | None = None, verbose: bool = True,
+                    label: str | None = None) -> dict:
     """Pseudo-label a catalog; resumable: rerunning skips units already committed. Returns the manifest.
 
     - ``greedy=True`` decodes one chain per listing-attribute greedily with ``eval.max_new_tokens`` instead of
@@ -285,6 +286,7 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
     - ``truth``: a labeled slice of the pool (listing_id, labels): score the chains against the true labels instead
       of their consensus (the diagnostic oracle arms, attrpipe.methods; ``_run.json`` records it as ``oracle_truth``
       so the audit scores them the same way).
+    - ``label``: what the progress line calls the work (default: pseudolabel, evaluate or predict, by the above).
 
     One process at a time fills an output directory; a second waits for it, then resumes (attrpipe.storage.locked).
     """
@@ -292,12 +294,12 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
     with storage.locked(storage.join(out, ".pseudolabel"), what=f"the pseudo-labeling output {out}"):
         return _run_pseudolabel(cfg, catalog=catalog, out=out, adapter=adapter, greedy=greedy, limit=limit,
                                 reuse_chains_from=reuse_chains_from, review_below=review_below, truth=truth,
-                                verbose=verbose)
+                                verbose=verbose, label=label)
 
 
 def _run_pseudolabel(cfg, *, catalog: str | None, out: str, adapter: str | None, greedy: bool, limit: int | None,
                      reuse_chains_from: str | None, review_below: float | None, truth: str | None,
-                     verbose: bool) -> dict:
+                     verbose: bool, label: str | None = None) -> dict:
     import ray
 
     from attrpipe.ray_utils import init_ray
@@ -368,7 +370,7 @@ def _run_pseudolabel(cfg, *, catalog: str | None, out: str, adapter: str | None,
         # back against those few bytes while the consumer waited for it: a stall, seen at 50k of 1M listings
         # (Ray 2.60; the stage idle, "backpressured:tasks(DownstreamCapacity)", its input queue growing).
         # materialize() keeps the one-row-per-unit results (~100 bytes each) and has no such consumer.
-        label = "evaluate" if greedy and review_below is None else ("predict" if greedy else "pseudolabel")
+        label = label or ("evaluate" if greedy and review_below is None else ("predict" if greedy else "pseudolabel"))
         with Progress(label, progress_poll(out, units, done), unit="listings", interval=2.0):
             ds.materialize()
     markers = [storage.read_json(marker_path(out, u.unit_id)) for u in units]
