@@ -450,6 +450,8 @@ def stage_summary(name: str, kind: str, result: dict, manifest: dict) -> str:
         p = result.get("premise")
         if p is not None and p.get("consensus_kept") is not None and p.get("single_chain") is not None:
             line += f"; against the truth: kept consensus {pct(p['consensus_kept'])}, a chain {pct(p['single_chain'])}"
+            if p.get("greedy_kept") is not None:
+                line += f", the greedy answer on the kept {pct(p['greedy_kept'])}"
         return head + line + f" ({result['seconds']:.0f}s)"
     if kind in ("eval", "shared-eval"):
         line = f"accuracy {pct(result['accuracy'])}, {pct(result['parse_failure_rate'])} unparsed"

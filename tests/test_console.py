@@ -127,6 +127,10 @@ def test_an_evaluation_line_and_the_table_show_the_vote_and_the_fit():
          "finished": {"sft/eval": sft_eval}}
     line = stage_summary("sft/eval", "eval", sft_eval, m)
     assert "the vote of 7 chains 52.0% (+8.0 over the greedy answer)" in line and "seed split 90.0% (fit)" in line
+    pl = {"counts": {"listing_attributes": 9, "kept": 3, "pairs": 4, "chains": 63, "chains_unparsed": 5},
+          "premise": {"single_chain": 0.4, "consensus_kept": 0.7, "greedy_kept": 0.61}, "seconds": 9.0}
+    assert "kept consensus 70.0%, a chain 40.0%, the greedy answer on the kept 61.0%" in stage_summary(
+        "round-1/pseudolabel", "pseudolabel", pl, m)
     pl = {"counts": {"kept": 3, "pairs": 4}, "premise": {"single_chain": 0.4, "consensus_kept": 0.7,
                                                          "greedy_kept": 0.61}}
     m["finished"].update({"round-1/pseudolabel": pl, "round-1/eval": {"accuracy": 0.5, "parse_failure_rate": 0.0}})

@@ -170,7 +170,7 @@ def test_oracle_arms_rescore_the_shared_chains_with_the_truth_and_pass_the_audit
 
     summary = tmp_path / "summary.json"
     cfg = _cfg(setup, tiny_model_dir, "study.thresholds=[0.1]", "study.methods=[dpo,dpo-oracle,sl-oracle]",
-               "study.name=oracle", f"study.summary={summary}")
+               "study.name=oracle", f"study.summary={summary}", "eval.pool_greedy=true")
     st = run_study(cfg, "threshold", verbose=False, command=["attrpipe", "study", "threshold", "test"])
     d = setup / "runs" / "s" / "study-threshold-oracle"
     truth = read_labels(str(setup / "cat" / "truth" / "unlabeled.parquet"))
@@ -185,6 +185,11 @@ def test_oracle_arms_rescore_the_shared_chains_with_the_truth_and_pass_the_audit
     premises = [lp["finished"]["round-1/pseudolabel"]["premise"] for lp in loops.values()]
     assert premises[0] == premises[1] == premises[2] and premises[0]["examples"] > 0
     assert premises[0]["per_attribute"] and premises[0]["sampler"]["stage"] == "sft/eval"
+    # eval.pool_greedy: the seed SFT decoded the pool greedily once for the seed, and every arm's premise reads it
+    greedy_dir = setup / "runs" / "s" / "shared" / "seed-0" / "pool-greedy-all"
+    assert json.loads((greedy_dir / "manifest.json").read_text())["greedy"]
+    assert premises[0]["greedy_examples"] == premises[0]["examples"] and premises[0]["greedy"] is not None
+    assert not any((d / "seed-0" / f"{m}-C-0.1" / "round-1" / "pool-greedy").exists() for m in loops)
     oracle_pairs = pq.read_table(d / "seed-0" / "dpo-oracle-C-0.1" / "round-1" / "pseudolabels" / "pairs").to_pylist()
     assert oracle_pairs
     for p in oracle_pairs:
