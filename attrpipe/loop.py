@@ -43,7 +43,7 @@ __all__ = ["Stage", "plan_stages", "train_start", "LoopRun", "STAGE_RUNNERS", "r
 @dataclass(frozen=True)
 class Stage:
     name: str  # "sft", "sft/eval", "round-1/pseudolabel", "round-1/train", "round-1/eval", ...
-    kind: str  # sft | eval | pseudolabel | dpo | sl | scpo | shared-sft | shared-eval (STAGE_RUNNERS: each one's function)
+    kind: str  # sft | eval | pseudolabel | dpo | sl | scpo | shared-sft | shared-eval (STAGE_RUNNERS runs each)
     round: int
     adapter_in: str | None  # the adapter this stage samples with / starts from (relative to the run dir)
     out: str  # its output (relative to the run dir)
@@ -51,6 +51,7 @@ class Stage:
 
 # The kinds of training stage: DPO on pairs/ (the methods dpo, dpo-nll, dpo-oracle), SL and ScPO on consensus/
 _TRAINING_KINDS = ("dpo", "sl", "scpo")
+
 
 def plan_stages(*, rounds: int, method: str, seed_sft: bool, evaluate: bool = True,
                 shared_sft: bool = False) -> list[Stage]:
@@ -125,8 +126,9 @@ _MEASURED_BESIDE = ("fit", "vote", "pool_greedy")
 
 def _result_key(cfg, *, seed_sft_only: bool = False) -> str:
     """The whole configuration but how it runs (``ray``), what other commands read (``study``, ``predict``), what is
-    measured beside the results (``eval.fit``, ``eval.vote``, ``eval.pool_greedy``) and how many rounds the loop has (a loop may be extended by more rounds). ``run`` stays in it, name and output_dir too: a
-    run resumed under another name or directory is refused, not continued.
+    measured beside the results (``eval.fit``, ``eval.vote``, ``eval.pool_greedy``) and how many rounds the loop has
+    (a loop may be extended by more rounds). ``run`` stays in it, name and output_dir too: a run resumed under another
+    name or directory is refused, not continued.
 
     ``seed_sft_only``: only what the seed SFT and its evaluation read, so a loop that has finished nothing but those
     can go on with other round settings (a study's shared seed SFT serves arms of any DPO or SL setting).
@@ -340,10 +342,9 @@ def _pseudolabel(run: LoopRun, st: Stage) -> dict:
 
     cfg = run.cfg
     reuse = run.shared.get("chains") if st.round == 1 else None
-    round_cfg = OmegaConf.merge(cfg, {"pseudolabel": {"round": st.round}})
-    m = run_pseudolabel(round_cfg, catalog=cfg.data.unlabeled, out=run.path(st.out), adapter=run.path(st.adapter_in),
-                        limit=cfg.data.unlabeled_limit, reuse_chains_from=reuse, truth=run.oracle_truth,
-                        verbose=False)
+    m = run_pseudolabel(OmegaConf.merge(cfg, {"pseudolabel": {"round": st.round}}), catalog=cfg.data.unlabeled,
+                        out=run.path(st.out), adapter=run.path(st.adapter_in), limit=cfg.data.unlabeled_limit,
+                        reuse_chains_from=reuse, truth=run.oracle_truth, verbose=False)
     result = {"counts": m["counts"]}
     if reuse:
         result["reused_chains_from"] = reuse

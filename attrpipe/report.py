@@ -78,14 +78,16 @@ def standard_error(accuracy: float | None, *, scored: int | None = None, std: fl
     return 0.0
 
 
+def _evaluations(manifest: dict) -> list[tuple[str, dict]]:
+    """(stage label, its result) of a loop manifest's finished evaluations, in stage order: ``sft``, ``round-1``, ..."""
+    return [(name.split("/")[0], manifest["finished"][name]) for name in manifest["stages"]
+            if name.endswith("eval") and name in manifest["finished"]]
+
+
 def round_series(manifest: dict) -> tuple[list[str], list[float | None]]:
     """(stage labels, accuracies) of a loop manifest's evaluations, in stage order: ``sft``, ``round-1``, ..."""
-    labels, accs = [], []
-    for name in manifest["stages"]:
-        if name.endswith("eval") and name in manifest["finished"]:
-            labels.append(name.split("/")[0])
-            accs.append(manifest["finished"][name].get("accuracy"))
-    return labels, accs
+    evals = _evaluations(manifest)
+    return [label for label, _ in evals], [e.get("accuracy") for _, e in evals]
 
 
 # --- plots ----------------------------------------------------------------------------------------------------------
@@ -123,10 +125,10 @@ def _plot_rounds(runs: list[tuple[str, dict]], dest: str) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name, m in runs:
-        labels, accs = round_series(m)
-        scored = [m["finished"][s].get("scored") for s in m["stages"] if s.endswith("eval") and s in m["finished"]]
-        pts = [(i, 100 * a, 100 * standard_error(a, scored=n)) for i, (a, n) in enumerate(zip(accs, scored))
-               if a is not None]
+        evals = _evaluations(m)
+        labels = [label for label, _ in evals]
+        pts = [(i, 100 * e["accuracy"], 100 * standard_error(e["accuracy"], scored=e.get("scored")))
+               for i, (_, e) in enumerate(evals) if e.get("accuracy") is not None]
         if pts:
             method = m.get("method", "")
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],

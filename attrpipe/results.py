@@ -26,8 +26,8 @@ standard deviation over seeds)::
 ``headline`` is computed from the arms of the pool-size study (the one without ``study.name``): the number of seeds,
 the seed SFT's mean accuracy, fit (on its own seed split) and vote (on the test split), the study's preference
 objective, and for the smallest and the largest pool the mean accuracy and lift of that objective (``dpo``), SL and
-DPO-oracle and the premise (a parsed chain's accuracy, the kept consensus's). Everything here is pure but :func:`load_summary`,
-:func:`save_summary`, :func:`update_summary` and :func:`add_run`.
+DPO-oracle and the premise (a parsed chain's accuracy, the kept consensus's). Everything here is pure but
+:func:`load_summary`, :func:`save_summary`, :func:`update_summary` and :func:`add_run`.
 """
 
 from __future__ import annotations

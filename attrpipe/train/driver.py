@@ -282,9 +282,9 @@ def run_training(
       ``sl.init=sft_adapter`` default to ``<run>/sft/adapter``; with ``base`` they start a fresh adapter.
     - ``resume_from``: a checkpoint, or any directory above checkpoints (e.g. a previous ``out_dir``): the run
       continues from the latest one, step count included.
-    - ``reference_adapter`` (DPO and ScPO with ``dpo.reference=sft_adapter``): the reference is a frozen copy of this adapter
-      instead of the start adapter (later rounds: continue round k-1's adapter against the SFT adapter). It must have
-      the start adapter's LoRA shape.
+    - ``reference_adapter`` (DPO and ScPO with ``dpo.reference=sft_adapter``): the reference is a frozen copy of this
+      adapter instead of the start adapter (later rounds: continue round k-1's adapter against the SFT adapter). It
+      must have the start adapter's LoRA shape.
     """
     import ray
     import ray.train
