@@ -163,6 +163,9 @@ def test_adapter_directories_on_s3_fingerprint_find_and_local_copy(s3_env, tmp_p
     (local / "adapter_config.json").write_text('{"r": 8}')
     (local / "adapter_model.safetensors").write_bytes(b"\x00" * 1000)
     (local / "ckpt" / "checkpoint" / "trainer_state.json").write_text('{"global_step": 3}')
+    from attrpipe.train.checkpoints import write_manifest
+
+    write_manifest(local / "ckpt" / "checkpoint", world_rank=0, nodes=1, step=3)
     uri = f"s3://{BUCKET}/adapters/a1"
     _upload(local, uri)
     assert storage.fingerprint(uri) == storage.fingerprint(str(local))  # content, not location

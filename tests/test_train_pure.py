@@ -4,6 +4,7 @@ the DeepSpeed config, paths, resume discovery; and TRL's collators on the tiny p
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -393,17 +394,26 @@ def test_default_paths_and_config_keys():
             load_config(None, [bad])
 
 
-def test_find_resume_checkpoint_picks_the_highest_step(tmp_path):
-    def ckpt(d: Path, step: int) -> Path:
-        d.mkdir(parents=True)
-        (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
-        return d
+def _ckpt(d: Path, step: int, *, manifest: bool = True, nodes: int = 1) -> Path:
+    """A checkpoint at ``d``: the trainer's directory, or (``d`` named ``checkpoint``) a Ray Train one with its node
+    manifests (one per node: world ranks 0, 2, ...)."""
+    from attrpipe.train.checkpoints import write_manifest
 
-    hf = ckpt(tmp_path / "hf" / "checkpoint-4", 4)
+    d.mkdir(parents=True)
+    (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (d / "optimizer.pt").write_bytes(b"\x01" * 100)
+    if d.name == "checkpoint" and manifest:
+        for node in range(nodes):
+            write_manifest(d, world_rank=2 * node, nodes=nodes, step=step)
+    return d
+
+
+def test_find_resume_checkpoint_picks_the_highest_step(tmp_path):
+    hf = _ckpt(tmp_path / "hf" / "checkpoint-4", 4)
     assert find_resume_checkpoint(hf) == str(hf) and checkpoint_step(hf) == 4
     run = tmp_path / "out" / "ray" / "sft-1"
-    ckpt(run / "checkpoint_a" / "checkpoint", 2)
-    ckpt(run / "checkpoint_b" / "checkpoint", 6)
+    _ckpt(run / "checkpoint_a" / "checkpoint", 2)
+    _ckpt(run / "checkpoint_b" / "checkpoint", 6)
     (run / "checkpoint_c").mkdir()  # the final adapter checkpoint: no trainer state
     assert find_resume_checkpoint(tmp_path / "out") == str(run / "checkpoint_b")
     assert checkpoint_step(run / "checkpoint_b") == 6 and checkpoint_step(run / "checkpoint_c") is None
@@ -411,3 +421,48 @@ def test_find_resume_checkpoint_picks_the_highest_step(tmp_path):
         find_resume_checkpoint(tmp_path / "nothing")
     with pytest.raises(FileNotFoundError, match="no training checkpoint"):
         find_resume_checkpoint(run / "checkpoint_c")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing file", "no manifest", "a node's manifest missing",
+                                    "no trainer state"])
+def test_a_half_written_checkpoint_is_never_resumed_from(tmp_path, damage):
+    """A process killed while it writes or uploads a checkpoint leaves it short or incomplete: the resume takes the
+    last complete one below, and names the damage when the checkpoint is named directly."""
+    from attrpipe.train.checkpoints import checkpoint_problems, manifest_name
+
+    run = tmp_path / "ray" / "sft-1"
+    good = _ckpt(run / "checkpoint_a" / "checkpoint", 2, nodes=2).parent
+    bad = _ckpt(run / "checkpoint_b" / "checkpoint", 4, nodes=2, manifest=damage != "no manifest").parent
+    assert checkpoint_problems(str(good)) == []
+    inner = bad / "checkpoint"
+    if damage == "truncated":
+        (inner / "optimizer.pt").write_bytes(b"\x01" * 40)
+    elif damage == "missing file":
+        (inner / "optimizer.pt").unlink()
+    elif damage == "a node's manifest missing":
+        (inner / manifest_name(2)).unlink()
+    elif damage == "no trainer state":
+        (inner / "trainer_state.json").unlink()
+    problems = checkpoint_problems(str(bad))
+    expected = {"truncated": "optimizer.pt has 40 bytes, 100 when it was written", "missing file":
+                "optimizer.pt is missing", "no manifest": "no file manifest", "a node's manifest missing":
+                "1 of 2 node manifest(s)", "no trainer state": "trainer_state.json is missing"}[damage]
+    assert any(expected in p for p in problems), problems
+    assert find_resume_checkpoint(tmp_path / "ray") == str(good)
+    with pytest.raises(ValueError, match="incomplete"):
+        find_resume_checkpoint(bad)
+    shutil.rmtree(good)
+    with pytest.raises(FileNotFoundError, match="no complete training checkpoint.*checkpoint_b" if damage !=
+                       "no trainer state" else "no training checkpoint"):
+        find_resume_checkpoint(tmp_path / "ray")
+
+
+def test_the_chaos_harness_fault_hook_applies_to_the_training_it_names(monkeypatch):
+    from attrpipe.train.driver import FAULT_ENV, fault_from_env
+
+    monkeypatch.delenv(FAULT_ENV, raising=False)
+    assert fault_from_env("runs/x/round-1") is None
+    spec = {"where": "round-1", "step": 2, "at": "save", "kill": True, "ranks": [1], "marker": "/tmp/m"}
+    monkeypatch.setenv(FAULT_ENV, json.dumps(spec))
+    assert fault_from_env("runs/x/round-1") == spec and fault_from_env("s3://b/runs/x/round-1/") == spec
+    assert fault_from_env("runs/x/sft") is None and fault_from_env("runs/x/round-12") is None

@@ -236,3 +236,32 @@ def test_two_dpo_runs_of_one_configuration_train_the_same_adapter(env):
         weights.append(load_file(Path(out["adapter"]) / "adapter_model.safetensors"))
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+@pytest.mark.parametrize("stage,rank,at", [(2, 0, "save"), (2, 1, "save"), (3, 0, "save"), (3, 1, "save"),
+                                           (2, 0, "report")])
+def test_a_worker_killed_while_it_writes_a_checkpoint_resumes_from_the_last_complete_one(env, stage, rank, at):
+    """DPO saving every 2 steps; at step 4 one rank SIGKILLs itself in the middle of writing its checkpoint (after the
+    weights and the optimizer, before the RNG and trainer state: ``save``), or with the checkpoint written but not yet
+    handed to Ray Train (``report``). The group restarts from step 2's checkpoint, the last complete one, and finishes;
+    every checkpoint Ray Train kept is whole (its file manifest checks out: one node, both ranks' RNG states)."""
+    from attrpipe.train import run_training
+    from attrpipe.train.checkpoints import checkpoint_problems, manifest_name
+
+    name = f"kill-z{stage}-r{rank}-{at}"
+    cfg = _cfg(env, "dpo.reference=base", "dpo.max_steps=6", "dpo.save_steps=2", "dpo.learning_rate=1e-3",
+               f"deepspeed.zero_stage={stage}", "ray.train.max_failures=1")
+    fault = {"step": 4, "at": at, "marker": str(env["dir"] / "fault" / name), "kill": True, "ranks": [rank]}
+    out = run_training("dpo", cfg, data=str(env["pairs"]), out_dir=str(env["dir"] / "runs" / "t" / name),
+                       _fault=fault)
+    marker = env["dir"] / "fault" / f"{name}.{rank}"
+    assert marker.is_file() and "SIGKILL" in marker.read_text() and f"({at})" in marker.read_text()
+    assert out["global_step"] == 6 and out["resumed_from_step"] == 2
+    assert [m["step"] for m in _metrics(out)] == [1, 2, 3, 4, 5, 6]
+    kept = [c for c in sorted(Path(out["ray_run"]).glob("checkpoint_*")) if (c / "checkpoint").is_dir()]
+    assert kept, "Ray Train kept no training checkpoint"
+    for c in kept:
+        assert checkpoint_problems(str(c)) == [], c
+        files = json.loads((c / "checkpoint" / manifest_name(0)).read_text())["files"]
+        assert {"trainer_state.json", "rng_state_0.pth", "rng_state_1.pth"} <= set(files), sorted(files)
+    _check_adapter(out, env, None)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
 import tempfile
 import time
 from pathlib import Path
@@ -261,6 +262,21 @@ def _progress_poll(path: str, max_steps: int):
     return poll
 
 
+FAULT_ENV = "ATTRPIPE_INJECT_FAULT"
+
+
+def fault_from_env(out_dir: str) -> dict | None:
+    """Test hook of the chaos harness (bench/chaos.py), which runs whole ``attrpipe loop`` commands: the environment
+    variable ``ATTRPIPE_INJECT_FAULT`` holds a fault spec as JSON (what ``_fault`` takes: a worker fails or is killed
+    at a step, at a moment, on some ranks; attrpipe.train.worker), applied to the training whose output directory is
+    named ``spec["where"]`` (``sft``, ``round-1``, ...). Unset: None."""
+    raw = os.environ.get(FAULT_ENV)
+    if not raw:
+        return None
+    spec = json.loads(raw)
+    return spec if posixpath.basename(str(out_dir).rstrip("/")) == spec.get("where") else None
+
+
 def run_training(
     kind: str,
     cfg,
@@ -310,6 +326,8 @@ def run_training(
             raise FileNotFoundError(f"{kind}: reference adapter {ref_path!r} has no adapter_config.json")
         start = type(start)(adapter_path, start.reference, ref_path)
     resume = find_resume_checkpoint(resume_from) if resume_from else None
+    if _fault is None:
+        _fault = fault_from_env(out_dir)
     hyper = hyperparameters(kind, cfg)
     tc = cfg.ray.train
 
@@ -351,6 +369,7 @@ def run_training(
     }
     ray_storage = _abs(str(tc.storage_path)) if tc.storage_path else storage.join(out_dir, "ray")
     name = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    job["ray_run"] = storage.join(ray_storage, name)  # where a restarted worker group looks for checkpoints
     resources = {"CPU": float(tc.num_cpus_per_worker)}
     trainer = TorchTrainer(
         train_loop_per_worker,

@@ -247,25 +247,36 @@ def find_resume_checkpoint(path: str | Path) -> str:
     """The checkpoint to resume from, given a checkpoint or any directory above checkpoints, local or URI.
 
     ``path`` may be an HF checkpoint (``trainer_state.json``), a Ray Train checkpoint (``checkpoint_*/checkpoint/``),
-    a Ray run directory, or a training output directory (``<run>/sft``): the checkpoint with the highest global step
-    found below it wins.
+    a Ray run directory, or a training output directory (``<run>/sft``): the *complete* checkpoint
+    (:func:`attrpipe.train.checkpoints.checkpoint_problems`) with the highest global step found below it wins; one
+    left half-written by a killed process is passed over. A checkpoint named directly must be complete.
     """
     from attrpipe import storage
+    from attrpipe.train.checkpoints import checkpoint_problems
 
     s = str(path)
     if not storage.exists(s):
         raise FileNotFoundError(f"resume path {s!r} does not exist")
-    if checkpoint_step(s) is not None:
+    if checkpoint_step(s) is not None or storage.exists(storage.join(s, "checkpoint")):
+        problems = checkpoint_problems(s)
+        if problems:
+            raise ValueError(f"checkpoint {s!r} is incomplete: {'; '.join(problems)}")
         return s
-    best: tuple[int, str] | None = None
+    found: dict[str, int] = {}
     for state in storage.find_files(s, _TRAINER_STATE):
         ckpt = posixpath.dirname(state)
         # A Ray checkpoint wraps the HF one as <ray ckpt>/checkpoint/; prefer the Ray directory (what Ray reports).
         if posixpath.basename(ckpt) == "checkpoint":
             ckpt = posixpath.dirname(ckpt)
         step = checkpoint_step(ckpt)
-        if step is not None and (best is None or (step, ckpt) > best):
-            best = (step, ckpt)
-    if best is None:
-        raise FileNotFoundError(f"no training checkpoint (trainer_state.json) under {s!r}")
-    return best[1]
+        if step is not None:
+            found[ckpt] = step
+    skipped = []
+    for ckpt, _ in sorted(found.items(), key=lambda kv: (kv[1], kv[0]), reverse=True):
+        problems = checkpoint_problems(ckpt)
+        if not problems:
+            return ckpt
+        skipped.append(f"{ckpt} ({problems[0]})")
+    if skipped:
+        raise FileNotFoundError(f"no complete training checkpoint under {s!r}; incomplete: {', '.join(skipped)}")
+    raise FileNotFoundError(f"no training checkpoint (trainer_state.json) under {s!r}")

@@ -337,37 +337,111 @@ def _progress_callback(path: str | None, every_s: float = 2.0):
     return _Progress()
 
 
-def _fault_callback(spec: dict | None):
-    """Test hook: fail once at step ``spec["step"]`` (one marker file per rank), to exercise FailureConfig recovery.
+def _report_callback(fault: dict | None = None):
+    """Ray Train's ``RayTrainReportCallback``, made to upload only complete checkpoints.
+
+    Ray's own callback has every rank copy ``get_last_checkpoint(output_dir)`` as soon as the trainer's ``on_save``
+    fires; but only the trainer's rank 0 writes the weights, the optimizer and ``trainer_state.json``, with nothing
+    between its writes and the other ranks' copies. Ranks that share a node (and so the output directory) then copy
+    rank 0's files while it still writes them, and all ranks upload into the same checkpoint directory: a short
+    ``optimizer.pt`` could replace the whole one, and the restart failed in ``torch.load`` (EOFError). Here every rank
+    first waits for the others (a collective, which also counts the nodes), then one process per node (local rank 0)
+    copies the step's own checkpoint directory with a manifest of its files and sizes
+    (:mod:`attrpipe.train.checkpoints`) and reports it; the others report no checkpoint. Ray Train registers the
+    checkpoint only when every rank has reported, so a registered checkpoint is whole, and the manifests prove it."""
+    from ray.train.huggingface.transformers import RayTrainReportCallback
+
+    class _CompleteCheckpointReport(RayTrainReportCallback):
+        def on_save(self, args, state, control, **kwargs):
+            import ray.train
+            import torch.distributed as dist
+            from ray.train import Checkpoint
+
+            from attrpipe.train.checkpoints import write_manifest
+
+            ctx = ray.train.get_context()
+            leader = ctx.get_local_rank() == 0
+            if dist.is_available() and dist.is_initialized():
+                leaders: list = [None] * dist.get_world_size()
+                dist.all_gather_object(leaders, leader)  # every rank's writes are done past this point
+                nodes = sum(bool(x) for x in leaders)
+            else:
+                nodes = 1
+            metrics: dict = {}
+            for entry in state.log_history:
+                metrics.update(entry)
+            src = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            _maybe_fail(fault, "report", state.global_step)
+            if not (leader and src.is_dir()):
+                ray.train.report(metrics=metrics, checkpoint=None)
+                return
+            with tempfile.TemporaryDirectory() as tmp:
+                dest = Path(tmp) / self.CHECKPOINT_NAME
+                shutil.copytree(src, dest)
+                write_manifest(dest, world_rank=ctx.get_world_rank(), nodes=nodes, step=state.global_step)
+                ray.train.report(metrics=metrics, checkpoint=Checkpoint.from_directory(tmp))
+
+    return _CompleteCheckpointReport()
+
+
+def _maybe_fail(spec: dict | None, at: str, step: int) -> None:
+    """Test hook: fail once when the run reaches ``spec["step"]`` at the moment ``spec["at"]`` (one marker file per
+    rank), to exercise FailureConfig recovery. Moments: ``step`` (default; after the step's update), ``save`` (in the
+    middle of writing the step's checkpoint: after the weights and the optimizer, before the RNG state and the trainer
+    state), ``report`` (the checkpoint written, before Ray Train has it).
 
     ``spec["kill"]``: the worker process SIGKILLs itself, as on a preempted node, instead of raising; ``spec["ranks"]``:
-    only these ranks fail (default: all); ``spec["delay_s"]``: wait this long first. Ray Train registers a checkpoint
-    once its controller has collected every rank's report, which it polls for: a worker killed right after reporting
-    can take that checkpoint with it, and the group then restarts from the one before (or from scratch).
+    only these ranks fail (default: all); ``spec["delay_s"]``: wait this long first (without ``kill`` or ``raise``
+    false, only the wait: a slow writer). Ray Train registers a checkpoint once its controller has collected every
+    rank's report, which it polls for: a worker killed right after reporting can take that checkpoint with it, and the
+    group then restarts from the one before (or from scratch).
     """
-    if not spec:
+    if not spec or spec.get("at", "step") != at or step != int(spec["step"]):
+        return
+    import ray.train
+
+    rank = ray.train.get_context().get_world_rank()
+    if spec.get("ranks") is not None and rank not in spec["ranks"]:
+        return
+    marker = Path(f"{spec['marker']}.{rank}")
+    if marker.exists():
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    fails = spec.get("kill") or spec.get("raise", True)
+    how = "killed (SIGKILL)" if spec.get("kill") else "failed" if fails else "slowed"
+    marker.write_text(f"{how} once at step {step} ({at}), pid {os.getpid()}\n")
+    if spec.get("delay_s"):
+        time.sleep(float(spec["delay_s"]))
+    if spec.get("kill"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if fails:
+        raise RuntimeError(f"injected failure at step {step} ({at}, rank {rank})")
+
+
+def _fault_callback(spec: dict | None):
+    """The :func:`_maybe_fail` hook at the end of a step."""
+    if not spec or spec.get("at", "step") != "step":
         return None
     from transformers import TrainerCallback
 
     class _Fault(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            import ray.train
-
-            rank = ray.train.get_context().get_world_rank()
-            if spec.get("ranks") is not None and rank not in spec["ranks"]:
-                return
-            marker = Path(f"{spec['marker']}.{rank}")
-            if state.global_step == int(spec["step"]) and not marker.exists():
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                how = "killed (SIGKILL)" if spec.get("kill") else "failed"
-                marker.write_text(f"{how} once at step {state.global_step}, pid {os.getpid()}\n")
-                if spec.get("delay_s"):
-                    time.sleep(float(spec["delay_s"]))
-                if spec.get("kill"):
-                    os.kill(os.getpid(), signal.SIGKILL)
-                raise RuntimeError(f"injected failure at step {state.global_step} (rank {rank})")
+            _maybe_fail(spec, "step", state.global_step)
 
     return _Fault()
+
+
+def _fault_in_save(trainer, spec: dict | None) -> None:
+    """The :func:`_maybe_fail` hook in the middle of the trainer's checkpoint write (before its RNG state)."""
+    if not spec or spec.get("at") != "save":
+        return
+    write_rng = trainer._save_rng_state
+
+    def _save_rng_state(output_dir):
+        _maybe_fail(spec, "save", trainer.state.global_step)
+        return write_rng(output_dir)
+
+    trainer._save_rng_state = _save_rng_state
 
 
 def _adapter_to_model_dtype(model) -> None:
@@ -388,8 +462,31 @@ def _local_scratch(experiment: str) -> str:
     return str(d)
 
 
-def _hf_checkpoint_dir(d: str) -> str:
-    return str(Path(d) / "checkpoint") if (Path(d) / "checkpoint" / "trainer_state.json").is_file() else d
+def _resume_checkpoint(job: dict):
+    """Where a worker group starts: the latest complete checkpoint of this run (after a worker failure), else the
+    explicit ``resume_from``, else None (from the start).
+
+    This run's checkpoints are read from its storage directory rather than from ``ray.train.get_checkpoint()``
+    alone: Ray Train registers a checkpoint when its controller collects every rank's report, and a worker killed
+    after its upload but before that poll takes the registration with it, though the checkpoint is whole in storage
+    (seen: a kill two steps after a save restarted the run from scratch). The manifests
+    (:mod:`attrpipe.train.checkpoints`) say which stored checkpoints are whole; a registered one is always among
+    them."""
+    import ray.train
+    from ray.train import Checkpoint
+
+    from attrpipe.train.plan import find_resume_checkpoint
+
+    try:
+        stored = find_resume_checkpoint(job["ray_run"]) if job.get("ray_run") else None
+    except FileNotFoundError:  # no checkpoint yet: the first attempt, or a failure before the first save
+        stored = None
+    if stored is not None:
+        return Checkpoint(stored)
+    registered = ray.train.get_checkpoint()
+    if registered is not None:
+        return registered
+    return Checkpoint(job["resume_from"]) if job.get("resume_from") else None
 
 
 def train_loop_per_worker(job: dict) -> None:
@@ -398,9 +495,10 @@ def train_loop_per_worker(job: dict) -> None:
     import ray.train
     import torch
     from ray.train import Checkpoint
-    from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
+    from ray.train.huggingface.transformers import prepare_trainer
 
     from attrpipe.models.loader import load_processor
+    from attrpipe.train.checkpoints import checkpoint_problems, hf_dir
     from attrpipe.train.plan import FULL_KINDS, checkpoint_step, output_subdir
 
     ctx = ray.train.get_context()
@@ -414,11 +512,18 @@ def train_loop_per_worker(job: dict) -> None:
         image_size=int(job["images"]["size"]),
     )
     scratch = _local_scratch(ctx.get_experiment_name())
+    import torch.distributed as dist
+
+    # A restarted worker group must not find the failed attempt's half-written checkpoints in the node's scratch
+    # (the trainer would write beside them, and a copy could mix them in).
+    if ctx.get_local_rank() == 0:
+        shutil.rmtree(Path(scratch) / "hf", ignore_errors=True)
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
     if job["deepspeed"] is not None:
         # DeepSpeed joins the process group Ray Train made (gloo on CPUs, NCCL on GPUs) instead of discovering its
         # own (MPI discovery fails outside a launcher); ZeRO-3's partitioned loading needs it before the model.
         import deepspeed
-        import torch.distributed as dist
 
         deepspeed.init_distributed(dist_backend=dist.get_backend(), auto_mpi_discovery=False)
     # The arguments come before the model: with ZeRO-3 they make from_pretrained partition the weights as it loads.
@@ -438,7 +543,7 @@ def train_loop_per_worker(job: dict) -> None:
     if job["start"]["init_adapter"] is not None and job["deepspeed"] and \
             job["deepspeed"]["zero_optimization"]["stage"] == 3:
         _adapter_to_model_dtype(model)
-    callbacks = [RayTrainReportCallback()]
+    callbacks = [_report_callback(job.get("fault"))]
     progress = _progress_callback(job.get("progress"))
     if progress is not None:
         callbacks.append(progress)
@@ -450,6 +555,7 @@ def train_loop_per_worker(job: dict) -> None:
         train_dataset=probe_dataset(kind), callbacks=callbacks,
     )
 
+    _fault_in_save(trainer, job.get("fault"))
     if job["start"].get("reference_adapter"):
         load_reference_adapter(trainer.model, job["start"]["reference_adapter"])
 
@@ -472,17 +578,18 @@ def train_loop_per_worker(job: dict) -> None:
     trainer.train_dataset = _IterableFromIterator(stream)
     trainer = prepare_trainer(trainer)
 
-    checkpoint = ray.train.get_checkpoint()  # after a worker failure: this run's latest checkpoint
-    if checkpoint is None and job.get("resume_from"):
-        checkpoint = Checkpoint(job["resume_from"])
+    checkpoint = _resume_checkpoint(job)
     resumed_from = None
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            hf_dir = _hf_checkpoint_dir(d)
-            resumed_from = checkpoint_step(hf_dir)
+            problems = checkpoint_problems(d)
+            if problems:  # never resume from a half-written state
+                raise RuntimeError(f"{kind}: checkpoint {checkpoint.path} is incomplete: {'; '.join(problems)}")
+            resume_dir = hf_dir(d)
+            resumed_from = checkpoint_step(resume_dir)
             if rank == 0:
-                log.warning("resuming %s from step %s (%s)", kind, resumed_from, hf_dir)
-            output = trainer.train(resume_from_checkpoint=hf_dir)
+                log.warning("resuming %s from step %s (%s)", kind, resumed_from, resume_dir)
+            output = trainer.train(resume_from_checkpoint=resume_dir)
     else:
         output = trainer.train()
 
@@ -506,8 +613,6 @@ def train_loop_per_worker(job: dict) -> None:
     else:
         ray.train.report(summary, checkpoint=None)
     # Ray Train holds every checkpoint now; the node-local copies (optimizer states included) can go.
-    import torch.distributed as dist
-
     if dist.is_initialized():
         dist.barrier()
     if ctx.get_local_rank() == 0:
