@@ -214,3 +214,65 @@ def test_loop_with_its_run_directory_on_s3(s3_env, tmp_path, tiny_model_dir):
     assert list((tmp_path / "cache" / "remote").iterdir())  # the SFT adapter was fetched to start DPO from it
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and again.stdout.count("done earlier, skipped") == len(m["stages"])
+
+
+@pytest.mark.slow
+def test_a_loop_on_s3_whose_requests_fail_retries_and_ends_whole(s3_env, tmp_path, tiny_model_dir):
+    """The loop of the test above, its S3 traffic through a proxy that fails about one request in twelve, drawn from
+    a seed (tests/s3_fault_proxy.py): 500 InternalError, 503 SlowDown, or an upload's connection cut halfway. The
+    pseudo-labeling, the training (Ray Train's checkpoint uploads included) and the evaluations retry and finish;
+    the audit passes; every Ray Train checkpoint on S3 is complete; and no cut upload left an object behind that a
+    later upload did not replace whole."""
+    from attrpipe.audit import audit, format_report
+    from attrpipe.synth.catalog import write_synthetic_catalog
+    from attrpipe.taxonomy import load_taxonomy
+    from attrpipe.train.checkpoints import checkpoint_problems
+    from s3_fault_proxy import FaultProxy
+
+    write_synthetic_catalog(tmp_path / "cat", taxonomy=load_taxonomy("conf/taxonomy", ["suitcase", "watch"]),
+                            listings=4, seed=0, seed_per_vertical=2, test_per_vertical=1)
+    _upload(tmp_path / "cat", f"s3://{BUCKET}/faultcat")
+    proxy = FaultProxy(int(s3_env["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]), rate=1 / 12, seed=3)
+    port = proxy.start()
+    try:
+        runs = f"s3://{BUCKET}/faultruns"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        env.update({**s3_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "OMP_NUM_THREADS": "1",
+                    "PYTHONPATH": str(REPO / "tests"), "RAY_USAGE_STATS_ENABLED": "0",
+                    "ATTRPIPE_CACHE": str(tmp_path / "cache")})
+        cmd = [sys.executable, "-m", "attrpipe.cli", "loop", "conf/tiny_cpu.yaml",
+               f"data.root=s3://{BUCKET}/faultcat", f"model.path={tiny_model_dir}", "model.build_tiny=false",
+               "taxonomy.verticals=[suitcase,watch]", "generation.engine=fakes:ScriptedEngine", "loop.rounds=1",
+               "sft.max_steps=2", "dpo.max_steps=2", "sft.save_steps=1", "dpo.save_steps=1",
+               "pseudolabel.listings_per_unit=2", f"run.output_dir={runs}", "run.name=faults", "ray.address=local"]
+        run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    finally:
+        proxy.stop()
+    counts = proxy.counts()
+    print(f"S3 requests through the fault proxy: {counts}")  # pytest -s shows it (docs/reliability.md)
+    assert run.returncode == 0, f"{counts}\n" + run.stdout[-4000:] + run.stderr[-30000:]
+    assert counts["error"] >= 1 and counts["throttle"] >= 1 and counts["cut"] >= 1, counts
+    ok = {(r.method, r.target) for r in proxy.log if r.fate == "ok"}
+    faulted = [(r.method, r.target) for r in proxy.log if r.fate != "ok"]
+    assert all(f in ok for f in faulted), [f for f in faulted if f not in ok]  # each was retried, and went through
+    d = f"{runs}/faults"
+    rep = audit(d)
+    assert rep.ok, format_report(rep)
+    m = storage.read_json(f"{d}/loop.json")
+    assert set(m["finished"]) == set(m["stages"]) and "skipped" not in m["finished"]["round-1/train"]
+    states = storage.find_files(f"{d}/sft/ray", "trainer_state.json") + \
+        storage.find_files(f"{d}/round-1/ray", "trainer_state.json")
+    assert states
+    for state in states:
+        ray_ckpt = state.rsplit("/checkpoint/", 1)[0]
+        assert checkpoint_problems(ray_ckpt) == [], ray_ckpt
+    fs, _ = storage.filesystem_for(d)
+    cuts = [(r.method, r.target) for r in proxy.log if r.fate == "cut"]
+    for method, target in cuts:  # an object named by a cut upload is the one a whole retry wrote
+        if method != "PUT" or "?" in target:  # a part of a multipart upload: no object until it completes
+            continue
+        key = target.split("?", 1)[0].lstrip("/")
+        info = fs.get_file_info(key)
+        sizes = [r.object_bytes for r in proxy.log if r.fate == "ok" and (r.method, r.target) == (method, target)]
+        if info.type != pafs.FileType.NotFound:
+            assert info.size == sizes[-1], (key, info.size, sizes)
