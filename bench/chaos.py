@@ -277,7 +277,9 @@ def _watch_and_kill(trial: Trial, ctx: dict, proc: subprocess.Popen, run: Path, 
     while proc.poll() is None and time.perf_counter() < deadline and current_stage(run) == trial.stage:
         seen.update(descendants(proc.pid))
         time.sleep(0.1)
-    while proc.poll() is None and current_stage(run) == trial.stage:
+    # The driver and Ray live through every stage: one whose stage ended before its moment (a stage can run faster
+    # than in the clean run) is killed at once, in the next stage, rather than missed.
+    while proc.poll() is None and (current_stage(run) == trial.stage or trial.kind in RERUN_KINDS):
         seen.update(descendants(proc.pid))
         pids = targets(trial.kind, proc.pid)
         if pids:
@@ -288,7 +290,8 @@ def _watch_and_kill(trial: Trial, ctx: dict, proc: subprocess.Popen, run: Path, 
                     os.kill(p, signal.SIGKILL)
                 except ProcessLookupError:
                     continue
-            return True, f"{trial.stage} +{time.perf_counter() - t_stage:.1f} s: SIGKILL {names or chosen}"
+            late = "" if current_stage(run) == trial.stage else f" (in {current_stage(run)}: its stage had ended)"
+            return True, f"{trial.stage} +{time.perf_counter() - t_stage:.1f} s{late}: SIGKILL {names or chosen}"
         time.sleep(0.05)
     return False, "no process of its kind while its stage ran"
 
