@@ -16,7 +16,8 @@ The loop generates with the benchmark's stand-in engine (bench/stand_in_engine.p
 request, a fixed latency per request), so the pseudo-labels do not depend on the adapter: row equality checks the
 data plane's exactly-once under kills, and adapter equality checks training's resume on its own (docs/reliability.md).
 Kill moments: the stage is drawn among those where the kind of process exists, then a delay within the stage's clean
-duration; a kill whose process does not appear before its stage ends is counted as missed.
+duration; a kill whose process does not appear before its stage ends is counted as missed (the driver's and Ray's
+are made at once in the next stage instead).
 """
 
 from __future__ import annotations
