@@ -391,10 +391,8 @@ def _maybe_fail(spec: dict | None, at: str, step: int) -> None:
     state), ``report`` (the checkpoint written, before Ray Train has it).
 
     ``spec["kill"]``: the worker process SIGKILLs itself, as on a preempted node, instead of raising; ``spec["ranks"]``:
-    only these ranks fail (default: all); ``spec["delay_s"]``: wait this long first (without ``kill`` or ``raise``
-    false, only the wait: a slow writer). Ray Train registers a checkpoint once its controller has collected every
-    rank's report, which it polls for: a worker killed right after reporting can take that checkpoint with it, and the
-    group then restarts from the one before (or from scratch).
+    only these ranks fail (default: all); ``spec["delay_s"]``: wait this long first. A restarted group resumes from
+    the run's latest complete checkpoint (:func:`_resume_checkpoint`).
     """
     if not spec or spec.get("at", "step") != at or step != int(spec["step"]):
         return
@@ -407,15 +405,13 @@ def _maybe_fail(spec: dict | None, at: str, step: int) -> None:
     if marker.exists():
         return
     marker.parent.mkdir(parents=True, exist_ok=True)
-    fails = spec.get("kill") or spec.get("raise", True)
-    how = "killed (SIGKILL)" if spec.get("kill") else "failed" if fails else "slowed"
+    how = "killed (SIGKILL)" if spec.get("kill") else "failed"
     marker.write_text(f"{how} once at step {step} ({at}), pid {os.getpid()}\n")
     if spec.get("delay_s"):
         time.sleep(float(spec["delay_s"]))
     if spec.get("kill"):
         os.kill(os.getpid(), signal.SIGKILL)
-    if fails:
-        raise RuntimeError(f"injected failure at step {step} ({at}, rank {rank})")
+    raise RuntimeError(f"injected failure at step {step} ({at}, rank {rank})")
 
 
 def _fault_callback(spec: dict | None):
@@ -494,6 +490,7 @@ def train_loop_per_worker(job: dict) -> None:
     report the final adapter + metrics as the run's last checkpoint (rank 0 writes it)."""
     import ray.train
     import torch
+    import torch.distributed as dist
     from ray.train import Checkpoint
     from ray.train.huggingface.transformers import prepare_trainer
 
@@ -512,8 +509,6 @@ def train_loop_per_worker(job: dict) -> None:
         image_size=int(job["images"]["size"]),
     )
     scratch = _local_scratch(ctx.get_experiment_name())
-    import torch.distributed as dist
-
     # A restarted worker group must not find the failed attempt's half-written checkpoints in the node's scratch
     # (the trainer would write beside them, and a copy could mix them in).
     if ctx.get_local_rank() == 0:
