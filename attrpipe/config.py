@@ -239,6 +239,17 @@ class EvalConf:
 
 
 @dataclass
+class TrackingConf:
+    enabled: bool = MISSING
+    uri: Optional[str] = MISSING
+    experiment: Optional[str] = MISSING
+    timeout_s: float = MISSING
+    retries: int = MISSING
+    adapter_max_mb: float = MISSING
+    ui_url: Optional[str] = MISSING
+
+
+@dataclass
 class RayEngineConf:
     num_actors: int = MISSING
     num_gpus_per_actor: float = MISSING
@@ -311,6 +322,7 @@ class Config:
     study: StudyConf = field(default_factory=StudyConf)
     predict: PredictConf = field(default_factory=PredictConf)
     eval: EvalConf = field(default_factory=EvalConf)
+    tracking: TrackingConf = field(default_factory=TrackingConf)
     ray: RayConf = field(default_factory=RayConf)
     deepspeed: DeepSpeedConf = field(default_factory=DeepSpeedConf)
     vllm: VllmConf = field(default_factory=VllmConf)
@@ -421,6 +433,13 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
         ("predict.review_below", 0.0 <= c.predict.review_below <= 1.0, "must be in [0, 1]"),
         ("eval.max_new_tokens", c.eval.max_new_tokens >= 1, "must be >= 1"),
         ("eval.batch_size", c.eval.batch_size >= 1, "must be >= 1"),
+        ("tracking.uri", c.tracking.uri is None or bool(str(c.tracking.uri).strip()),
+         "must be null (the environment's MLFLOW_TRACKING_URI, else a local store) or a tracking URI"),
+        ("tracking.experiment", c.tracking.experiment is None or bool(str(c.tracking.experiment).strip()),
+         "must be null (run.name) or a name"),
+        ("tracking.timeout_s", c.tracking.timeout_s > 0, "must be > 0"),
+        ("tracking.retries", 0 <= c.tracking.retries <= 10, "must be in [0, 10]"),
+        ("tracking.adapter_max_mb", c.tracking.adapter_max_mb >= 0, "must be >= 0 (0: adapters by their path only)"),
         ("ray.engine.num_actors", c.ray.engine.num_actors >= 1, "must be >= 1"),
         ("ray.engine.num_gpus_per_actor", c.ray.engine.num_gpus_per_actor >= 0, "must be >= 0"),
         ("ray.engine.num_cpus_per_actor", c.ray.engine.num_cpus_per_actor > 0, "must be > 0"),

@@ -36,6 +36,7 @@ from attrpipe.config import ConfigError, config_hash, drop_inert_defaults, to_ya
 from attrpipe.console import echo
 from attrpipe.loop_manifest import loop_manifest_path, read_loop_manifest
 from attrpipe.methods import is_oracle, training_kind, training_overrides
+from attrpipe.tracking import runs as track
 
 __all__ = ["Stage", "plan_stages", "train_start", "LoopRun", "STAGE_RUNNERS", "run_loop", "loop_table", "stage_summary"]
 
@@ -139,7 +140,7 @@ def _result_key(cfg, *, seed_sft_only: bool = False) -> str:
     c["loop"] = {k: v for k, v in c["loop"].items() if k != "rounds"}
     # what is measured beside the results (a finished run gains it on rerun): not in the key
     c["eval"] = {k: v for k, v in c["eval"].items() if k not in _MEASURED_BESIDE}
-    for section in ("ray", "study", "predict"):  # how it runs, and what other commands do: not the loop's results
+    for section in ("ray", "study", "predict", "tracking"):  # how it runs and is tracked, what other commands do
         c.pop(section, None)
     if seed_sft_only:
         for section, keys in _ROUNDS_ONLY.items():
@@ -180,6 +181,7 @@ class LoopRun:
     oracle_truth: str | None  # data.truth for an oracle method (the chains are scored against it), else None
     verbose: bool
     truth_cache: dict = field(default_factory=dict)  # data.truth, read once for every round's premise
+    tracker: Any = None  # its MLflow run (attrpipe.tracking), None when tracking is off
 
     def path(self, rel: str | None) -> str | None:
         """A path relative to the run directory, joined to it (None stays None)."""
@@ -189,8 +191,10 @@ class LoopRun:
         storage.write_json_atomic(loop_manifest_path(self.run_dir), self.manifest)
 
 
-def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_after: str | None = None) -> dict:
+def run_loop(cfg, *, shared: dict | None = None, tracking: dict | None = None, verbose: bool = True,
+             _stop_after: str | None = None) -> dict:
     """Run (or resume) the loop; return the run manifest. ``_stop_after`` (tests) stops after the named stage.
+    ``tracking`` (studies): log the run as a child of a study's MLflow run (attrpipe.tracking.runs.arm_link).
 
     ``shared`` (studies): stages another run already did, for the arms of a study to share instead of redoing:
     ``{"sft": RUN_DIR}`` takes the seed SFT adapter and its evaluation from that loop run (copied into this run), and
@@ -201,19 +205,23 @@ def run_loop(cfg, *, shared: dict | None = None, verbose: bool = True, _stop_aft
 
     A recipe: plan and check the run, then, one process at a time in its directory (a second waits for the first,
     then resumes: attrpipe.storage.locked), open loop.json and run each planned stage in order, skipped when loop.json
-    records it as finished, else run by the function of its kind (``STAGE_RUNNERS``) and recorded.
+    records it as finished, else run by the function of its kind (``STAGE_RUNNERS``) and recorded; each finished
+    stage is logged to MLflow once (attrpipe.tracking).
     """
     shared = shared or {}
     plan = _plan(cfg, shared)  # what cannot run is refused before anything is written
     with storage.locked(storage.join(plan.run_dir, ".loop"), what=f"the loop run {plan.run_dir}"):
         run = _setup(cfg, shared, plan, verbose)
+        run.tracker = track.open_loop(run, tracking)
         for st in run.stages:
             if st.name in run.manifest["finished"]:
                 _finished_earlier(run, st)
+                track.finish_stage(run, st, run.manifest["finished"][st.name])
                 continue
             _run_stage(run, st)
             if _stop_after == st.name:
                 return run.manifest
+        track.finish_loop(run)
     if verbose:
         echo(loop_table(run.manifest))
     return run.manifest
@@ -299,10 +307,16 @@ def _run_stage(run: LoopRun, st: Stage) -> None:
     if run.verbose:
         echo(f"[loop] {st.name} ...")
     t0 = time.perf_counter()
-    result = STAGE_RUNNERS[st.kind](run, st)
+    track.start_stage(run, st)
+    try:
+        result = STAGE_RUNNERS[st.kind](run, st)
+    except BaseException:
+        track.fail_loop(run, st)
+        raise
     result["seconds"] = round(time.perf_counter() - t0, 1)
     run.manifest["finished"][st.name] = result
     run.save()
+    track.finish_stage(run, st, result)
     if run.verbose:
         echo(stage_summary(st.name, st.kind, result, run.manifest))
 
@@ -315,7 +329,7 @@ def _sft(run: LoopRun, st: Stage) -> dict:
     from attrpipe.train import run_training
 
     out = run.path(st.out)
-    res = run_training("sft", run.cfg, out_dir=out, resume_from=_resume(out))
+    res = run_training("sft", run.cfg, out_dir=out, resume_from=_resume(out), tracking=_worker_tracking(run, st))
     return {"adapter": storage.join(out, "adapter"), "final_step": res.get("final_step")}
 
 
@@ -371,12 +385,20 @@ def _train(run: LoopRun, st: Stage) -> dict:
     overrides = OmegaConf.merge(start.overrides, training_overrides(run.cfg.loop.method, run.cfg))
     res = run_training(st.kind, OmegaConf.merge(run.cfg, overrides),
                        out_dir=out, data=data, init_adapter=run.path(start.init_adapter), resume_from=_resume(out),
-                       reference_adapter=run.path(start.reference_adapter()))
+                       reference_adapter=run.path(start.reference_adapter()), tracking=_worker_tracking(run, st))
     result = {"adapter": storage.join(out, "adapter"), "final_step": res.get("final_step"),
               "start": start.init_adapter or "base"}
     if start.reference is not None:
         result["reference"] = start.reference
     return result
+
+
+def _worker_tracking(run: LoopRun, st: Stage) -> dict | None:
+    """What the training job's rank 0 needs to log the trainer's curves to the stage's MLflow run."""
+    from attrpipe.tracking.callback import worker_tracking
+
+    t = run.tracker
+    return None if t is None else worker_tracking(t.settings, t.stage_run_id(st.name))
 
 
 def _carry_over(run: LoopRun, st: Stage) -> dict:

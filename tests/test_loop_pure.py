@@ -179,7 +179,8 @@ def _fake_stage_commands(monkeypatch, counts: dict) -> list:
 
     calls = []
 
-    def run_training(kind, cfg, *, out_dir, data=None, init_adapter=None, resume_from=None, reference_adapter=None):
+    def run_training(kind, cfg, *, out_dir, data=None, init_adapter=None, resume_from=None, reference_adapter=None,
+                     tracking=None):
         calls.append(("train", kind, out_dir, data, init_adapter, resume_from, reference_adapter,
                       cfg.dpo.reference, cfg.sl.init))
         (Path(out_dir) / "adapter").mkdir(parents=True)

@@ -286,6 +286,7 @@ def run_training(
     init_adapter: str | None = None,
     resume_from: str | None = None,
     reference_adapter: str | None = None,
+    tracking: dict | None = None,
     _fault: dict | None = None,
 ) -> dict[str, Any]:
     """Train ``kind`` (``"sft"``, ``"dpo"``, ``"scpo"`` or ``"sl"``) with Ray Train; return what ran (also written to
@@ -301,6 +302,7 @@ def run_training(
     - ``reference_adapter`` (DPO and ScPO with ``dpo.reference=sft_adapter``): the reference is a frozen copy of this
       adapter instead of the start adapter (later rounds: continue round k-1's adapter against the SFT adapter). It
       must have the start adapter's LoRA shape.
+    - ``tracking`` (attrpipe.tracking.callback.worker_tracking): rank 0 logs the trainer's curves to that MLflow run.
     """
     import ray
     import ray.train
@@ -365,6 +367,7 @@ def run_training(
         "shuffle_buffer_size": int(tc.shuffle_buffer_size),
         "resume_from": resume,
         "fault": _fault,
+        "tracking": tracking,
         "progress": storage.join(out_dir, PROGRESS_FILE),
     }
     ray_storage = _abs(str(tc.storage_path)) if tc.storage_path else storage.join(out_dir, "ray")

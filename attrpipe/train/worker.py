@@ -542,6 +542,10 @@ def train_loop_per_worker(job: dict) -> None:
     progress = _progress_callback(job.get("progress"))
     if progress is not None:
         callbacks.append(progress)
+    if rank == 0:  # the trainer's curves in MLflow, live (attrpipe.tracking.callback)
+        from attrpipe.tracking.callback import trainer_callback
+
+        callbacks += [cb for cb in [trainer_callback(job.get("tracking"))] if cb is not None]
     fault = _fault_callback(job.get("fault"))
     if fault is not None:
         callbacks.append(fault)
