@@ -327,6 +327,9 @@ def write_report(run_dirs: list[str], out: str | None = None) -> str:
             f"<h1>{title}</h1>{runs_line}" + "\n".join(sections) + "</body></html>\n")
     index = storage.join(out, "index.html")
     storage.write_text_atomic(index, page)
+    from attrpipe.tracking.runs import log_report
+
+    log_report([d for _, d, _ in loops], out)  # the report, as an artifact of each tracked loop run it covers
     return index
 
 
@@ -341,8 +344,11 @@ def _pct(x) -> str:
 def _rounds_table(loops) -> str:
     rows = ["<table><tr><th>run</th><th>method</th><th>stage</th><th>accuracy</th><th>lift</th><th>parse failures</th>"
             "<th>vote</th><th>fit</th><th>kept</th><th>pairs</th><th>a parsed chain right</th>"
-            "<th>kept consensus right</th><th>greedy answer, on the kept</th></tr>"]
-    for name, _, m in loops:
+            "<th>kept consensus right</th><th>greedy answer, on the kept</th><th>MLflow</th></tr>"]
+    from attrpipe.tracking.runs import stage_links
+
+    for name, d, m in loops:
+        links = stage_links(d)
         method = m.get("method", "")
         sft = m["finished"].get("sft/eval") or {}
         for s in m["stages"]:
@@ -352,7 +358,8 @@ def _rounds_table(loops) -> str:
             rnd = s.split("/")[0]
             pl = m["finished"].get(f"{rnd}/pseudolabel", {})
             c, p = pl.get("counts", {}), pl.get("premise") or {}
-            rows.append(f"<tr><td>{html.escape(name)}</td><td>{html.escape(method_label(method)) if method else ''}"
+            run_cell = f"<a href='{html.escape(links[''])}'>{html.escape(name)}</a>" if "" in links else html.escape(name)
+            rows.append(f"<tr><td>{run_cell}</td><td>{html.escape(method_label(method)) if method else ''}"
                         f"</td><td>{rnd}</td><td>{_pct(e.get('accuracy'))}</td>"
                         f"<td>{_lift(e, sft) if s != 'sft/eval' else ''}</td>"
                         f"<td>{_pct(e.get('parse_failure_rate'))}</td>"
@@ -360,13 +367,21 @@ def _rounds_table(loops) -> str:
                         f"<td>{_pct(e['fit']['accuracy']) if e.get('fit') else ''}</td><td>{c.get('kept', '')}</td>"
                         f"<td>{c.get('pairs', '')}</td><td>{_pct(p.get('single_chain')) if p else ''}</td>"
                         f"<td>{_pct(p.get('consensus_kept')) if p else ''}</td>"
-                        f"<td>{_pct(p.get('greedy_kept')) if p.get('greedy_kept') is not None else ''}</td></tr>")
+                        f"<td>{_pct(p.get('greedy_kept')) if p.get('greedy_kept') is not None else ''}</td>"
+                        f"<td>{_stage_links(links, rnd, m['stages'])}</td></tr>")
     note = ""
     if any(is_oracle(m.get("method", "")) for _, _, m in loops):
         note = ("<p>The oracle runs are diagnostic ceilings, not the method: their chains were scored against the true "
                 "labels instead of their consensus, then trained as DPO / SL are. What they reach says what the "
                 "learner could do if the consensus were right.</p>")
     return "".join(rows) + "</table>" + note
+
+
+def _stage_links(links: dict[str, str], rnd: str, stages: list[str]) -> str:
+    """The round's stages (or the seed SFT's), in order, each linked to its run in MLflow's UI (attrpipe.tracking)."""
+    out = [f"<a href='{html.escape(links[s])}'>{html.escape(s.split('/', 1)[1] if '/' in s else 'train')}</a>"
+           for s in stages if s in links and s.split("/")[0] == rnd]
+    return " ".join(out)
 
 
 def _lift(e: dict, sft: dict) -> str:

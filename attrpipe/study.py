@@ -229,6 +229,7 @@ def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None
     from attrpipe.report import plot_study
     from attrpipe.models.loader import model_identity
     from attrpipe.results import check_summary_model, update_summary
+    from attrpipe.tracking import runs as track
 
     t0 = time.perf_counter()
     sc = cfg.study
@@ -243,6 +244,7 @@ def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None
     # The pool the shared chains cover: the largest arm's (pool-size), else the configured pool.
     chains_limit = max(values) if kind == "pool-size" else cfg.data.unlabeled_limit
     results = []
+    tracker = track.open_study(cfg, study_dir, kind, verbose=verbose)  # the study's MLflow run; its arms are children
     for seed in sc.seeds:
         seed_dir = storage.join(study_dir, f"seed-{seed}")
         shared_dir = storage.join(cfg.run.output_dir, cfg.run.name, "shared", f"seed-{seed}")
@@ -250,14 +252,18 @@ def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None
                                          "loop": {"rounds": 0, "seed_sft": True}})
         if verbose:
             echo(f"[study {kind}] seed {seed}: seed SFT (shared by every arm)")
-        run_loop(base_cfg, verbose=verbose)
+        run_loop(base_cfg, verbose=verbose, tracking=track.arm_link(tracker, arm=f"seed-{seed}/seed-sft"))
         base_dir = storage.join(shared_dir, "base")
         chains = storage.join(shared_dir, f"chains-{chains_limit if chains_limit is not None else 'all'}")
         if verbose:
             echo(f"[study {kind}] seed {seed}: round-1 chains over {chains_limit or 'all'} listings (shared)")
         chains_cfg = OmegaConf.merge(base_cfg, {"pseudolabel": {"round": 1}})
-        run_pseudolabel(chains_cfg, catalog=cfg.data.unlabeled, out=chains,
-                        adapter=storage.join(base_dir, "sft", "adapter"), limit=chains_limit, verbose=verbose)
+        t_chains = time.perf_counter()
+        chains_manifest = run_pseudolabel(chains_cfg, catalog=cfg.data.unlabeled, out=chains,
+                                          adapter=storage.join(base_dir, "sft", "adapter"), limit=chains_limit,
+                                          verbose=verbose)
+        track.log_shared_chains(tracker, chains, f"seed-{seed}/{chains.rstrip('/').rsplit('/', 1)[-1]}",
+                                chains_manifest, time.perf_counter() - t_chains)
         shared = {"sft": base_dir, "chains": chains}
         if cfg.eval.pool_greedy and storage.exists(cfg.data.truth):  # the seed SFT's greedy answers on that pool
             shared["pool_greedy"] = storage.join(shared_dir, f"pool-greedy-{chains_limit or 'all'}")
@@ -269,7 +275,8 @@ def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None
                 echo(f"[study {kind}] seed {seed}: arm {arm.name}")
             acfg = OmegaConf.merge(cfg, {"run": {"output_dir": seed_dir, "name": arm.name}},
                                    arm_overrides(arm, rounds=int(sc.rounds)))
-            manifest = run_loop(acfg, shared=shared, verbose=verbose)
+            manifest = run_loop(acfg, shared=shared, verbose=verbose,
+                                tracking=track.arm_link(tracker, arm=f"seed-{seed}/{arm.name}"))
             results.append(_arm_result(arm, manifest, threshold=float(acfg.consensus.threshold),
                                        run_dir=storage.join(seed_dir, arm.name)))
     summary = summarize_arms(results)
@@ -291,6 +298,7 @@ def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None
     plot_study(out, storage.join(study_dir, "study.png"))
     dest = summary_path(cfg)
     update_summary(dest, out, command=command, seconds=out["seconds_this_invocation"])
+    track.finish_study(tracker, study_dir, dest)
     if verbose:
         echo(table)
         echo(f"study results: {study_dir} (study.json, study.md, study.png); summary: {dest}")

@@ -2,6 +2,7 @@
 
     python cluster/render.py cluster/rayjob.yaml GPU_WORKERS_MAX=8 ENGINE_ACTORS=8 RUNS_URI=s3://b/runs > job.yaml
     kubectl apply -f job.yaml
+    python cluster/render.py cluster/mlflow.yaml | kubectl apply -f -    # the MLflow server the jobs log to
 
 Plain ``string.Template`` substitution (``envsubst`` does the same with exported variables), then the sizing is
 checked: every vLLM actor (TENSOR_PARALLEL GPUs) must fit on one worker pod, and the cluster's largest size must
@@ -39,6 +40,13 @@ DEFAULTS: dict[str, str] = {
     "TENSOR_PARALLEL": "1",                      # ray.engine.tensor_parallel_size: GPUs per vLLM actor
     "ENGINE_CPUS": "4",                          # ray.engine.num_cpus_per_actor
     "TRAIN_WORKERS": "4",                        # ray.train.num_workers: DPO workers, one GPU each
+    "TRACKING": "true",                          # tracking.enabled: MLflow tracking of the job's runs
+    "TRACKING_URI": "http://attrpipe-mlflow:5000",   # tracking.uri: cluster/mlflow.yaml's Service (<NAME>-mlflow)
+                                                 # or an external MLflow server
+    "MLFLOW_ARTIFACTS": "s3://my-bucket/attrpipe/mlflow",  # cluster/mlflow.yaml: where its server keeps artifacts
+    "MLFLOW_STORAGE": "10Gi",                    # cluster/mlflow.yaml: its SQLite volume
+    "MLFLOW_CPUS": "1",
+    "MLFLOW_MEMORY": "2Gi",
 }
 _INTS = ("HEAD_CPUS", "GPUS_PER_WORKER", "CPUS_PER_WORKER", "GPU_WORKERS_MIN", "GPU_WORKERS_MAX", "ENGINE_ACTORS",
          "TENSOR_PARALLEL", "ENGINE_CPUS", "TRAIN_WORKERS")

@@ -201,3 +201,44 @@ def test_dockerfile_installs_the_vllm_extra_plainly():
     assert "vllm==" not in text.lower() and "constraint" not in text.lower()
     pyproject = (REPO / "pyproject.toml").read_text()
     assert re.search(r'^vllm = \["vllm==[\d.]+"\]$', pyproject, re.M), "the vllm extra pins vLLM exactly"
+
+
+def test_the_mlflow_server_manifest_serves_the_jobs_tracking_uri():
+    """cluster/mlflow.yaml: a volume, one `mlflow server` (attrpipe's image, whose pins include mlflow) and the
+    Service the RayJob's tracking.uri names; the server's --allowed-hosts admits that Host header (checked with
+    MLflow's own matcher: by default it refuses any name but localhost's)."""
+    from urllib.parse import urlsplit
+
+    from mlflow.server.security_utils import is_allowed_host_header
+
+    from attrpipe.config import load_config
+
+    docs = list(yaml.safe_load_all(render.render(REPO / "cluster" / "mlflow.yaml")))
+    kinds = {d["kind"]: d for d in docs}
+    assert set(kinds) == {"PersistentVolumeClaim", "Deployment", "Service"}
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["image"] == render.DEFAULTS["IMAGE"] and c["command"][:2] == ["mlflow", "server"]
+    args = c["command"]
+    opt = lambda name: args[args.index(name) + 1]  # noqa: E731
+    assert opt("--artifacts-destination") == render.DEFAULTS["MLFLOW_ARTIFACTS"] and "--serve-artifacts" in args
+    assert opt("--backend-store-uri").startswith("sqlite:////mlflow/")
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/mlflow"}
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == kinds["PersistentVolumeClaim"]["metadata"]["name"]
+    svc = kinds["Service"]
+    assert svc["spec"]["selector"] == kinds["Deployment"]["spec"]["selector"]["matchLabels"] == \
+        kinds["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    uri = urlsplit(render.DEFAULTS["TRACKING_URI"])
+    assert uri.hostname == svc["metadata"]["name"] == f"{render.DEFAULTS['NAME']}-mlflow"
+    assert uri.port == svc["spec"]["ports"][0]["port"] == int(opt("--port"))
+    allowed = opt("--allowed-hosts").split(",")
+    assert is_allowed_host_header(allowed, uri.netloc)
+    assert is_allowed_host_header(allowed, "localhost:5000")  # kubectl port-forward
+    assert not is_allowed_host_header(allowed, "evil.example.com")
+    # the RayJob's runs log there
+    job = rendered("rayjob.yaml")
+    argv = shlex.split(job["spec"]["entrypoint"])
+    cfg = load_config(REPO / argv[2], argv[3:])
+    assert cfg.tracking.enabled is True and cfg.tracking.uri == render.DEFAULTS["TRACKING_URI"]
+    off = shlex.split(rendered("rayjob.yaml", TRACKING="false")["spec"]["entrypoint"])
+    assert load_config(REPO / off[2], off[3:]).tracking.enabled is False

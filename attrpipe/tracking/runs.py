@@ -179,7 +179,7 @@ def open_study(cfg, study_dir: str, kind: str, *, verbose: bool = True) -> Track
     return Tracker.open(settings, study_dir, name=name, tags=tags, params=flatten(c))
 
 
-def arm_link(study: Tracker | None, *, arm: str | None, kind: str) -> dict | None:
+def arm_link(study: Tracker | None, *, arm: str) -> dict | None:
     """What run_loop needs to log an arm (or the shared seed SFT) as a child of the study's run."""
     if study is None:
         return None
