@@ -134,6 +134,23 @@ def test_explicit_resume_continues_the_step_count(sft_run, env):
     _check_adapter(out, env, Path(sft_run["adapter"]))
 
 
+def test_resuming_from_the_last_steps_checkpoint_trains_no_step_more(sft_run, env):
+    """A checkpoint of the run's last step (a run killed after its last save, before it reported its result, is
+    resumed from it): the result is that checkpoint's adapter, the step count stays at max_steps. The trainer itself
+    would take one step more (transformers checks the step count only after a step)."""
+    from attrpipe.train import run_training
+
+    out = run_training("sft", _cfg(env, "sft.max_steps=6"), out_dir=str(env["dir"] / "runs" / "t" / "sft-again"),
+                       resume_from=sft_run["out_dir"])
+    assert out["resumed_from_step"] == 6 and out["global_step"] == 6
+    assert [m["step"] for m in _metrics(out)] == [1, 2, 3, 4, 5, 6]
+    weights = _check_adapter(out, env, None)
+    before = load_file(Path(sft_run["adapter"]) / "adapter_model.safetensors")
+    assert weights.keys() == before.keys() and all(torch.equal(weights[k], before[k]) for k in weights)
+    assert sorted(p.name for p in Path(out["adapter"]).iterdir()) == \
+        sorted(p.name for p in Path(sft_run["adapter"]).iterdir())  # the model and processor files, nothing more
+
+
 def test_self_learning_continues_the_sft_adapter_on_preferred_chains(sft_run, env):
     from attrpipe.train import run_training
 

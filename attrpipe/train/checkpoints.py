@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-__all__ = ["MANIFEST_PREFIX", "manifest_name", "write_manifest", "checkpoint_problems", "hf_dir"]
+__all__ = ["MANIFEST_PREFIX", "manifest_name", "write_manifest", "checkpoint_problems", "hf_dir",
+           "finished_in_checkpoint"]
 
 MANIFEST_PREFIX = "attrpipe-files-"
 _TRAINER_STATE = "trainer_state.json"
@@ -92,3 +93,17 @@ def checkpoint_problems(path: str) -> list[str]:
     if expected is not None and len(manifests) != expected:
         problems.append(f"{len(manifests)} of {expected} node manifest(s)")
     return problems
+
+
+def finished_in_checkpoint(hf_checkpoint: str, max_steps: int) -> dict | None:
+    """A checkpoint that already holds every step of the run (the run was killed after its last save, before it
+    reported its result): the run's summary and step logs, from its ``trainer_state.json``; None when steps remain.
+    Resuming from it with the trainer would take one step more than ``max_steps`` (transformers checks the step count
+    only after a step), so the worker exports it as it is. ``train_loss`` is the mean of the logged step losses."""
+    state = json.loads((Path(hf_checkpoint) / _TRAINER_STATE).read_text(encoding="utf-8"))
+    step = int(state["global_step"])
+    if step < int(max_steps):
+        return None
+    losses = [float(e["loss"]) for e in state.get("log_history", []) if "loss" in e]
+    return {"global_step": step, "train_loss": sum(losses) / len(losses) if losses else float("nan"),
+            "log_history": state.get("log_history", [])}

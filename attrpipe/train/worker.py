@@ -223,6 +223,10 @@ def load_reference_adapter(model, path: str) -> None:
         raise ValueError(f"reference adapter {path!r} does not fit the start adapter (unexpected: {bad[:3]})")
 
 
+_MODEL_FILES = ("adapter_config.json", "config.json", "generation_config.json", "README.md")  # what save_model
+# writes beside the safetensors; a checkpoint's other files (optimizer, scheduler, RNG, trainer state) are not the model
+
+
 def export_trained(saved_dir: str | Path, processor, dest: str | Path, *, full_model: bool = False) -> Path:
     """The shipped directory from what ``trainer.save_model(saved_dir)`` wrote, plus the processor and tokenizer
     files; never the trainer's pickled ``training_args.bin``.
@@ -495,7 +499,7 @@ def train_loop_per_worker(job: dict) -> None:
     from ray.train.huggingface.transformers import prepare_trainer
 
     from attrpipe.models.loader import load_processor
-    from attrpipe.train.checkpoints import checkpoint_problems, hf_dir
+    from attrpipe.train.checkpoints import checkpoint_problems, finished_in_checkpoint, hf_dir
     from attrpipe.train.plan import FULL_KINDS, checkpoint_step, output_subdir
 
     ctx = ray.train.get_context()
@@ -578,7 +582,8 @@ def train_loop_per_worker(job: dict) -> None:
     trainer = prepare_trainer(trainer)
 
     checkpoint = _resume_checkpoint(job)
-    resumed_from = None
+    resumed_from, done = None, None
+    final_dir = os.path.join(scratch, "final")
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             problems = checkpoint_problems(d)
@@ -588,24 +593,27 @@ def train_loop_per_worker(job: dict) -> None:
             resumed_from = checkpoint_step(resume_dir)
             if rank == 0:
                 log.warning("resuming %s from step %s (%s)", kind, resumed_from, resume_dir)
-            output = trainer.train(resume_from_checkpoint=resume_dir)
+            done = finished_in_checkpoint(resume_dir, int(job["plan"]["max_steps"]))
+            if done is None:
+                output = trainer.train(resume_from_checkpoint=resume_dir)
+            elif rank == 0:  # every step was trained: the checkpoint's model files are the result, exported as is
+                shutil.copytree(resume_dir, final_dir, dirs_exist_ok=True, ignore=lambda d, names: [
+                    n for n in names if Path(d, n).is_dir() or not (n.endswith(".safetensors") or n in _MODEL_FILES)])
     else:
         output = trainer.train()
 
-    # The final adapter: every rank takes part (ZeRO-3 gathers the weights), the main process writes.
-    final_dir = os.path.join(scratch, "final")
-    trainer.save_model(final_dir)
-    summary = {
-        "global_step": int(trainer.state.global_step),
-        "train_loss": float(output.training_loss),
-        "resumed_from_step": resumed_from,
-        **{k: v for k, v in (output.metrics or {}).items() if isinstance(v, (int, float))},
-    }
+    if done is None:  # the final adapter: every rank takes part (ZeRO-3 gathers the weights), the main process writes
+        trainer.save_model(final_dir)
+        done = {"global_step": int(trainer.state.global_step), "train_loss": float(output.training_loss),
+                "log_history": trainer.state.log_history,
+                **{k: v for k, v in (output.metrics or {}).items() if isinstance(v, (int, float))}}
+    log_history = done.pop("log_history")
+    summary = {**done, "resumed_from_step": resumed_from}
     if rank == 0:
         with tempfile.TemporaryDirectory() as tmp:
             export_trained(final_dir, processor, Path(tmp) / output_subdir(kind), full_model=kind in FULL_KINDS)
             with open(Path(tmp) / METRICS_FILE, "w", encoding="utf-8") as f:
-                for entry in step_logs(trainer.state.log_history):
+                for entry in step_logs(log_history):
                     f.write(json.dumps(entry, sort_keys=True) + "\n")
             (Path(tmp) / FINAL_CHECKPOINT_MARKER).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
             ray.train.report(summary, checkpoint=Checkpoint.from_directory(tmp))
