@@ -6,8 +6,8 @@ What attrpipe sets around transformers' callback, through its own environment va
 loop run carry attrpipe's configuration already, and a resumed run would log them again). And two things the
 callback lacks:
 
-- a resumed run (a checkpoint, a restarted worker group) logs only the steps after the last one in MLflow, so no step
-  is logged twice;
+- a resumed run (a checkpoint, a restarted worker group) logs only the steps after the last one in MLflow, and a key
+  once per step (the trainer's closing summary repeats ``epoch``), so nothing is logged twice;
 - a failure never stops training: the first one is a warning in the worker's log and the callback goes quiet; the
   driver logs the steps it missed from the stage's metrics.jsonl when the stage ends (attrpipe.tracking.client).
 """
@@ -50,6 +50,10 @@ def trainer_callback(tracking: dict | None):
         off = False
         logged_through: int | None = None  # the last step the run holds: a resumed run logs after it only
 
+        def __init__(self):
+            super().__init__()
+            self.seen: set[tuple[str, int]] = set()
+
         def _quietly(self, what: str, fn, *args, **kwargs):
             if self.off:
                 return
@@ -79,7 +83,11 @@ def trainer_callback(tracking: dict | None):
                 self.setup(args, state, model)
             if self.logged_through is not None and state.global_step <= self.logged_through:
                 return
-            self._quietly("logging a step", super().on_log, args, state, control, logs, model=model, **kwargs)
+            # the trainer's closing summary repeats ``epoch`` at the last step: each key once per step
+            fresh = {k: v for k, v in (logs or {}).items() if (k, state.global_step) not in self.seen}
+            self.seen.update((k, state.global_step) for k in fresh)
+            if fresh:
+                self._quietly("logging a step", super().on_log, args, state, control, fresh, model=model, **kwargs)
 
         def on_train_end(self, args, state, control, **kwargs):
             # the driver ends the stage's run once it has logged the stage's results

@@ -233,19 +233,23 @@ class Tracker:
         terminated and the stage marked logged; a stage already logged is left alone. A stage without a run of its
         own (one another run did, shared) logs only ``own``."""
         def go():
-            st = self.state["stages"].get(name)
-            if st is not None and st["logged"]:
+            st = self.state["stages"].setdefault(name, {"run_id": None, "logged": False})
+            if st["logged"]:
                 return
-            run_id = st["run_id"] if st is not None else None
+            retry = bool(st.get("tried"))  # an earlier attempt failed midway: log only what MLflow lacks
+            if not retry:
+                st["tried"] = True
+                self._save()
+            run_id = st["run_id"]
             if run_id is not None:
                 if steps:
                     self._catch_up(run_id, steps)
-                self._log_metrics(metrics, 0, run_id)
+                self._log_once(run_id, metrics, 0, retry)
                 for key, value in (tags or {}).items():
                     self.client.set_tag(run_id, key, str(value))
                 self._artifacts(run_id, artifacts)
             if own and own[0]:
-                self._log_metrics(own[0], own[1], self.run_id)
+                self._log_once(self.run_id, own[0], own[1], retry)
             if run_id is not None:
                 self.client.set_terminated(run_id, status=status)
             self.state["stages"][name] = {"run_id": run_id, "logged": True}
@@ -265,6 +269,14 @@ class Tracker:
         items = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items())]
         for batch in _batches(items, 1000):
             self.client.log_batch(run_id, metrics=batch)
+
+    def _log_once(self, run_id: str, metrics: Mapping[str, float], step: int, retry: bool) -> None:
+        """``metrics`` at ``step``; on a retry, only those MLflow does not hold at that step yet."""
+        if retry:
+            metrics = {k: v for k, v in metrics.items()
+                       if not any(m.step == step for m in self.client.get_metric_history(run_id, k))}
+        if metrics:
+            self._log_metrics(metrics, step, run_id)
 
     def log_metrics(self, metrics: Mapping[str, float], *, step: int = 0, run_id: str | None = None) -> None:
         self._guard("logging metrics", self._log_metrics, metrics, step, run_id or self.run_id)
