@@ -84,6 +84,38 @@ def test_threshold_study_runs_dpo_and_sl_arms_over_shared_sft_and_chains(setup, 
         assert (d / "seed-0" / arm / "round-1" / "adapter" / "adapter_model.safetensors").read_bytes() != base
 
 
+def test_a_study_is_one_mlflow_run_with_its_arms_and_what_they_share_as_children(setup, threshold_study):
+    """The default local store (<run.output_dir>/mlflow.db): the study's run; its children the four arms' loop runs,
+    the shared seed SFT's loop run and the shared chains, each once; an arm refers to what it shares by tags and
+    logs only its own round."""
+    from mlflow import MlflowClient
+
+    runs_dir = setup / "runs"
+    study = json.loads((runs_dir / "s" / "study-threshold" / "tracking.json").read_text())
+    base = json.loads((runs_dir / "s" / "shared" / "seed-0" / "base" / "tracking.json").read_text())
+    chains = json.loads((runs_dir / "s" / "shared" / "seed-0" / "chains-all" / "tracking.json").read_text())
+    assert study["uri"] == f"sqlite:///{runs_dir}/mlflow.db" and study["finished"]
+    client = MlflowClient(study["uri"])
+    children = client.search_runs([study["experiment_id"]],
+                                  filter_string=f"tags.mlflow.parentRunId = '{study['run_id']}'")
+    names = sorted(r.info.run_name for r in children)
+    assert names == sorted(["seed-0/dpo-C-0.5", "seed-0/dpo-C-0.8", "seed-0/sl-C-0.5", "seed-0/sl-C-0.8",
+                            "seed-0/seed-sft", "seed-0/chains-all"])
+    by = {r.info.run_name: r for r in children}
+    assert by["seed-0/seed-sft"].info.run_id == base["run_id"] and by["seed-0/chains-all"].info.run_id == chains["run_id"]
+    assert by["seed-0/chains-all"].data.metrics["listing_attributes"] > 0
+    arm = by["seed-0/dpo-C-0.8"]
+    assert arm.data.tags["attrpipe.seed_sft_run"] == base["run_id"] and arm.data.tags["attrpipe.chains_run"] == \
+        chains["run_id"]
+    assert arm.data.tags["attrpipe.study"] == "study threshold" and arm.data.tags["attrpipe.threshold"] == "0.8"
+    stages = client.search_runs([study["experiment_id"]], filter_string=f"tags.mlflow.parentRunId = '{arm.info.run_id}'")
+    assert sorted(r.data.tags["attrpipe.stage"] for r in stages) == ["round-1/eval", "round-1/pseudolabel",
+                                                                     "round-1/train"]
+    assert [m.step for m in client.get_metric_history(arm.info.run_id, "accuracy")] == [0, 1]
+    assert {a.path for a in client.list_artifacts(study["run_id"])} >= {"study.json", "study.md", "study.png",
+                                                                        "summary.json"}
+
+
 def test_the_audit_proves_every_arm_of_a_study(setup, threshold_study):
     from attrpipe.audit import audit, format_report
 
