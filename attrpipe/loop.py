@@ -310,7 +310,7 @@ def _run_stage(run: LoopRun, st: Stage) -> None:
     track.start_stage(run, st)
     try:
         result = STAGE_RUNNERS[st.kind](run, st)
-    except BaseException:
+    except Exception:  # (an interrupt is not a failure: its runs stay open, and a rerun continues them)
         track.fail_loop(run, st)
         raise
     result["seconds"] = round(time.perf_counter() - t0, 1)

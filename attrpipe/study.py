@@ -258,12 +258,11 @@ def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None
         if verbose:
             echo(f"[study {kind}] seed {seed}: round-1 chains over {chains_limit or 'all'} listings (shared)")
         chains_cfg = OmegaConf.merge(base_cfg, {"pseudolabel": {"round": 1}})
-        t_chains = time.perf_counter()
         chains_manifest = run_pseudolabel(chains_cfg, catalog=cfg.data.unlabeled, out=chains,
                                           adapter=storage.join(base_dir, "sft", "adapter"), limit=chains_limit,
                                           verbose=verbose)
         track.log_shared_chains(tracker, chains, f"seed-{seed}/{chains.rstrip('/').rsplit('/', 1)[-1]}",
-                                chains_manifest, time.perf_counter() - t_chains)
+                                chains_manifest)
         shared = {"sft": base_dir, "chains": chains}
         if cfg.eval.pool_greedy and storage.exists(cfg.data.truth):  # the seed SFT's greedy answers on that pool
             shared["pool_greedy"] = storage.join(shared_dir, f"pool-greedy-{chains_limit or 'all'}")

@@ -47,3 +47,21 @@ def test_a_small_demo_prints_a_short_readable_transcript_and_logs_the_rest(tmp_p
     assert log.is_file() and log.parent == run
     text = log.read_text()
     assert "RayTrainWorker" in text and "execution finished" in text  # the trainers' and Ray Data's output
+    # tracked in the default local store, <run.output_dir>/mlflow.db, with nothing set up: the loop run, each stage
+    # once under it, the accuracy by round, and the report as an artifact
+    import json
+
+    from mlflow import MlflowClient
+
+    state = json.loads((run / "tracking.json").read_text())
+    assert state["uri"] == f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}" and state["finished"]
+    client = MlflowClient(state["uri"])
+    exp = client.get_experiment_by_name("demo")
+    runs = client.search_runs([exp.experiment_id])
+    manifest = json.loads((run / "loop.json").read_text())
+    assert len(runs) == 1 + len(manifest["stages"])
+    stages = sorted(r.data.tags["attrpipe.stage"] for r in runs if r.info.run_id != state["run_id"])
+    assert stages == sorted(manifest["stages"])
+    rounds = sum(1 for s in manifest["stages"] if s.endswith("/eval"))  # the seed SFT's and each round's
+    assert sorted(m.step for m in client.get_metric_history(state["run_id"], "accuracy")) == list(range(rounds))
+    assert "report/index.html" in {a.path for a in client.list_artifacts(state["run_id"], "report")}

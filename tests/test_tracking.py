@@ -46,6 +46,8 @@ def test_the_uri_is_the_key_then_the_environment_then_a_local_store(tmp_path):
     assert s is None and "tracking.uri" in why  # no local place for a store: off, said why
     s, _ = resolve(ON, run_name="r", output_dir="s3://bucket/runs", environ=env)
     assert s.uri == env["MLFLOW_TRACKING_URI"]
+    s, _ = resolve({**ON, "uri": "sqlite:///rel/m.db"}, run_name="r", output_dir=str(tmp_path), environ={})
+    assert s.uri == f"sqlite:///{Path.cwd() / 'rel' / 'm.db'}"  # one database for every process, wherever it starts
     assert s.to_dict() == type(s).from_dict(s.to_dict()).to_dict()
 
 
@@ -144,6 +146,10 @@ def test_a_loop_logs_each_stage_once_into_the_local_store_and_a_rerun_continues_
     assert after["run_id"] == state["run_id"] and after["finished"]
     assert all(after["stages"][k]["run_id"] == v["run_id"] for k, v in state["stages"].items())  # the same runs
     run_loop(cfg, verbose=False)  # a finished run, rerun: nothing new
+    # rerun with the vote measured (eval.vote): the evaluations gain it in MLflow too, and nothing else is logged
+    from omegaconf import OmegaConf
+
+    run_loop(OmegaConf.merge(cfg, {"eval": {"vote": True}}), verbose=False)
 
     client = MlflowClient(state["uri"])
     runs = _runs(client, "a")
@@ -165,6 +171,8 @@ def test_a_loop_logs_each_stage_once_into_the_local_store_and_a_rerun_continues_
     assert loop[0].data.params["attrpipe.config_hash"] == manifest["config_hash"]
     assert loop[0].data.tags["attrpipe.method"] == "dpo" and loop[0].data.tags["attrpipe.rounds"] == "2"
     assert _histories(client, state["run_id"])["accuracy"] == [0, 1, 2]  # accuracy by round
+    assert _histories(client, state["run_id"])["vote_accuracy"] == [0, 1, 2]  # measured by the last rerun
+    assert by["round-1/eval"].data.metrics["vote_accuracy"] == 0.75
     assert {a.path for a in client.list_artifacts(state["run_id"])} >= {"loop.json", "config.yaml"}
     _no_step_twice(client, [r.info.run_id for r in runs])
     assert (tmp_path / "mlartifacts").is_dir()  # the store's artifacts beside it, not in the working directory
@@ -210,6 +218,41 @@ def test_a_stage_whose_logging_failed_midway_logs_only_what_mlflow_lacks_on_the_
     assert [m.step for m in c.get_metric_history(stage, "scored")] == [0]
     assert [m.step for m in c.get_metric_history(t2.run_id, "accuracy")] == [1]
     assert c.get_run(stage).info.status == "FINISHED"
+
+
+class _State:
+    def __init__(self, step: int):
+        self.global_step, self.is_world_process_zero = step, True
+
+
+def test_the_trainers_callback_logs_each_step_once_after_what_the_run_holds(tmp_path, fresh_tracking):
+    """Rank 0's callback on a resumed stage: steps the run holds are not logged again, the trainer's closing summary
+    does not repeat ``epoch``; against a dead server it goes quiet and training goes on."""
+    import torch
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    from attrpipe.tracking.callback import trainer_callback, worker_tracking
+
+    settings, _ = resolve(ON, run_name="r", output_dir=str(tmp_path), environ={})
+    client = MlflowClient(settings.uri)
+    exp = client.create_experiment("r", artifact_location=settings.artifact_location)
+    run_id = client.create_run(exp).info.run_id
+    client.log_batch(run_id, metrics=[Metric("loss", 0.7, 0, 1), Metric("loss", 0.6, 0, 2)])  # before the kill
+    cb = trainer_callback(worker_tracking(settings, run_id))
+    for step in (1, 2, 3, 4):  # the resumed run replays step 2 (from checkpoint 1), then 3 and 4
+        cb.on_log(None, _State(step), None, logs={"loss": torch.tensor(0.5), "epoch": step / 4, "note": "x"})
+    cb.on_log(None, _State(4), None, logs={"train_runtime": 3.0, "epoch": 1.0})
+    steps = lambda k: [m.step for m in client.get_metric_history(run_id, k)]  # noqa: E731
+    assert steps("loss") == [1, 2, 3, 4] and steps("epoch") == [3, 4] and steps("train_runtime") == [4]
+    assert "note" not in client.get_run(run_id).data.metrics
+    dead, _ = resolve({**ON, "uri": f"http://127.0.0.1:{_free_port()}", "retries": 0, "timeout_s": 1},
+                      run_name="r", output_dir=str(tmp_path), environ={})
+    quiet = trainer_callback(worker_tracking(dead, run_id))
+    quiet.on_log(None, _State(5), None, logs={"loss": 0.4})
+    quiet.on_log(None, _State(6), None, logs={"loss": 0.3})
+    assert quiet.off
+    assert trainer_callback(None) is None
 
 
 def _free_port() -> int:

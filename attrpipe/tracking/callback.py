@@ -1,13 +1,15 @@
-"""The trainers' live curves in MLflow: transformers' own MLflow callback on rank 0 of the Ray Train worker group,
-attached to the stage's run (the driver created it and hands its id in the training job).
+"""The trainers' live curves in MLflow: a trainer callback on rank 0 of the Ray Train worker group that logs each of
+the trainer's log entries (loss, learning rate, grad norm; DPO's rewards, margins and accuracies) at its step, to the
+stage's run, which the driver created and hands over in the training job.
 
-What attrpipe sets around transformers' callback, through its own environment variables: the run to attach to
-(``MLFLOW_RUN_ID``), no copy of the trainer's arguments as parameters (``MLFLOW_MAX_LOG_PARAMS=0``: the stage and its
-loop run carry attrpipe's configuration already, and a resumed run would log them again). And two things the
-callback lacks:
+Why not transformers' own ``MLflowCallback``: it drives MLflow's fluent API, whose active run is process-global state
+that the callback starts itself (settings only through environment variables) and that an exit hook ends from the
+worker, contacting the server as the worker exits: a stall when the server is down, and a status set over the
+driver's. The stage runs here are the driver's to create and end, so rank 0 logs through ``MlflowClient`` to the run
+it is given, with transformers' own rule for what is a metric and how its name is cleaned. Beside that:
 
-- a resumed run (a checkpoint, a restarted worker group) logs only the steps after the last one in MLflow, and a key
-  once per step (the trainer's closing summary repeats ``epoch``), so nothing is logged twice;
+- a resumed run (a checkpoint, a restarted worker group) logs only the steps after the last one the run holds, and
+  each key once per step (the trainer's closing summary repeats ``epoch``), so nothing is logged twice;
 - a failure never stops training: the first one is a warning in the worker's log and the callback goes quiet; the
   driver logs the steps it missed from the stage's metrics.jsonl when the stage ends (attrpipe.tracking.client).
 """
@@ -15,7 +17,8 @@ callback lacks:
 from __future__ import annotations
 
 import logging
-import os
+import re
+import time
 
 from attrpipe.tracking.client import configure_mlflow
 from attrpipe.tracking.settings import TrackingSettings
@@ -32,71 +35,71 @@ def worker_tracking(settings: TrackingSettings | None, run_id: str | None) -> di
     return {"settings": settings.to_dict(), "run_id": run_id}
 
 
+def _metrics(logs: dict) -> dict[str, float]:
+    """transformers' rule (MLflowCallback.on_log): numbers and one-element tensors are metrics, names cleaned."""
+    out = {}
+    for k, v in (logs or {}).items():
+        if hasattr(v, "numel") and v.numel() == 1:
+            v = v.item()
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[re.sub(r"[^0-9A-Za-z_\-\.\ :/]", "_", k)] = float(v)
+    return out
+
+
 def trainer_callback(tracking: dict | None):
-    """transformers' ``MLflowCallback``, attached to the stage's run, for the worker of world rank 0; None without
-    tracking."""
+    """The callback for the worker of world rank 0 (None without tracking, or when it cannot be set up)."""
     if not tracking:
         return None
-    from transformers.integrations import MLflowCallback
+    try:
+        from transformers import TrainerCallback
 
-    settings = TrackingSettings.from_dict(tracking["settings"])
-    configure_mlflow(settings)
-    os.environ.update({"MLFLOW_TRACKING_URI": settings.uri, "MLFLOW_RUN_ID": tracking["run_id"],
-                       "MLFLOW_MAX_LOG_PARAMS": "0", "MLFLOW_FLATTEN_PARAMS": "1"})
-    os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)
-    os.environ.pop("MLFLOW_NESTED_RUN", None)
+        settings = TrackingSettings.from_dict(tracking["settings"])
+        configure_mlflow(settings)
+        from mlflow import MlflowClient
+        from mlflow.entities import Metric
 
-    class _StageCallback(MLflowCallback):
-        off = False
-        logged_through: int | None = None  # the last step the run holds: a resumed run logs after it only
+        client = MlflowClient(tracking_uri=settings.uri)
+    except Exception as e:  # noqa: BLE001 (tracking never stops training)
+        log.warning("MLflow logging off in this worker: %s: %s", type(e).__name__, e)
+        return None
+    run_id = tracking["run_id"]
 
+    class _StageRun(TrainerCallback):
         def __init__(self):
-            super().__init__()
+            self.off = False
+            self.logged_through: int | None = None  # the last step the run holds: a resumed run logs after it only
             self.seen: set[tuple[str, int]] = set()
+            self.ready = False
 
         def _quietly(self, what: str, fn, *args, **kwargs):
             if self.off:
-                return
+                return None
             try:
-                fn(*args, **kwargs)
-            except Exception as e:  # noqa: BLE001 (tracking never stops training)
+                return fn(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001
                 self.off = True
                 log.warning("MLflow logging off in this worker (%s: %s: %s); the driver logs the missed steps when "
                             "the stage ends", what, type(e).__name__, e)
+                return None
 
-        def setup(self, args, state, model):
-            def go():
-                super(_StageCallback, self).setup(args, state, model)
-                self._async_log = False  # synchronous: a failure is seen here, not lost in a background thread
-                history = self._ml_flow.MlflowClient().get_metric_history(tracking["run_id"], "loss")
-                self.logged_through = max((m.step for m in history), default=None)
+        def _setup(self):
+            history = client.get_metric_history(run_id, "loss")
+            self.logged_through = max((m.step for m in history), default=None)
+            self.ready = True
 
-            self._initialized = True  # never retried: one failure turns it off
-            self._quietly("attaching to the stage's run", go)
-
-        def on_train_begin(self, args, state, control, model=None, **kwargs):
-            if not self._initialized:
-                self.setup(args, state, model)
-
-        def on_log(self, args, state, control, logs, model=None, **kwargs):
-            if not self._initialized:
-                self.setup(args, state, model)
-            if self.logged_through is not None and state.global_step <= self.logged_through:
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or self.off:
                 return
-            # the trainer's closing summary repeats ``epoch`` at the last step: each key once per step
-            fresh = {k: v for k, v in (logs or {}).items() if (k, state.global_step) not in self.seen}
-            self.seen.update((k, state.global_step) for k in fresh)
+            if not self.ready:
+                self._quietly("attaching to the stage's run", self._setup)
+            step = int(state.global_step)
+            if self.off or (self.logged_through is not None and step <= self.logged_through):
+                return
+            fresh = {k: v for k, v in _metrics(logs).items() if (k, step) not in self.seen}
             if fresh:
-                self._quietly("logging a step", super().on_log, args, state, control, fresh, model=model, **kwargs)
+                now = int(time.time() * 1000)
+                batch = [Metric(k, v, now, step) for k, v in sorted(fresh.items())]
+                self._quietly("logging a step", client.log_batch, run_id, metrics=batch)
+                self.seen.update((k, step) for k in fresh)
 
-        def on_train_end(self, args, state, control, **kwargs):
-            # the driver ends the stage's run once it has logged the stage's results
-            return
-
-        def on_save(self, args, state, control, **kwargs):
-            return
-
-        def __del__(self):
-            return
-
-    return _StageCallback()
+    return _StageRun()

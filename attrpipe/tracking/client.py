@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -20,7 +21,7 @@ from typing import Any, Iterable, Mapping
 from attrpipe import storage
 from attrpipe.tracking.settings import TrackingSettings, new_steps
 
-__all__ = ["Tracker", "STATE_FILE", "configure_mlflow", "tracking_off", "read_state"]
+__all__ = ["Tracker", "STATE_FILE", "configure_mlflow", "tracking_off", "read_state", "fail"]
 
 STATE_FILE = "tracking.json"
 log = logging.getLogger(__name__)
@@ -49,9 +50,15 @@ def configure_mlflow(settings: TrackingSettings) -> None:
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(int(settings.retries))
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0"
+    os.environ["MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER"] = "false"  # a 429/503 may ask for minutes
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # a line per retry otherwise
 
 
-def _fail(settings: TrackingSettings, what: str, e: BaseException) -> None:
+def _uri(settings: TrackingSettings | str | None) -> str:
+    return settings if isinstance(settings, str) else getattr(settings, "uri", "MLflow")
+
+
+def fail(settings: TrackingSettings | str | None, what: str, e: BaseException) -> None:
     """The first failure of the command: one warning line on the terminal; tracking is off from here on."""
     if _off.reason is not None:
         return
@@ -59,9 +66,9 @@ def _fail(settings: TrackingSettings, what: str, e: BaseException) -> None:
     _off.reason = f"{what}: {type(e).__name__}: {first}"
     from attrpipe.console import echo
 
-    echo(f"warning: MLflow tracking at {settings.uri} failed ({_off.reason}); tracking is off for the rest of this "
+    echo(f"warning: MLflow tracking at {_uri(settings)} failed ({_off.reason}); tracking is off for the rest of this "
          "command, the run goes on, and rerunning it logs what was missed")
-    log.warning("tracking off: %s", _off.reason, exc_info=e)
+    log.debug("tracking off: %s", _off.reason, exc_info=e)
 
 
 def read_state(directory: str) -> dict | None:
@@ -97,37 +104,46 @@ class Tracker:
         try:
             configure_mlflow(settings)
             from mlflow import MlflowClient
+            from mlflow.entities import Param
 
             client = MlflowClient(tracking_uri=settings.uri)
-            state = read_state(directory) or {}
-            if state.get("uri") != settings.uri or not state.get("run_id") or not cls._alive(client, state["run_id"]):
-                state = cls._create(client, settings, name=name, tags=tags, params=params or {},
-                                    parent_run_id=parent_run_id)
-                storage.write_json_atomic(storage.join(directory, STATE_FILE), state)
-            elif not state.get("finished"):
-                client.update_run(state["run_id"], status="RUNNING")
+            # two commands on one directory (two study commands of one seed) create its run once
+            with storage.locked(storage.join(directory, ".tracking"), what=f"the MLflow run of {directory}"):
+                state = read_state(directory) or {}
+                if state.get("uri") != settings.uri or not state.get("run_id") or \
+                        not cls._alive(client, state["run_id"]):
+                    state = cls._create(client, settings, name=name, tags=tags, parent_run_id=parent_run_id)
+                    storage.write_json_atomic(storage.join(directory, STATE_FILE), state)  # the id, before the rest
+                elif not state.get("finished"):
+                    client.update_run(state["run_id"], status="RUNNING")
+                if not state.get("params_logged"):
+                    for batch in _batches([Param(k, v) for k, v in sorted((params or {}).items())], 100):
+                        client.log_batch(state["run_id"], params=batch)
+                    state["params_logged"] = True
+                    storage.write_json_atomic(storage.join(directory, STATE_FILE), state)
             return cls(settings, directory, client, state)
         except Exception as e:  # noqa: BLE001 (never in the way: any failure turns tracking off)
-            _fail(settings, f"opening the run of {directory}", e)
+            fail(settings, f"opening the run of {directory}", e)
             return None
 
     @classmethod
     def reopen(cls, directory: str) -> "Tracker | None":
         """The tracker of a directory a command tracked before (its tracking.json), with the settings it used; None
         when it has none or tracking is off."""
-        state = read_state(directory)
-        if not state or "settings" not in state:
-            return None
-        settings = TrackingSettings.from_dict(state["settings"])
         if _off.reason is not None:
             return None
+        settings = None
         try:
+            state = read_state(directory)
+            if not state or "settings" not in state:
+                return None
+            settings = TrackingSettings.from_dict(state["settings"])
             configure_mlflow(settings)
             from mlflow import MlflowClient
 
             return cls(settings, directory, MlflowClient(tracking_uri=settings.uri), state)
         except Exception as e:  # noqa: BLE001
-            _fail(settings, f"reopening the run of {directory}", e)
+            fail(settings, f"reopening the run of {directory}", e)
             return None
 
     @staticmethod
@@ -160,9 +176,7 @@ class Tracker:
 
     @classmethod
     def _create(cls, client, settings: TrackingSettings, *, name: str, tags: Mapping[str, str],
-                params: Mapping[str, str], parent_run_id: str | None) -> dict:
-        from mlflow.entities import Param
-
+                parent_run_id: str | None) -> dict:
         exp_id = cls._experiment_id(client, settings)
         all_tags = dict(tags)
         if parent_run_id:
@@ -171,8 +185,6 @@ class Tracker:
         if commit:
             all_tags["mlflow.source.git.commit"] = commit
         run = client.create_run(exp_id, run_name=name, tags=all_tags)
-        for batch in _batches([Param(k, v) for k, v in sorted(params.items())], 100):
-            client.log_batch(run.info.run_id, params=batch)
         return {"uri": settings.uri, "experiment_id": exp_id, "run_id": run.info.run_id, "name": name,
                 "settings": settings.to_dict(), "finished": False, "stages": {}}
 
@@ -196,7 +208,7 @@ class Tracker:
         try:
             return fn(*args, **kwargs)
         except Exception as e:  # noqa: BLE001
-            _fail(self.settings, what, e)
+            fail(self.settings, what, e)
             return None
 
     def stage_run(self, name: str, *, tags: Mapping[str, str], params: Mapping[str, str] | None = None) -> str | None:
@@ -206,12 +218,12 @@ class Tracker:
             if st is None:
                 run = self.client.create_run(self.state["experiment_id"], run_name=name,
                                              tags={**tags, "mlflow.parentRunId": self.run_id})
+                st = self.state["stages"][name] = {"run_id": run.info.run_id, "logged": False}
+                self._save()  # the id first: a rerun continues this run, never makes a second
                 if params:
                     from mlflow.entities import Param
 
                     self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
-                st = self.state["stages"][name] = {"run_id": run.info.run_id, "logged": False}
-                self._save()
             elif not st["logged"]:
                 self.client.update_run(st["run_id"], status="RUNNING")
             return st["run_id"]
@@ -234,7 +246,11 @@ class Tracker:
         own (one another run did, shared) logs only ``own``."""
         def go():
             st = self.state["stages"].setdefault(name, {"run_id": None, "logged": False})
-            if st["logged"]:
+            if st["logged"]:  # what a rerun measured since (eval.vote, eval.fit turned on): only what MLflow lacks
+                if st["run_id"] is not None:
+                    self._log_once(st["run_id"], metrics, 0, True)
+                if own and own[0]:
+                    self._log_once(self.run_id, own[0], own[1], True)
                 return
             retry = bool(st.get("tried"))  # an earlier attempt failed midway: log only what MLflow lacks
             if not retry:
@@ -272,9 +288,13 @@ class Tracker:
 
     def _log_once(self, run_id: str, metrics: Mapping[str, float], step: int, retry: bool) -> None:
         """``metrics`` at ``step``; on a retry, only those MLflow does not hold at that step yet."""
-        if retry:
-            metrics = {k: v for k, v in metrics.items()
-                       if not any(m.step == step for m in self.client.get_metric_history(run_id, k))}
+        if retry and metrics:
+            if step == 0:
+                have = set(self.client.get_run(run_id).data.metrics)
+                metrics = {k: v for k, v in metrics.items() if k not in have}
+            else:
+                metrics = {k: v for k, v in metrics.items()
+                           if not any(m.step == step for m in self.client.get_metric_history(run_id, k))}
         if metrics:
             self._log_metrics(metrics, step, run_id)
 
@@ -294,7 +314,10 @@ class Tracker:
 
     def _artifacts(self, run_id: str, artifacts: Iterable[tuple[str, str]]) -> None:
         for path, dest in artifacts:
-            if "://" in path or not Path(path).exists():
+            if "://" in path:  # in an object store: named, not copied
+                self.client.set_tag(run_id, f"attrpipe.artifact.{dest or posixpath.basename(path)}", path)
+                continue
+            if not Path(path).exists():
                 continue
             if Path(path).is_dir():
                 self.client.log_artifacts(run_id, path, artifact_path=dest or None)

@@ -11,11 +11,12 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 from attrpipe import storage
-from attrpipe.tracking.client import Tracker, read_state
+from attrpipe.tracking.client import Tracker, fail, read_state, tracking_off
 from attrpipe.tracking.settings import (TrackingSettings, flatten, loop_metrics, resolve, run_tags, stage_metrics,
                                         stage_tags)
 
@@ -24,6 +25,22 @@ __all__ = ["settings_of", "open_loop", "start_stage", "finish_stage", "fail_loop
 
 _SHARED_KINDS = ("shared-sft", "shared-eval")
 _TRAINING_KINDS = ("sft", "dpo", "sl", "scpo")
+
+
+def _never_in_the_way(fn):
+    """A tracking step that fails (a file it reads, a server) is a warning line and tracking off, never the run's
+    failure; once tracking is off, nothing more is tried."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if tracking_off() is not None:
+            return None
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001
+            fail(None, fn.__name__.replace("_", " "), e)
+            return None
+
+    return wrapper
 
 
 def settings_of(cfg, *, verbose: bool = True) -> TrackingSettings | None:
@@ -58,6 +75,7 @@ def _model_params(cfg, manifest: dict) -> dict[str, str]:
     return out
 
 
+@_never_in_the_way
 def open_loop(run, link: dict | None = None) -> Tracker | None:
     """The MLflow run of a loop run (``run``: attrpipe.loop.LoopRun). ``link`` (a study's arm or shared seed SFT):
     ``{"settings", "parent_run_id", "study", "arm"}``: the study's store and experiment, under the study's run."""
@@ -65,6 +83,8 @@ def open_loop(run, link: dict | None = None) -> Tracker | None:
     cfg = run.cfg
     settings = TrackingSettings.from_dict(link["settings"]) if link.get("settings") else \
         settings_of(cfg, verbose=run.verbose)
+    if settings is None:
+        return None
     c = _container(cfg)
     tags = run_tags(c, study=link.get("study"), arm=link.get("arm"))
     if "sft" in run.shared:
@@ -82,6 +102,7 @@ def open_loop(run, link: dict | None = None) -> Tracker | None:
                         parent_run_id=link.get("parent_run_id"))
 
 
+@_never_in_the_way
 def start_stage(run, st) -> str | None:
     """The stage's nested run (created once; the same after a rerun); None for a stage another run did (shared) or
     without tracking. Its id goes to a training stage's rank-0 worker, which logs the trainer's curves to it."""
@@ -112,11 +133,13 @@ def _read_jsonl(path: str) -> list[dict]:
     return [json.loads(ln) for ln in text.splitlines() if ln.strip()]
 
 
+@_never_in_the_way
 def finish_stage(run, st, result: dict) -> None:
     """Log a finished stage (just run, or finished earlier and not logged yet): its metrics, the training steps the
-    worker could not log, its artifacts, and its points of the loop's own curves."""
+    worker could not log, its artifacts, and its points of the loop's own curves. A stage logged before gains only
+    what a rerun measured since (attrpipe.tracking.client.Tracker.finish_stage)."""
     tracker = run.tracker
-    if tracker is None or tracker.stage_logged(st.name):
+    if tracker is None:
         return
     fin = run.manifest["finished"]
     sft_acc = (fin.get("sft/eval") or {}).get("accuracy")
@@ -124,7 +147,7 @@ def finish_stage(run, st, result: dict) -> None:
     if st.kind in _SHARED_KINDS:
         tracker.finish_stage(st.name, metrics={}, own=own)
         return
-    if tracker.stage_run_id(st.name) is None:
+    if tracker.stage_run_id(st.name) is None and not tracker.stage_logged(st.name):
         start_stage(run, st)
     out = run.path(st.out)
     artifacts: list[tuple[str, str]] = []
@@ -151,6 +174,7 @@ def finish_stage(run, st, result: dict) -> None:
     tracker.finish_stage(st.name, metrics=metrics, artifacts=artifacts, steps=steps, tags=tags, own=own)
 
 
+@_never_in_the_way
 def fail_loop(run, st) -> None:
     """A stage raised: its run and the loop's are marked failed (a rerun continues both)."""
     if run.tracker is not None:
@@ -158,6 +182,7 @@ def fail_loop(run, st) -> None:
         run.tracker.finish(status="FAILED")
 
 
+@_never_in_the_way
 def finish_loop(run) -> None:
     """The loop finished: its loop.json and config.yaml as artifacts, and its run ended."""
     if run.tracker is None:
@@ -169,9 +194,12 @@ def finish_loop(run) -> None:
 # --- studies --------------------------------------------------------------------------------------------------------
 
 
+@_never_in_the_way
 def open_study(cfg, study_dir: str, kind: str, *, verbose: bool = True) -> Tracker | None:
     """The MLflow run of a study command (its arms become its children)."""
     settings = settings_of(cfg, verbose=verbose)
+    if settings is None:
+        return None
     c = _container(cfg)
     name = f"study {kind}" + (f" {cfg.study.name}" if cfg.study.name else "")
     tags = {"attrpipe.kind": "study", "attrpipe.study": name, "attrpipe.methods": ",".join(cfg.study.methods),
@@ -187,8 +215,10 @@ def arm_link(study: Tracker | None, *, arm: str) -> dict | None:
             "arm": arm}
 
 
-def log_shared_chains(study: Tracker | None, chains_dir: str, name: str, manifest: dict, seconds: float) -> None:
-    """The shared round-1 chains: a child run of the study, logged once (the chain set's own tracking.json)."""
+@_never_in_the_way
+def log_shared_chains(study: Tracker | None, chains_dir: str, name: str, manifest: dict) -> None:
+    """The shared round-1 chains: a child run of the study, logged once (the chain set's own tracking.json); its
+    ``seconds`` are the engines' busy time, the same whichever command sampled them."""
     if study is None:
         return
     tracker = Tracker.open(study.settings, chains_dir, name=name,
@@ -196,12 +226,13 @@ def log_shared_chains(study: Tracker | None, chains_dir: str, name: str, manifes
                            parent_run_id=study.run_id)
     if tracker is None or tracker.state.get("finished"):
         return
-    result = {"counts": manifest.get("counts") or {}, "seconds": seconds}
-    tracker.log_metrics(stage_metrics("pseudolabel", result))
+    result = {"counts": manifest.get("counts") or {}, "seconds": manifest.get("generate_seconds")}
+    tracker.finish_stage("chains", metrics={}, own=(stage_metrics("pseudolabel", result), 0))
     tracker.log_artifacts([(storage.join(chains_dir, "manifest.json"), "")])
     tracker.finish()
 
 
+@_never_in_the_way
 def finish_study(study: Tracker | None, study_dir: str, summary: str) -> None:
     if study is None:
         return
@@ -214,7 +245,15 @@ def finish_study(study: Tracker | None, study_dir: str, summary: str) -> None:
 
 
 def stage_links(run_dir: str) -> dict[str, str]:
-    """Each tracked stage of a loop run, and the run itself (``""``), linked to its page in MLflow's UI."""
+    """Each tracked stage of a loop run, and the run itself (``""``), linked to its page in MLflow's UI ({} when it
+    has none, or its tracking.json cannot be read)."""
+    try:
+        return _stage_links(run_dir)
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _stage_links(run_dir: str) -> dict[str, str]:
     state = read_state(run_dir)
     if not state or "settings" not in state:
         return {}
@@ -228,6 +267,7 @@ def stage_links(run_dir: str) -> dict[str, str]:
     return links
 
 
+@_never_in_the_way
 def log_report(run_dirs: list[str], report_dir: str) -> None:
     """The report's HTML and plots, as artifacts of each tracked loop run it covers."""
     for d in run_dirs:

@@ -56,10 +56,9 @@ def resolve(tracking: Mapping, *, run_name: str, output_dir: str,
         uri = f"sqlite:///{root / 'mlflow.db'}"
     uri = str(uri)
     artifacts = None
-    if uri.startswith("sqlite:///"):  # a local database: its artifacts beside it, never in the working directory
-        artifacts = str(Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts")
-    elif uri.startswith("file:") or "://" not in uri:  # MLflow's file store (a path): artifacts inside it
-        artifacts = None
+    if uri.startswith("sqlite:///"):  # a local database: one absolute path for every process (Ray workers start
+        db = Path(uri[len("sqlite:///"):]).resolve()  # elsewhere), its artifacts beside it, not in the working dir
+        uri, artifacts = f"sqlite:///{db}", str(db.parent / "mlartifacts")
     ui = tracking.get("ui_url") or (uri if uri.startswith(("http://", "https://")) else DEFAULT_UI)
     return TrackingSettings(uri=uri, experiment=str(tracking.get("experiment") or run_name), artifact_location=artifacts,
                             timeout_s=float(tracking.get("timeout_s", 10)), retries=int(tracking.get("retries", 2)),
