@@ -128,8 +128,8 @@ _MEASURED_BESIDE = ("fit", "vote", "pool_greedy")
 def _result_key(cfg, *, seed_sft_only: bool = False) -> str:
     """The whole configuration but how it runs and is tracked (``ray``, ``tracking``), what other commands read
     (``study``, ``predict``), what is measured beside the results (``eval.fit``, ``eval.vote``, ``eval.pool_greedy``)
-    and how many rounds the loop has (a loop may be extended by more rounds). ``run`` stays in it, name and output_dir too: a run resumed under another
-    name or directory is refused, not continued.
+    and how many rounds the loop has (a loop may be extended by more rounds). ``run`` stays in it, name and
+    output_dir too: a run resumed under another name or directory is refused, not continued.
 
     ``seed_sft_only``: only what the seed SFT and its evaluation read, so a loop that has finished nothing but those
     can go on with other round settings (a study's shared seed SFT serves arms of any DPO or SL setting).

@@ -358,7 +358,8 @@ def _rounds_table(loops) -> str:
             rnd = s.split("/")[0]
             pl = m["finished"].get(f"{rnd}/pseudolabel", {})
             c, p = pl.get("counts", {}), pl.get("premise") or {}
-            run_cell = f"<a href='{html.escape(links[''])}'>{html.escape(name)}</a>" if "" in links else html.escape(name)
+            run_cell = (f"<a href='{html.escape(links[''])}'>{html.escape(name)}</a>" if "" in links
+                        else html.escape(name))
             rows.append(f"<tr><td>{run_cell}</td><td>{html.escape(method_label(method)) if method else ''}"
                         f"</td><td>{rnd}</td><td>{_pct(e.get('accuracy'))}</td>"
                         f"<td>{_lift(e, sft) if s != 'sft/eval' else ''}</td>"

@@ -45,7 +45,8 @@ def _reset_for_tests() -> None:
 
 def configure_mlflow(settings: TrackingSettings) -> None:
     """MLflow's own HTTP settings from ``tracking.timeout_s`` and ``tracking.retries`` (this process and what it
-    starts). Its default (7 retries, 120 s a request, doubling backoff) would stall a run for minutes on a dead server."""
+    starts). Its default (7 retries, 120 s a request, doubling backoff) would stall a run for minutes on a dead
+    server."""
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, int(round(settings.timeout_s))))
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(int(settings.retries))
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
@@ -194,11 +195,6 @@ class Tracker:
     def run_id(self) -> str:
         return self.state["run_id"]
 
-    def link(self, run_id: str | None = None) -> str:
-        from attrpipe.tracking.settings import run_link
-
-        return run_link(self.settings.ui_url, self.state["experiment_id"], run_id or self.run_id)
-
     def _save(self) -> None:
         storage.write_json_atomic(storage.join(self.directory, STATE_FILE), self.state)
 
@@ -238,7 +234,7 @@ class Tracker:
 
     def finish_stage(self, name: str, *, metrics: Mapping[str, float], artifacts: Iterable[tuple[str, str]] = (),
                      steps: list[Mapping] | None = None, tags: Mapping[str, str] | None = None,
-                     own: tuple[Mapping[str, float], int] | None = None, status: str = "FINISHED") -> None:
+                     own: tuple[Mapping[str, float], int] | None = None) -> None:
         """Log a finished stage once: its ``metrics``, the per-step training logs ``steps`` not yet in MLflow (those a
         worker could not log live), its ``artifacts`` ((local path, artifact dir) pairs) and ``tags``; ``own``:
         (metrics, step) the tracker's own run gains from it (a loop's accuracy by round). Then the stage's run is
@@ -267,7 +263,7 @@ class Tracker:
             if own and own[0]:
                 self._log_once(self.run_id, own[0], own[1], retry)
             if run_id is not None:
-                self.client.set_terminated(run_id, status=status)
+                self.client.set_terminated(run_id, status="FINISHED")
             self.state["stages"][name] = {"run_id": run_id, "logged": True}
             self._save()
 
@@ -298,9 +294,6 @@ class Tracker:
         if metrics:
             self._log_metrics(metrics, step, run_id)
 
-    def log_metrics(self, metrics: Mapping[str, float], *, step: int = 0, run_id: str | None = None) -> None:
-        self._guard("logging metrics", self._log_metrics, metrics, step, run_id or self.run_id)
-
     def _catch_up(self, run_id: str, steps: list[Mapping]) -> None:
         """The training steps the live logging missed (a server that was down, a worker that could not reach it)."""
         from mlflow.entities import Metric
@@ -326,10 +319,6 @@ class Tracker:
 
     def log_artifacts(self, artifacts: Iterable[tuple[str, str]], run_id: str | None = None) -> None:
         self._guard("logging artifacts", self._artifacts, run_id or self.run_id, artifacts)
-
-    def set_tags(self, tags: Mapping[str, str], run_id: str | None = None) -> None:
-        for k, v in tags.items():
-            self._guard("setting a tag", self.client.set_tag, run_id or self.run_id, k, str(v))
 
     def finish(self, *, status: str = "FINISHED") -> None:
         """The run itself ends (a rerun of a finished run reopens nothing: its stages are all logged)."""

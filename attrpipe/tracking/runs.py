@@ -147,7 +147,8 @@ def finish_stage(run, st, result: dict) -> None:
     if st.kind in _SHARED_KINDS:
         tracker.finish_stage(st.name, metrics={}, own=own)
         return
-    if tracker.stage_run_id(st.name) is None and not tracker.stage_logged(st.name):
+    logged = tracker.stage_logged(st.name)  # then only what a rerun measured since: no steps, no files to read
+    if not logged and tracker.stage_run_id(st.name) is None:
         start_stage(run, st)
     out = run.path(st.out)
     artifacts: list[tuple[str, str]] = []
@@ -161,7 +162,7 @@ def finish_stage(run, st, result: dict) -> None:
             [(storage.join(out, w, "metrics.json"), w) for w in ("vote", "fit")]
     elif st.kind == "pseudolabel":
         artifacts = [(storage.join(out, "manifest.json"), "")]
-    elif st.kind in _TRAINING_KINDS:
+    elif st.kind in _TRAINING_KINDS and not logged:
         steps = _read_jsonl(storage.join(out, "metrics.jsonl"))
         artifacts = [(storage.join(out, "metrics.jsonl"), ""), (storage.join(out, "train_result.json"), "")]
         adapter = result.get("adapter")

@@ -45,7 +45,7 @@ def resolve(tracking: Mapping, *, run_name: str, output_dir: str,
     switched off). The URI: ``tracking.uri`` when set, else ``$MLFLOW_TRACKING_URI``, else a local SQLite store,
     ``<output_dir>/mlflow.db``, with its artifacts in ``<output_dir>/mlartifacts``. A remote ``output_dir`` has no
     local place for a store: tracking is off unless a URI is given."""
-    if not tracking.get("enabled", True):
+    if not tracking["enabled"]:
         return None, None
     uri = tracking.get("uri") or environ.get(ENV_URI) or None
     if uri is None:
@@ -60,9 +60,10 @@ def resolve(tracking: Mapping, *, run_name: str, output_dir: str,
         db = Path(uri[len("sqlite:///"):]).resolve()  # elsewhere), its artifacts beside it, not in the working dir
         uri, artifacts = f"sqlite:///{db}", str(db.parent / "mlartifacts")
     ui = tracking.get("ui_url") or (uri if uri.startswith(("http://", "https://")) else DEFAULT_UI)
-    return TrackingSettings(uri=uri, experiment=str(tracking.get("experiment") or run_name), artifact_location=artifacts,
-                            timeout_s=float(tracking.get("timeout_s", 10)), retries=int(tracking.get("retries", 2)),
-                            adapter_max_mb=float(tracking.get("adapter_max_mb", 50)), ui_url=ui.rstrip("/")), None
+    return TrackingSettings(uri=uri, experiment=str(tracking.get("experiment") or run_name),
+                            artifact_location=artifacts, timeout_s=float(tracking["timeout_s"]),
+                            retries=int(tracking["retries"]), adapter_max_mb=float(tracking["adapter_max_mb"]),
+                            ui_url=ui.rstrip("/")), None
 
 
 def flatten(d: Mapping, prefix: str = "") -> dict[str, str]:
