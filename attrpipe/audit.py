@@ -48,9 +48,26 @@ from attrpipe.pseudolabel.output import (
     summarize,
     unit_counts,
 )
+from attrpipe.pseudolabel.incremental import (
+    CARRIED_SHARDS,
+    INDEX_FILE,
+    KEYS_DIR,
+    SINCE_DIR,
+    STATUSES,
+    previous_rows,
+    read_index,
+    status_of,
+)
 from attrpipe.pseudolabel.stages import asked_attributes
 from attrpipe.pseudolabel.units import Unit, plan_units, read_labels, read_unit
-from attrpipe.schemas import CONSENSUS_SCHEMA, PAIRS_SCHEMA, PREDICTIONS_SCHEMA, QUARANTINE_SCHEMA, REVIEW_SCHEMA
+from attrpipe.schemas import (
+    CONSENSUS_SCHEMA,
+    KEYS_SCHEMA,
+    PAIRS_SCHEMA,
+    PREDICTIONS_SCHEMA,
+    QUARANTINE_SCHEMA,
+    REVIEW_SCHEMA,
+)
 from attrpipe.scoring import score_chains
 from attrpipe.taxonomy import load_taxonomy
 
@@ -87,7 +104,7 @@ class AuditReport:
 
 def _schemas():
     return {"consensus": CONSENSUS_SCHEMA, "pairs": PAIRS_SCHEMA, "quarantine": QUARANTINE_SCHEMA,
-            "predictions": PREDICTIONS_SCHEMA, "review": REVIEW_SCHEMA}
+            "predictions": PREDICTIONS_SCHEMA, "review": REVIEW_SCHEMA, KEYS_DIR: KEYS_SCHEMA}
 
 
 def _read_shard(out: str, rel: str, schema, problems: list[str]) -> list[dict] | None:
@@ -115,6 +132,8 @@ def audit_pseudolabel(out: str) -> AuditReport:
     rows_once = rep.check("every input row labeled or quarantined, exactly once")
     rules = rep.check("consensus and pairs follow the rules")
     counts = rep.check("counts add up (markers, manifest)")
+    carried = rep.check("carried-over rows equal the previous output's") if (read_run_key(out) or {}).get(
+        "since") else None
     whole = rep.check("shards whole, with the documented schemas")
 
     key = read_run_key(out)
@@ -163,8 +182,11 @@ def audit_pseudolabel(out: str) -> AuditReport:
                 break
             shards[name] = rows
         else:
-            _audit_unit(unit, marker, shards, asked, taxonomy, n_chains, threshold, seed, rows_once, rules, counts,
-                        rep.facts, truth, reading)
+            labeled = _audit_unit(unit, marker, shards, asked, taxonomy, n_chains, threshold, seed, rows_once, rules,
+                                  counts, rep.facts, truth, reading)
+            if KEYS_DIR in marker["files"] or carried is not None:
+                _audit_keys(out, key, unit.unit_id, shards, labeled, rows_once if carried is None else carried,
+                            rep.facts)
     # leftovers: files in the shard folders that no marker names
     for name in SHARD_DIRS:
         d = storage.join(out, name)
@@ -182,10 +204,13 @@ def audit_pseudolabel(out: str) -> AuditReport:
             counts.append(f"{MANIFEST_FILE} is missing (rerun the command to write it)")
         else:
             totals = summarize(markers) if markers else {k: 0 for k in COUNT_KEYS}
-            written = storage.read_json(manifest_path)["counts"]
+            manifest = storage.read_json(manifest_path)
+            written = manifest["counts"]
             diff = [k for k in COUNT_KEYS if written.get(k, 0 if k in LATER_COUNT_KEYS else None) != totals.get(k)]
             if diff:
                 counts.append("manifest.json's counts differ from the sum of the unit markers in: " + ", ".join(diff))
+            if carried is not None:
+                _audit_incremental_manifest(out, manifest, totals, counts)
     rep.facts["units"] = rep.facts.get("units", 0) + len(units)
     return rep
 
@@ -287,12 +312,96 @@ def _audit_unit(unit, marker, shards, asked, taxonomy, n_chains, threshold, seed
     mc = marker["counts"]
     recount = unit_counts(len(inputs), len(labeled), extra, consensus, pairs, quarantine,
                           reused=mc.get("chains_reused", 0), review=len(shards.get("review", [])),
-                          verticals_matched=matched)
+                          verticals_matched=matched, keys=shards.get(KEYS_DIR))
     diff = [k for k, v in recount.items() if mc.get(k, 0 if k in LATER_COUNT_KEYS else None) != v]
     if diff:
         counts.append(f"unit {uid}: marker counts differ from its shards in: {', '.join(diff)}")
     if "predictions" in shards and len(shards["predictions"]) != len(consensus):
         counts.append(f"unit {uid}: {len(shards['predictions'])} predictions for {len(consensus)} listing-attributes")
+    return labeled
+
+
+_REFRESHED = ("image_uris", "images_dropped")  # a carried-over row takes these from the new catalog
+
+
+def _audit_keys(out: str, key: dict, uid: str, shards: dict, labeled: set[str], problems: list[str],
+                facts: dict) -> None:
+    """keys/: one row per labeled listing. An incremental run's (``since`` in _run.json): each status agrees with
+    the index and with the previous output's own keys shard; each carried-over listing's rows equal the previous
+    output's (but for the image references the new catalog gives); each relabeled listing's key differs there."""
+    keys = shards.get(KEYS_DIR, [])
+    got = Counter(k["listing_id"] for k in keys)
+    if set(got) != labeled or any(n != 1 for n in got.values()):
+        problems.append(f"unit {uid}: {KEYS_DIR}/ has {len(keys)} rows for {len(labeled)} labeled listings "
+                        "(expected one each)")
+    since = key.get("since")
+    if since is None:
+        bad = sorted({k["status"] for k in keys} - {"labeled"})
+        if bad:
+            problems.append(f"unit {uid}: statuses {bad} in a run without --since")
+        return
+    index = read_index(out, uid)
+    by_previous_unit: dict[str, list[dict]] = defaultdict(list)
+    for k in keys:
+        lid = k["listing_id"]
+        previous_key, previous_unit = index.get(lid, (None, None))
+        want = status_of(previous_key, k["content_key"])
+        if key.get("relabel_all") and want == "carried_over":
+            want = "relabeled"
+        if k["status"] not in STATUSES or k["status"] != want:
+            problems.append(f"unit {uid}: listing {lid} is {k['status']!r}; its key against the index says {want!r}")
+        elif previous_unit is not None:
+            by_previous_unit[previous_unit].append(k)
+    own = {name: defaultdict(list) for name in CARRIED_SHARDS}
+    for name in CARRIED_SHARDS:
+        for r in shards.get(name, []):
+            own[name][r["listing_id"]].append(r)
+    for previous_unit, ks in sorted(by_previous_unit.items()):
+        try:
+            old = previous_rows(since, previous_unit, {k["listing_id"] for k in ks})
+        except Exception as e:  # noqa: BLE001 - an unreadable previous output is the finding
+            problems.append(f"unit {uid}: cannot read unit {previous_unit} of the previous output {since}: {e}")
+            continue
+        old_keys = {r["listing_id"]: r["content_key"] for r in old.get(KEYS_DIR, [])}
+        old_rows = {name: defaultdict(list) for name in CARRIED_SHARDS}
+        for name in CARRIED_SHARDS:
+            for r in old.get(name, []):
+                old_rows[name][r["listing_id"]].append({c: v for c, v in r.items() if c not in _REFRESHED})
+        for k in ks:
+            lid = k["listing_id"]
+            if lid not in old_keys:
+                problems.append(f"unit {uid}: listing {lid}: the index places it in the previous output's unit "
+                                f"{previous_unit}, whose {KEYS_DIR}/ does not have it")
+                continue
+            same = old_keys[lid] == k["content_key"]
+            if k["status"] == "relabeled" and same and not key.get("relabel_all"):
+                problems.append(f"unit {uid}: listing {lid} was relabeled with the key it had before")
+            if k["status"] != "carried_over":
+                continue
+            facts["carried_over_checked"] = facts.get("carried_over_checked", 0) + 1
+            if not same:
+                problems.append(f"unit {uid}: listing {lid} was carried over but its key differs from the previous "
+                                "output's")
+            for name in CARRIED_SHARDS:
+                mine = [{c: v for c, v in r.items() if c not in _REFRESHED} for r in own[name].get(lid, [])]
+                if mine != old_rows[name].get(lid, []):
+                    problems.append(f"unit {uid}: listing {lid}: its {name} rows differ from the previous "
+                                    f"output's (unit {previous_unit})")
+
+
+def _audit_incremental_manifest(out: str, manifest: dict, totals: dict, problems: list[str]) -> None:
+    inc = manifest.get("incremental") or {}
+    index_file = storage.join(out, SINCE_DIR, INDEX_FILE)
+    if not storage.exists(index_file):
+        problems.append(f"{SINCE_DIR}/{INDEX_FILE} is missing: the index of the previous output was not finished")
+        return
+    want = {"carried_over": totals["listings_carried_over"], "relabeled": totals["listings_relabeled"],
+            "new": totals["listings_new"], "quarantined": totals["listings_quarantined"],
+            "removed": storage.read_json(index_file)["removed"]}
+    diff = [k for k, v in want.items() if inc.get(k) != v]
+    if diff:
+        problems.append("manifest.json's incremental counts differ from the markers and the index in: "
+                        + ", ".join(diff))
 
 
 # --- adapters, loop runs, studies ------------------------------------------------------------------------------------

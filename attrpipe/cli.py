@@ -20,6 +20,15 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                         "a log file in the output directory, and the terminal shows one line per stage)")
 
 
+def _add_since_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since", metavar="PREVIOUS_OUTPUT",
+                   help="an earlier output of this command on an earlier catalog: listings whose images, vertical "
+                   "and questions are unchanged are carried over from it, the rest labeled (docs/pseudolabel.md)")
+    p.add_argument("--relabel-all", action="store_true",
+                   help="with --since: accept a previous output labeled differently (another adapter, other "
+                   "settings) and relabel every listing; the counts still say what changed")
+
+
 def _quiet(args, out_dir: str | None):
     """The command's terminal session (attrpipe.console): logs to ``<out_dir>/attrpipe-<command>.log`` unless -v."""
     from attrpipe.console import command_session
@@ -136,7 +145,8 @@ def cmd_pseudolabel(args) -> int:
     out = args.out or output_dir_for(cfg)
     # data.unlabeled_limit: the first N listings of the catalog labeled (the pool, or --catalog's)
     with _quiet(args, out):
-        run_pseudolabel(cfg, catalog=catalog, out=out, adapter=adapter, limit=cfg.data.unlabeled_limit)
+        run_pseudolabel(cfg, catalog=catalog, out=out, adapter=adapter, limit=cfg.data.unlabeled_limit,
+                        since=args.since, relabel_all=args.relabel_all)
     return 0
 
 
@@ -285,7 +295,8 @@ def cmd_predict(args) -> int:
     # data.unlabeled_limit: the first N listings of the catalog (a trial), as pseudo-labeling takes it
     out = args.out or cfg.predict.output or _run_dir(cfg, "predict")
     with _quiet(args, out):
-        run_predict(cfg, catalog=catalog, adapter=adapter, out=out, mode=args.mode, limit=cfg.data.unlabeled_limit)
+        run_predict(cfg, catalog=catalog, adapter=adapter, out=out, mode=args.mode, limit=cfg.data.unlabeled_limit,
+                    since=args.since, relabel_all=args.relabel_all)
     return 0
 
 
@@ -336,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalog", help="catalog to label (default: data.unlabeled); data.unlabeled_limit applies to it")
     p.add_argument("--out", help="output directory or URI (default: pseudolabel.output or the run directory)")
     p.add_argument("--adapter", help="LoRA adapter to sample with (default: pseudolabel.adapter)")
+    _add_since_args(p)
     p.set_defaults(func=cmd_pseudolabel)
 
     p = sub.add_parser("train", help="train the LoRA adapter on Ray Train: seed SFT, DPO, ScPO or self-learning (SL)")
@@ -405,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", help="trained LoRA adapter (default: predict.adapter)")
     p.add_argument("--out", help="output directory or URI (default: predict.output or <run>/predict)")
     p.add_argument("--mode", choices=["greedy", "self_consistency"], help="default: predict.mode")
+    _add_since_args(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="greedy decoding (or the vote of the sampled chains) of a labeled test set; "

@@ -130,3 +130,25 @@ REVIEW_SCHEMA = (
     .append(pa.field("image_uris", pa.list_(pa.string())))
     .append(pa.field("image_bytes", pa.list_(pa.binary())))
 )
+
+# keys/<unit>.parquet: one row per labeled listing of a pseudo-labeling or prediction output, with the content key
+# of what its rows depend on (attrpipe.pseudolabel.incremental). A later run's ``--since`` reads these.
+KEYS_SCHEMA = pa.schema(
+    [
+        pa.field("listing_id", pa.string(), nullable=False),
+        pa.field("vertical", pa.string(), nullable=False),
+        pa.field("content_key", pa.string(), nullable=False),  # sha256 hex
+        # what the run did with it: "labeled" (no --since), or with --since "new", "relabeled", "carried_over"
+        pa.field("status", pa.string(), nullable=False),
+    ]
+)
+
+# _since/<unit>.parquet (an incremental run's index of the previous output): one row per listing id of the unit's
+# input rows, with the previous output's key and unit where it had the listing (null where it did not).
+SINCE_SCHEMA = pa.schema(
+    [
+        pa.field("listing_id", pa.string(), nullable=False),
+        pa.field("previous_key", pa.string()),
+        pa.field("previous_unit", pa.string()),
+    ]
+)

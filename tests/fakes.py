@@ -54,6 +54,45 @@ class ScriptedEngine:
         return out
 
 
+class CountingEngine(ScriptedEngine):
+    """ScriptedEngine that records every request it is sent, one request id per line, in
+    ``<model.path>/requests-<pid>.log``: the requests an engine received, counted by the engine. ``model.path`` names
+    a directory holding a ``config.json`` (so the model has a fingerprint); its ``delay_s`` (default 0) is slept per
+    request, to give a test time to kill a run in the middle."""
+
+    def __init__(self, log_dir: str):
+        import json
+
+        super().__init__("scripted")
+        self.log_dir = log_dir
+        with open(os.path.join(log_dir, "config.json")) as f:
+            self.delay_s = float(json.load(f).get("delay_s", 0))
+
+    @classmethod
+    def from_config(cls, cfg, adapter=None):
+        return cls(cfg.model.path)
+
+    def generate(self, requests, sampling):
+        import time
+
+        with open(os.path.join(self.log_dir, f"requests-{os.getpid()}.log"), "a") as f:
+            f.writelines(f"{r.request_id}\n" for r in requests)
+        time.sleep(self.delay_s * len(requests))
+        return super().generate(requests, sampling)
+
+
+def engine_requests(log_dir) -> list[str]:
+    """Every request id a CountingEngine of ``log_dir`` was sent (then forgets them: the next call counts anew)."""
+    import glob
+
+    ids = []
+    for path in sorted(glob.glob(os.path.join(str(log_dir), "requests-*.log"))):
+        with open(path) as f:
+            ids += f.read().split()
+        os.remove(path)
+    return ids
+
+
 class CrashOnceEngine(ScriptedEngine):
     """ScriptedEngine whose actor process dies (SIGKILL, as on a preempted node) in its second batch, once per crash
     directory: ``model.path`` names that directory, and the engine leaves ``crashed`` in it before dying."""

@@ -35,7 +35,7 @@ __all__ = [
 RUN_FILE = "_run.json"
 UNITS_DIR = "_units"
 MANIFEST_FILE = "manifest.json"
-SHARD_DIRS = ("consensus", "pairs", "quarantine", "predictions", "review")
+SHARD_DIRS = ("consensus", "pairs", "quarantine", "predictions", "review", "keys")
 
 COUNT_KEYS = (
     "listings_in",
@@ -52,9 +52,14 @@ COUNT_KEYS = (
     "chains_reused",
     "predictions_for_review",
     "verticals_matched",
+    "listings_new",
+    "listings_relabeled",
+    "listings_carried_over",
+    "chains_carried_over",
 )
 # counts added after runs were written with markers that lack them: read as 0 there
-LATER_COUNT_KEYS = ("verticals_matched",)
+LATER_COUNT_KEYS = ("verticals_matched", "listings_new", "listings_relabeled", "listings_carried_over",
+                    "chains_carried_over")
 
 # What must agree for an earlier run's chains to be the very chains this run would sample (the threshold, the pool
 # size and the round may differ: they change what is kept and paired, not what is sampled).
@@ -176,7 +181,8 @@ def progress_poll(out: str, units: list, done_before: set[str]):
 
     def poll() -> tuple[int, int, str]:
         for uid in committed_unit_ids(out).intersection(sizes).difference(chains):
-            chains[uid] = storage.read_json(marker_path(out, uid))["counts"]["chains"]
+            c = storage.read_json(marker_path(out, uid))["counts"]
+            chains[uid] = c["chains"] - c.get("chains_carried_over", 0)  # sampled by this run
         n = sum(chains.values())
         rate = n / max(time.perf_counter() - t0, 1e-9)
         return sum(sizes[u] for u in chains), sum(sizes.values()), f"{n} chains  {rate:.1f} chains/s"
@@ -203,8 +209,13 @@ def committed_files(shard_dir: str) -> list[str] | None:
 
 
 def unit_counts(n_in: int, n_labeled: int, extra: int, consensus: list[dict], pairs: list[dict],
-                quarantine: list[dict], *, reused: int = 0, review: int = 0, verticals_matched: int = 0) -> dict:
+                quarantine: list[dict], *, reused: int = 0, review: int = 0, verticals_matched: int = 0,
+                keys: list[dict] | None = None) -> dict:
+    """A unit's counts. ``keys``: its keys/ rows, whose status counts new / relabeled / carried-over listings (an
+    incremental run; a run without --since says ``labeled``)."""
     chains = [ch for r in consensus for ch in r["chains"]]
+    status = Counter(k["status"] for k in keys or [])
+    carried = {k["listing_id"] for k in keys or [] if k["status"] == "carried_over"}
     return {
         "listings_in": n_in,
         "listings_quarantined": len(quarantine),
@@ -220,6 +231,10 @@ def unit_counts(n_in: int, n_labeled: int, extra: int, consensus: list[dict], pa
         "chains_reused": reused,
         "predictions_for_review": review,
         "verticals_matched": verticals_matched,
+        "listings_new": status["new"],
+        "listings_relabeled": status["relabeled"],
+        "listings_carried_over": status["carried_over"],
+        "chains_carried_over": sum(len(r["chains"]) for r in consensus if r["listing_id"] in carried),
         "quarantine_reasons": dict(Counter(q["reason"] for q in quarantine)),
         "unparsed_reasons": dict(Counter(ch["reason"] for ch in chains if ch["answer"] is None)),
     }

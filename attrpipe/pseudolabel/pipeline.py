@@ -36,6 +36,16 @@ from attrpipe.pseudolabel.output import (
     summarize,
     unit_counts,
 )
+from attrpipe.pseudolabel.incremental import (
+    KEYS_DIR,
+    build_index,
+    carry_over,
+    check_since,
+    content_key,
+    read_index,
+    status_of,
+    vertical_identities,
+)
 from attrpipe.pseudolabel.stages import (
     ImageSettings,
     PreparedListing,
@@ -49,7 +59,14 @@ from attrpipe.pseudolabel.stages import (
     texts_with_cache,
 )
 from attrpipe.pseudolabel.units import Unit, find_duplicate_ids, plan_units, read_labels, read_unit
-from attrpipe.schemas import CONSENSUS_SCHEMA, PAIRS_SCHEMA, PREDICTIONS_SCHEMA, QUARANTINE_SCHEMA, REVIEW_SCHEMA
+from attrpipe.schemas import (
+    CONSENSUS_SCHEMA,
+    KEYS_SCHEMA,
+    PAIRS_SCHEMA,
+    PREDICTIONS_SCHEMA,
+    QUARANTINE_SCHEMA,
+    REVIEW_SCHEMA,
+)
 from attrpipe.taxonomy import load_taxonomy
 from attrpipe.train.examples import catalog_root
 
@@ -117,11 +134,15 @@ class _Context:
 
 
 class PrepareUnit:
-    def __init__(self, cfg_yaml: str, root: str, duplicates: list[str], reuse_chains_from: str | None = None):
+    def __init__(self, cfg_yaml: str, root: str, duplicates: list[str], identities: dict[str, str],
+                 reuse_chains_from: str | None = None, index_of: str | None = None, relabel_all: bool = False):
         self.ctx = _Context(cfg_yaml)
         self.root = root
         self.duplicates = set(duplicates)
+        self.identities = identities  # vertical -> its labeling identity (the content keys' first part)
         self.reuse = reuse_chains_from
+        self.index_of = index_of  # --since: the output whose _since/ index says what each listing was before
+        self.relabel_all = relabel_all  # --relabel-all: nothing is carried over
 
     def cached_chains(self, unit_id: str, listing_ids: set[str]) -> dict[str, list[str]]:
         """example id -> chain texts from the same unit of the run whose chains are reused (none if it has no shard:
@@ -142,15 +163,32 @@ class PrepareUnit:
         kw = dict(taxonomy=self.ctx.taxonomy, duplicates=self.duplicates, images=self.ctx.images, root=self.root,
                   match_vertical_names=self.ctx.reading.match_vertical_names)
         fetched = start_fetches(rows, **kw)
+        before = read_index(self.index_of, unit.unit_id) if self.index_of else None
+        carried, order = [], []
         for r in rows:
-            out = prepare_listing(r, fetched=fetched, **kw)
-            if isinstance(out, PreparedListing):
-                listings.append(asdict(out))
-            else:
+            out = prepare_listing(r, fetched=fetched, is_unchanged=None if before is None or self.relabel_all else (
+                lambda lid, v, digests: before.get(lid, (None,))[0] == content_key(self.identities[v], digests)),
+                **kw)
+            if not isinstance(out, PreparedListing):
                 quarantine.append(out)
+                continue
+            order.append(out.listing_id)
+            out.content_key = content_key(self.identities[out.vertical], out.image_digests)
+            if before is not None:
+                previous = before.get(out.listing_id, (None,))[0]
+                out.status = status_of(previous, out.content_key)
+                if self.relabel_all and out.status == "carried_over":
+                    out.status = "relabeled"
+            if out.unchanged:  # its rows come from the previous output, never from the engine
+                carried.append({"listing_id": out.listing_id, "vertical": out.vertical,
+                                "content_key": out.content_key, "previous_unit": before[out.listing_id][1],
+                                "image_uris": out.image_uris, "images_dropped": out.extra_images,
+                                "vertical_matched": out.vertical_matched})
+            else:
+                listings.append(asdict(out))
         cached = self.cached_chains(unit.unit_id, {d["listing_id"] for d in listings})
         return {"unit": row["unit"], "n_in": n_in, "listings": listings, "quarantine": quarantine,
-                "cached": json.dumps(cached)}
+                "cached": json.dumps(cached), "carried": json.dumps(carried), "order": order}
 
 
 _ACTOR = f"{socket.gethostname()}:{os.getpid()}"  # an engine actor's process: its units' busy intervals are merged
@@ -219,9 +257,11 @@ class GenerateUnitAsync(GenerateUnit):
 
 
 class ScoreAndWriteUnit:
-    def __init__(self, cfg_yaml: str, out: str, predict: dict | None = None, truth: str | None = None):
+    def __init__(self, cfg_yaml: str, out: str, predict: dict | None = None, truth: str | None = None,
+                 since: str | None = None):
         self.ctx = _Context(cfg_yaml)
         self.out = out
+        self.since = since  # the previous output the carried-over listings' rows are copied from
         self.predict = predict  # {"review_below": float, "greedy": bool}: also write predictions/ and review/
         # the oracle arms (diagnostic): the true labels stand in for the consensus
         self.truth = None if truth is None else read_labels(truth, self.ctx.reading)
@@ -230,10 +270,12 @@ class ScoreAndWriteUnit:
         ctx = self.ctx
         unit = Unit(**row["unit"])
         identity = json.loads(row["identity"]) if row.get("identity") else {}
-        consensus, pairs = [], []
+        consensus, pairs, keys = [], [], []
         extra = matched = 0
         for d, texts in zip(row["listings"], row.get("texts") or [], strict=True):
             listing = PreparedListing(**d)
+            keys.append({"listing_id": listing.listing_id, "vertical": listing.vertical,
+                         "content_key": listing.content_key, "status": listing.status})
             extra += listing.extra_images
             matched += listing.vertical_matched
             c, p = score_listing(listing, ctx.taxonomy, ctx.attributes(listing.vertical), [list(t) for t in texts],
@@ -242,12 +284,27 @@ class ScoreAndWriteUnit:
             consensus.extend(c)
             pairs.extend(p)
         quarantine = list(row["quarantine"])
-        outputs = [("consensus", consensus, CONSENSUS_SCHEMA), ("pairs", pairs, PAIRS_SCHEMA),
-                   ("quarantine", quarantine, QUARANTINE_SCHEMA)]
         review: list[dict] = []
+        predictions: list[dict] = []
         if self.predict is not None:
             predictions, review = prediction_rows(consensus, review_below=self.predict["review_below"],
                                                   greedy=self.predict["greedy"])
+        carried = json.loads(row.get("carried") or "[]")
+        new_rows = {"consensus": consensus, "pairs": pairs, "predictions": predictions, "review": review}
+        if carried:  # the unchanged listings: their rows as the previous output has them, in input order
+            old = carry_over(self.since, carried)
+            position = {lid: i for i, lid in enumerate(row["order"])}
+            for name, rows in new_rows.items():
+                rows.extend(old[name])
+                rows.sort(key=lambda r: position[r["listing_id"]])  # stable: each listing's rows keep their order
+            keys += [{k: c[k] for k in ("listing_id", "vertical", "content_key")} | {"status": "carried_over"}
+                     for c in carried]
+            keys.sort(key=lambda r: position[r["listing_id"]])
+            extra += sum(c["images_dropped"] for c in carried)
+            matched += sum(c["vertical_matched"] for c in carried)
+        outputs = [("consensus", consensus, CONSENSUS_SCHEMA), ("pairs", pairs, PAIRS_SCHEMA),
+                   ("quarantine", quarantine, QUARANTINE_SCHEMA), (KEYS_DIR, keys, KEYS_SCHEMA)]
+        if self.predict is not None:
             outputs += [("predictions", predictions, PREDICTIONS_SCHEMA), ("review", review, REVIEW_SCHEMA)]
         files = {}
         for name, rows, schema in outputs:
@@ -257,8 +314,9 @@ class ScoreAndWriteUnit:
                 files[name] = shard_rel(name, unit.unit_id)
             else:
                 storage.remove_file(dest)  # a stale shard of an interrupted earlier attempt
-        counts = unit_counts(row["n_in"], len(row["listings"]), extra, consensus, pairs, quarantine,
-                             reused=int(row.get("reused") or 0), review=len(review), verticals_matched=matched)
+        counts = unit_counts(row["n_in"], len(row["listings"]) + len(carried), extra, consensus, pairs, quarantine,
+                             reused=int(row.get("reused") or 0), review=len(review), verticals_matched=matched,
+                             keys=keys)
         interval = row.get("generate_interval") or {"start": 0.0, "end": 0.0, "actor": None}
         marker = {"unit": row["unit"], "files": files, "counts": counts,
                   "generate_seconds": round(interval["end"] - interval["start"], 6), "generate_interval": interval}
@@ -272,7 +330,7 @@ class ScoreAndWriteUnit:
 def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, adapter: str | None = None,
                     greedy: bool = False, limit: int | None = None, reuse_chains_from: str | None = None,
                     review_below: float | None = None, truth: str | None = None, verbose: bool = True,
-                    label: str | None = None) -> dict:
+                    label: str | None = None, since: str | None = None, relabel_all: bool = False) -> dict:
     """Pseudo-label a catalog; resumable: rerunning skips units already committed. Returns the manifest.
 
     - ``greedy=True`` decodes one chain per listing-attribute greedily with ``eval.max_new_tokens`` instead of
@@ -287,6 +345,10 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
       of their consensus (the diagnostic oracle arms, attrpipe.methods; ``_run.json`` records it as ``oracle_truth``
       so the audit scores them the same way).
     - ``label``: what the progress line calls the work (default: pseudolabel, evaluate or predict, by the above).
+    - ``since``: a previous output of the same labeling identity (attrpipe.pseudolabel.incremental): listings whose
+      content key it holds are carried over without reaching the engine, the others labeled; the manifest counts
+      carried over / relabeled / new / removed / quarantined. ``relabel_all``: the previous output may have another
+      labeling identity, and every listing is labeled (the counts still compare the catalogs).
 
     One process at a time fills an output directory; a second waits for it, then resumes (attrpipe.storage.locked).
     """
@@ -294,12 +356,13 @@ def run_pseudolabel(cfg, *, catalog: str | None = None, out: str | None = None, 
     with storage.locked(storage.join(out, ".pseudolabel"), what=f"the pseudo-labeling output {out}"):
         return _run_pseudolabel(cfg, catalog=catalog, out=out, adapter=adapter, greedy=greedy, limit=limit,
                                 reuse_chains_from=reuse_chains_from, review_below=review_below, truth=truth,
-                                verbose=verbose, label=label)
+                                verbose=verbose, label=label, since=since, relabel_all=relabel_all)
 
 
 def _run_pseudolabel(cfg, *, catalog: str | None, out: str, adapter: str | None, greedy: bool, limit: int | None,
                      reuse_chains_from: str | None, review_below: float | None, truth: str | None,
-                     verbose: bool, label: str | None = None) -> dict:
+                     verbose: bool, label: str | None = None, since: str | None = None,
+                     relabel_all: bool = False) -> dict:
     import ray
 
     from attrpipe.ray_utils import init_ray
@@ -319,7 +382,19 @@ def _run_pseudolabel(cfg, *, catalog: str | None, out: str, adapter: str | None,
         if greedy:
             raise ValueError("reuse_chains_from is for sampled chains, not greedy decoding")
         check_reusable(reuse_chains_from, key)
+    previous_manifest = None
+    if since is not None:
+        if since.rstrip("/") == out.rstrip("/"):
+            raise ValueError(f"--since {since}: the previous output cannot be this run's own output")
+        check_since(since, key, relabel_all=relabel_all)
+        previous_manifest = storage.read_json(storage.join(since, MANIFEST_FILE))
+        key["since"] = since  # only when set, as oracle_truth: the keys of every other run are unchanged
+        key["relabel_all"] = relabel_all
     key_hash = claim_output(out, key)
+    taxonomy = load_taxonomy(cfg.taxonomy.path, cfg.taxonomy.verticals or None)
+    identities = vertical_identities(key, taxonomy, {
+        v: asked_attributes(taxonomy, v, skip_non_inferable=cfg.taxonomy.skip_non_inferable,
+                            category_question=cfg.taxonomy.category_question) for v in taxonomy.verticals})
 
     units = plan_units(catalog, cfg.pseudolabel.listings_per_unit, limit)
     done = committed_unit_ids(out)
@@ -327,6 +402,10 @@ def _run_pseudolabel(cfg, *, catalog: str | None, out: str, adapter: str | None,
     if verbose:
         print(f"pseudolabel: {len(units)} units of <= {cfg.pseudolabel.listings_per_unit} listings, "
               f"{len(units) - len(pending)} already done, {len(pending)} to run -> {out}")
+    index = None
+    if since is not None:
+        init_ray(cfg)
+        index = build_index(since, out, units, CatalogReading.from_conf(cfg).key_entry())
     if pending:
         init_ray(cfg)
         cfg_yaml = OmegaConf.to_yaml(cfg, resolve=True)
@@ -348,8 +427,10 @@ def _run_pseudolabel(cfg, *, catalog: str | None, out: str, adapter: str | None,
         cpu_pool = ray.data.ActorPoolStrategy(min_size=1, max_size=cpu_pool_size)
         ds = ray.data.from_items([{"unit": u.to_dict()} for u in pending], override_num_blocks=len(pending))
         ds = ds.map(PrepareUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, root=catalog_root(catalog),
-                                                            duplicates=duplicates,
-                                                            reuse_chains_from=reuse_chains_from),
+                                                            duplicates=duplicates, identities=identities,
+                                                            reuse_chains_from=reuse_chains_from,
+                                                            index_of=out if since is not None else None,
+                                                            relabel_all=relabel_all),
                     num_cpus=cpu_per_actor, compute=cpu_pool)
         # units_in_flight > 1: as many calls at once per actor (its max_concurrency), and as many units handed to
         # it ahead (max_tasks_in_flight_per_actor), the way ray.data.llm's own vLLM stage overlaps its batches
@@ -362,7 +443,7 @@ def _run_pseudolabel(cfg, *, catalog: str | None, out: str, adapter: str | None,
                     **({"max_concurrency": k} if k > 1 else {}))
         predict = None if review_below is None else {"review_below": review_below, "greedy": greedy}
         ds = ds.map(ScoreAndWriteUnit, fn_constructor_kwargs=dict(cfg_yaml=cfg_yaml, out=out, predict=predict,
-                                                                  truth=truth),
+                                                                  truth=truth, since=since),
                     num_cpus=cpu_per_actor, compute=cpu_pool)
         # Run to the end. Each unit's result is one small row (its id and counts); the data went to the shards.
         # Not `iter_rows()`: its prefetcher reports the bytes it holds to the executor as an external consumer,
@@ -395,6 +476,14 @@ def _run_pseudolabel(cfg, *, catalog: str | None, out: str, adapter: str | None,
         "generate_seconds": engine_busy_seconds(markers),
         "seconds_this_invocation": round(time.perf_counter() - t0, 2),
     }
+    if since is not None:
+        manifest["incremental"] = {
+            "since": since, "relabel_all": relabel_all,
+            "previous_listings": previous_manifest["counts"]["listings_labeled"],
+            "carried_over": totals["listings_carried_over"], "relabeled": totals["listings_relabeled"],
+            "new": totals["listings_new"], "removed": index["removed"],
+            "quarantined": totals["listings_quarantined"],
+        }
     storage.write_json_atomic(storage.join(out, MANIFEST_FILE), manifest)
     if verbose:
         echo(format_summary(manifest))
@@ -422,4 +511,9 @@ def format_summary(manifest: dict) -> str:
         lines.append(f"{'verticals matched by case':<28}{c['verticals_matched']:>10}   (data.match_vertical_names)")
     if manifest.get("review_below") is not None:
         lines.append(f"{'predictions for review':<28}{c['predictions_for_review']:>10}")
+    inc = manifest.get("incremental")
+    if inc:
+        lines += [f"since {inc['since']}" + ("  (--relabel-all)" if inc["relabel_all"] else "")]
+        lines += [f"{'  ' + k.replace('_', ' '):<28}{inc[k]:>10}"
+                  for k in ("carried_over", "relabeled", "new", "removed", "quarantined")]
     return "\n".join(lines) + f"\nmanifest: {storage.join(manifest['output'], MANIFEST_FILE)}"

@@ -37,6 +37,7 @@ from attrpipe.http_images import HttpSettings, is_http
 from attrpipe.images import ImageError, check_image, decode_image, read_bytes, resolve_uri
 from attrpipe.images import fetched as fetched_bytes
 from attrpipe.prompts import build_messages, user_text
+from attrpipe.pseudolabel.incremental import image_digest
 from attrpipe.scoring import score_chains
 from attrpipe.taxonomy import Attribute, Taxonomy
 
@@ -84,6 +85,10 @@ class PreparedListing:
     image_bytes: list[bytes] | None  # the original inline bytes (None when read from URIs)
     extra_images: int = 0
     vertical_matched: bool = False  # the row named the vertical differently (case, spaces): matched to this one
+    image_digests: list[str] = field(default_factory=list)  # sha256 of each used image's bytes as read
+    unchanged: bool = False  # ``is_unchanged`` said so (--since): not decoded (``pixels`` empty), not generated
+    content_key: str = ""  # attrpipe.pseudolabel.incremental.content_key, set by the pipeline
+    status: str = "labeled"  # keys/'s status (incremental.STATUSES)
 
     def pil_images(self) -> list[Image.Image]:
         return [Image.frombytes("RGB", (self.size, self.size), p) for p in self.pixels]
@@ -139,12 +144,17 @@ def _row_sources(row: dict, *, taxonomy: Taxonomy, duplicates: set[str], images:
 
 
 def _checked_images(row: dict, sources, *, images: ImageSettings, root: str | None,
-                    fetched: Mapping[str, Future] | None, each: Callable[[bytes], object]
-                    ) -> tuple[list, list[str]] | dict:
+                    fetched: Mapping[str, Future] | None, each: Callable[[bytes], object],
+                    skip: Callable[[list[bytes]], bool] | None = None) -> tuple[list, list[str]] | dict:
     """``each(encoded bytes)`` of every used image, in order, and the resolved URIs; or the quarantine row of the
     first image that fails (``image_<reason>``, its index in the detail). ``fetched``: futures of ``http(s)://``
-    images already being fetched (:func:`http_locations`); any other http image is fetched here."""
-    results, resolved = [], []
+    images already being fetched (:func:`http_locations`); any other http image is fetched here.
+
+    Every image is read first, then ``each`` runs on them in order; the first failure in order wins (a read failure
+    of image k is reported only when images 0..k-1 pass ``each``). ``skip(every image's bytes)`` true: ``each``
+    does not run (an unchanged listing, known by its bytes) and the results are empty."""
+    data_read, resolved = [], []
+    failed = None
     for k, (uri, data) in enumerate(sources):
         try:
             if data is None:
@@ -154,9 +164,21 @@ def _checked_images(row: dict, sources, *, images: ImageSettings, root: str | No
                     data = fetched_bytes(fetched[location])
                 else:
                     data = read_bytes(location, images.max_bytes, images.http)
+            data_read.append(data)
+        except ImageError as e:
+            failed = (k, e, uri)
+            break
+    if failed is None and skip is not None and skip(data_read):
+        return [], resolved
+    results = []
+    for k, data in enumerate(data_read):
+        try:
             results.append(each(data))
         except ImageError as e:
-            return quarantine_row(row, f"image_{e.reason}", f"image {k}: {e.detail or uri or ''}"[:500])
+            return quarantine_row(row, f"image_{e.reason}", f"image {k}: {e.detail or sources[k][0] or ''}"[:500])
+    if failed is not None:
+        k, e, uri = failed
+        return quarantine_row(row, f"image_{e.reason}", f"image {k}: {e.detail or uri or ''}"[:500])
     return results, resolved
 
 
@@ -199,15 +221,28 @@ def start_fetches(rows: list[dict], *, taxonomy: Taxonomy, duplicates: set[str],
 def prepare_listing(
     row: dict, *, taxonomy: Taxonomy, duplicates: set[str], images: ImageSettings, root: str | None,
     fetched: Mapping[str, Future] | None = None, match_vertical_names: bool = False,
+    is_unchanged: Callable[[str, str, list[str]], bool] | None = None,
 ) -> PreparedListing | dict:
-    """Validate a catalog row and load its images; a dict return value is a quarantine row."""
+    """Validate a catalog row and load its images; a dict return value is a quarantine row.
+
+    ``is_unchanged(listing_id, vertical, image digests)`` (an incremental run): true when the listing's content key
+    equals the previous output's; its images are then read and hashed but not decoded (``unchanged``)."""
     checked = _row_sources(row, taxonomy=taxonomy, duplicates=duplicates, images=images,
                            match_vertical_names=match_vertical_names)
     if isinstance(checked, dict):
         return checked
     lid, vertical, sources, extra, inline = checked
-    loaded = _checked_images(row, sources, images=images, root=root, fetched=fetched, each=lambda data: decode_image(
-        data, size=images.size, max_pixels=images.max_pixels, max_bytes=images.max_bytes).tobytes())
+    digests: list[str] = []
+    unchanged = []
+
+    def skip(data_read: list[bytes]) -> bool:
+        digests.extend(image_digest(d) for d in data_read)
+        unchanged.append(is_unchanged is not None and is_unchanged(lid, vertical, digests))
+        return unchanged[0]
+
+    loaded = _checked_images(row, sources, images=images, root=root, fetched=fetched, skip=skip,
+                             each=lambda data: decode_image(data, size=images.size, max_pixels=images.max_pixels,
+                                                            max_bytes=images.max_bytes).tobytes())
     if isinstance(loaded, dict):
         return loaded
     pixels, resolved = loaded
@@ -221,6 +256,8 @@ def prepare_listing(
         image_bytes=[s[1] for s in sources] if inline else None,
         extra_images=extra,
         vertical_matched=vertical != row.get("vertical"),
+        image_digests=digests,
+        unchanged=bool(unchanged and unchanged[0]),
     )
 
 
