@@ -57,16 +57,13 @@ class ScriptedEngine:
 class CountingEngine(ScriptedEngine):
     """ScriptedEngine that records every request it is sent, one request id per line, in
     ``<model.path>/requests-<pid>.log``: the requests an engine received, counted by the engine. ``model.path`` names
-    a directory holding a ``config.json`` (so the model has a fingerprint); its ``delay_s`` (default 0) is slept per
-    request, to give a test time to kill a run in the middle."""
+    a directory holding a ``config.json`` (so the model has a fingerprint). ``$ATTRPIPE_TEST_ENGINE_DELAY_S`` (default
+    0) is slept per request, to give a test time to kill a run in the middle."""
 
     def __init__(self, log_dir: str):
-        import json
-
         super().__init__("scripted")
         self.log_dir = log_dir
-        with open(os.path.join(log_dir, "config.json")) as f:
-            self.delay_s = float(json.load(f).get("delay_s", 0))
+        self.delay_s = float(os.environ.get("ATTRPIPE_TEST_ENGINE_DELAY_S", "0"))
 
     @classmethod
     def from_config(cls, cfg, adapter=None):
