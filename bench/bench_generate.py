@@ -116,14 +116,17 @@ def prepare_listings(spec: dict) -> tuple[list[dict], float]:
     """Every listing of the catalog read and prepared by attrpipe's own stage (``PrepareUnit``), unit by unit."""
     from omegaconf import OmegaConf
 
-    from attrpipe.pseudolabel.pipeline import PrepareUnit
+    from attrpipe.pseudolabel.output import run_identity, semantic_key
+    from attrpipe.pseudolabel.pipeline import PrepareUnit, identities_for
     from attrpipe.pseudolabel.units import find_duplicate_ids, plan_units
     from attrpipe.train.examples import catalog_root
 
     cfg = load_cfg(spec)
     catalog = cfg.data.unlabeled
     t0 = time.perf_counter()
-    prep = PrepareUnit(OmegaConf.to_yaml(cfg, resolve=True), catalog_root(catalog), sorted(find_duplicate_ids(catalog)))
+    key = semantic_key(cfg, catalog, run_identity(cfg, None), False, None, None)
+    prep = PrepareUnit(OmegaConf.to_yaml(cfg, resolve=True), catalog_root(catalog), sorted(find_duplicate_ids(catalog)),
+                       identities_for(cfg, key))
     listings = []
     for u in plan_units(catalog, cfg.pseudolabel.listings_per_unit):
         out = prep({"unit": u.to_dict()})

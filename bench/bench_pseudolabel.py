@@ -87,12 +87,14 @@ def bare_loop(cfg, catalog: str, out: str, threads: int) -> None:
     import torch
     from omegaconf import OmegaConf
 
-    from attrpipe.pseudolabel.pipeline import GenerateUnit, PrepareUnit, ScoreAndWriteUnit
+    from attrpipe.pseudolabel.output import run_identity, semantic_key
+    from attrpipe.pseudolabel.pipeline import GenerateUnit, PrepareUnit, ScoreAndWriteUnit, identities_for
     from attrpipe.pseudolabel.units import find_duplicate_ids, plan_units
     from attrpipe.train.examples import catalog_root
 
     cfg_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    prep = PrepareUnit(cfg_yaml, catalog_root(catalog), sorted(find_duplicate_ids(catalog)))
+    key = semantic_key(cfg, catalog, run_identity(cfg, None), False, None, None)
+    prep = PrepareUnit(cfg_yaml, catalog_root(catalog), sorted(find_duplicate_ids(catalog)), identities_for(cfg, key))
     gen = GenerateUnit(cfg_yaml, None)  # make_engine sets torch's threads to ray.engine.num_cpus_per_actor
     torch.set_num_threads(threads)
     write = ScoreAndWriteUnit(cfg_yaml, out)

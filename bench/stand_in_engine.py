@@ -1,7 +1,9 @@
 """A fixed-latency stand-in engine for measuring the data plane. It lives only in bench/, never in the package.
 
 Each generate() call sleeps ``latency_s`` per request (as a model would take time) and returns n well-formed chains
-whose answers follow a fixed, seeded pattern, so consensus, pairs and writing do their full work.
+whose answers follow a fixed, seeded pattern, so consensus, pairs and writing do their full work. With
+``$ATTRPIPE_BENCH_REQUEST_LOG`` set (a directory), each call appends how many requests it was sent to
+``requests-<pid>.log`` there: the engine's own count (:func:`requests_sent`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ class FixedLatencyEngine:
         return {"model": "stand-in", "model_fingerprint": "stand-in", "adapter": None, "adapter_fingerprint": None}
 
     def generate(self, requests, sampling):
+        log = os.environ.get("ATTRPIPE_BENCH_REQUEST_LOG")
+        if log:
+            with open(os.path.join(log, f"requests-{os.getpid()}.log"), "a") as f:
+                f.write(f"{len(requests)}\n")
         time.sleep(self.latency_s * len(requests))
         out = []
         for r in requests:
@@ -37,3 +43,14 @@ class FixedLatencyEngine:
                 for i in range(sampling.n)
             ])
         return out
+
+
+def requests_sent(log_dir: str) -> int:
+    """The requests the stand-in engines logging to ``log_dir`` were sent, summed (then forgotten)."""
+    total = 0
+    for name in os.listdir(log_dir):
+        if name.startswith("requests-"):
+            with open(os.path.join(log_dir, name)) as f:
+                total += sum(int(line) for line in f if line.strip())
+            os.remove(os.path.join(log_dir, name))
+    return total

@@ -162,6 +162,16 @@ def test_dataplane_mode():
 
 
 @pytest.mark.slow
+def test_incremental():
+    out = run_bench(["bench/bench_incremental.py", "--sizes", "200", "--unit", "50", "--changed", "0.05",
+                     "--churn", "0.01"])
+    rows = table(out, ["pass", "listings", "engine requests", "requests, % of full", "seconds",
+                       "peak PSS, driver + its Ray (MiB)"], ["200 full", "200 incremental"])
+    assert number(rows[1][2]) < number(rows[0][2])  # fewer requests: the rest was carried over
+    assert "200: day 2 has 10 listings with new image bytes, 2 removed, 2 added; 188 carried over" in out
+
+
+@pytest.mark.slow
 def test_check_mode():
     out = run_bench([PL, "check", "--sizes", "40", "--unit", "20"])
     table(out, ["listings", "rows/s", "seconds"], ["40"])

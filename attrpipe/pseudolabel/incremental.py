@@ -232,10 +232,13 @@ def build_index(previous: str, out: str, units: list, reading_key: dict | None) 
     listing ids with the previous output's keys (neither side is collected on the driver); ``_since/_index.json``
     last, with how many of the previous output's listings the new catalog no longer has. A rerun
     finds the index whole and reuses it."""
+    import time
+
     import ray
 
     from attrpipe.pseudolabel.output import committed_files
 
+    t0 = time.perf_counter()
     done = storage.join(out, SINCE_DIR, INDEX_FILE)
     if storage.exists(done):
         return storage.read_json(done)
@@ -258,6 +261,7 @@ def build_index(previous: str, out: str, units: list, reading_key: dict | None) 
                                      batch_format="pyarrow")
     written = present.groupby("unit_id").map_groups(_WriteIndex, fn_constructor_kwargs={"out": out},
                                                      batch_format="pyarrow", concurrency=1)
-    index = {"since": previous, "removed": removed, "units_indexed": int(written.count())}
+    index = {"since": previous, "removed": removed, "units_indexed": int(written.count()),
+             "seconds": round(time.perf_counter() - t0, 2)}
     storage.write_json_atomic(done, index)
     return index

@@ -70,7 +70,7 @@ from attrpipe.schemas import (
 from attrpipe.taxonomy import load_taxonomy
 from attrpipe.train.examples import catalog_root
 
-__all__ = ["run_pseudolabel", "output_dir_for", "cpu_stage_resources", "format_summary"]
+__all__ = ["run_pseudolabel", "output_dir_for", "identities_for", "cpu_stage_resources", "format_summary"]
 
 CATALOG_COLUMNS = ["listing_id", "vertical", "image_uris", "image_bytes"]
 
@@ -101,6 +101,16 @@ def cpu_stage_resources(cluster_cpus: float, engine_cpus: float, num_cpus_per_ta
     per_actor = min(num_cpus_per_task, free / stages)
     size = max(1, int(free / stages / per_actor + 1e-9))
     return per_actor, min(size, cap), True
+
+
+def identities_for(cfg, key: dict) -> dict[str, str]:
+    """vertical -> its labeling identity for a run of ``key`` (semantic_key): the first part of its listings' content
+    keys (attrpipe.pseudolabel.incremental)."""
+    taxonomy = load_taxonomy(cfg.taxonomy.path, cfg.taxonomy.verticals or None)
+    t = cfg.taxonomy
+    return vertical_identities(key, taxonomy, {
+        v: asked_attributes(taxonomy, v, skip_non_inferable=t.skip_non_inferable, category_question=t.category_question)
+        for v in taxonomy.verticals})
 
 
 def output_dir_for(cfg) -> str:
@@ -391,10 +401,7 @@ def _run_pseudolabel(cfg, *, catalog: str | None, out: str, adapter: str | None,
         key["since"] = since  # only when set, as oracle_truth: the keys of every other run are unchanged
         key["relabel_all"] = relabel_all
     key_hash = claim_output(out, key)
-    taxonomy = load_taxonomy(cfg.taxonomy.path, cfg.taxonomy.verticals or None)
-    identities = vertical_identities(key, taxonomy, {
-        v: asked_attributes(taxonomy, v, skip_non_inferable=cfg.taxonomy.skip_non_inferable,
-                            category_question=cfg.taxonomy.category_question) for v in taxonomy.verticals})
+    identities = identities_for(cfg, key)
 
     units = plan_units(catalog, cfg.pseudolabel.listings_per_unit, limit)
     done = committed_unit_ids(out)
