@@ -212,19 +212,15 @@ def _removed(t: pa.Table) -> pa.Table:
     return pa.table({"removed": [t.column("unit_id").null_count]})
 
 
-class _WriteIndex:
-    def __init__(self, out: str):
-        self.out = out
+def _write_index(group: pa.Table, out: str) -> pa.Table:
+    """One unit's index file (its rows of the join, sorted by listing id)."""
+    from attrpipe.schemas import SINCE_SCHEMA
 
-    def __call__(self, group: pa.Table) -> pa.Table:
-        from attrpipe.schemas import SINCE_SCHEMA
-
-        unit_id = group.column("unit_id")[0].as_py()
-        t = pa.table({"listing_id": group.column("listing_id"), "previous_key": group.column("previous_key"),
-                      "previous_unit": group.column("previous_unit")}, schema=SINCE_SCHEMA)
-        t = t.sort_by("listing_id")
-        storage.write_parquet_atomic(index_path(self.out, unit_id), t)
-        return pa.table({"unit_id": [unit_id], "listings": [len(t)]})
+    unit_id = group.column("unit_id")[0].as_py()
+    t = pa.table({"listing_id": group.column("listing_id"), "previous_key": group.column("previous_key"),
+                  "previous_unit": group.column("previous_unit")}, schema=SINCE_SCHEMA).sort_by("listing_id")
+    storage.write_parquet_atomic(index_path(out, unit_id), t)
+    return pa.table({"unit_id": [unit_id], "listings": [len(t)]})
 
 
 def build_index(previous: str, out: str, units: list, reading_key: dict | None) -> dict:
@@ -259,8 +255,9 @@ def build_index(previous: str, out: str, units: list, reading_key: dict | None) 
         present = new.add_column("previous_key", lambda b: pa.nulls(len(b), pa.string()), batch_format="pyarrow")
         present = present.add_column("previous_unit", lambda b: pa.nulls(len(b), pa.string()),
                                      batch_format="pyarrow")
-    written = present.groupby("unit_id").map_groups(_WriteIndex, fn_constructor_kwargs={"out": out},
-                                                     batch_format="pyarrow", concurrency=1)
+    # as many shuffle partitions as the data needs (Ray's default, 200, costs half a minute on a small catalog)
+    written = present.groupby("unit_id", num_partitions=partitions).map_groups(
+        _write_index, fn_kwargs={"out": out}, batch_format="pyarrow")
     index = {"since": previous, "removed": removed, "units_indexed": int(written.count()),
              "seconds": round(time.perf_counter() - t0, 2)}
     storage.write_json_atomic(done, index)
