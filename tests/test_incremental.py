@@ -1,6 +1,6 @@
 """Incremental labeling (``--since``): content keys, what reaches the engine, carry-over, refusal, audit, resume.
 
-The pure parts first (no Ray); then one scenario on a local Ray with fakes.CountingEngine, which writes down every
+The pure parts first (no Ray); then (slow: about two minutes on 2 cores) one scenario on a local Ray with fakes.CountingEngine, which writes down every
 request it is sent: a catalog predicted once, then a day later 3 listings have new image bytes under the same URIs,
 2 are added, 1 is removed and 1 changed vertical.
 """
@@ -166,6 +166,7 @@ def day2(tmp_path_factory, ray_local):
             "requests": requests, "day1_requests": day1_requests, "full_requests": full_requests}
 
 
+@pytest.mark.slow
 def test_only_new_and_changed_listings_reach_the_engine(day2):
     asked = {r.split("::")[0] for r in day2["requests"]}
     assert asked == {*CHANGED_BYTES, *ADDED, MOVED}
@@ -179,6 +180,7 @@ def test_only_new_and_changed_listings_reach_the_engine(day2):
     assert inc_counts["since"] == str(day2["root"] / "out1") and inc_counts["previous_listings"] == labeled_before
 
 
+@pytest.mark.slow
 def test_the_output_equals_a_full_relabel_and_the_carried_rows_the_first_days(day2):
     root = day2["root"]
     for name in ("consensus", "pairs", "predictions", "review", "quarantine"):
@@ -194,6 +196,7 @@ def test_the_output_equals_a_full_relabel_and_the_carried_rows_the_first_days(da
     assert REMOVED not in status and REMOVED in {r["listing_id"] for r in day1.values()}
 
 
+@pytest.mark.slow
 def test_the_audit_proves_the_incremental_output_and_finds_a_tampered_carried_row(day2, tmp_path):
     from attrpipe.audit import audit
 
@@ -213,6 +216,7 @@ def test_the_audit_proves_the_incremental_output_and_finds_a_tampered_carried_ro
     assert any(victim["listing_id"] in p and "predictions rows differ" in p for p in problems), problems
 
 
+@pytest.mark.slow
 def test_a_previous_output_labeled_differently_is_refused_with_what_differs(day2, tmp_path):
     from attrpipe.predict import run_predict
 
@@ -235,6 +239,7 @@ def test_a_previous_output_labeled_differently_is_refused_with_what_differs(day2
     assert len(engine_requests(engine)) == len(day2["full_requests"])
 
 
+@pytest.mark.slow
 def test_an_incremental_run_that_lost_units_and_its_index_resumes_to_the_same_output(day2, tmp_path):
     from attrpipe.predict import run_predict
 
