@@ -512,6 +512,8 @@ def format_summary(manifest: dict) -> str:
               f"{'  unparsed':<28}{c['chains_unparsed']:>10}"]
     if c.get("chains_reused"):
         lines.append(f"{'  reused, not sampled':<28}{c['chains_reused']:>10}")
+    if c.get("chains_carried_over"):
+        lines.append(f"{'  carried over (--since)':<28}{c['chains_carried_over']:>10}")
     lines += [f"{'pairs written':<28}{c['pairs']:>10}",
               f"{'extra images dropped':<28}{c['extra_images_dropped']:>10}"]
     if c.get("verticals_matched"):
