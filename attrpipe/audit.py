@@ -345,9 +345,7 @@ def _audit_keys(out: str, key: dict, uid: str, shards: dict, labeled: set[str], 
     for k in keys:
         lid = k["listing_id"]
         previous_key, previous_unit = index.get(lid, (None, None))
-        want = status_of(previous_key, k["content_key"])
-        if key.get("relabel_all") and want == "carried_over":
-            want = "relabeled"
+        want = status_of(previous_key, k["content_key"], relabel_all=bool(key.get("relabel_all")))
         if k["status"] not in STATUSES or k["status"] != want:
             problems.append(f"unit {uid}: listing {lid} is {k['status']!r}; its key against the index says {want!r}")
         elif previous_unit is not None:

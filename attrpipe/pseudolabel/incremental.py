@@ -97,11 +97,12 @@ def content_key(vertical_identity: str, image_digests: list[str]) -> str:
     return hashlib.sha256("\0".join([vertical_identity, *image_digests]).encode("ascii")).hexdigest()
 
 
-def status_of(previous_key: str | None, key: str) -> str:
-    """``new`` (the previous output did not have the listing), ``carried_over`` (same key) or ``relabeled``."""
+def status_of(previous_key: str | None, key: str, *, relabel_all: bool = False) -> str:
+    """``new`` (the previous output did not have the listing), ``carried_over`` (same key, unless ``relabel_all``)
+    or ``relabeled``."""
     if previous_key is None:
         return "new"
-    return "carried_over" if previous_key == key else "relabeled"
+    return "carried_over" if previous_key == key and not relabel_all else "relabeled"
 
 
 # --- the previous output ----------------------------------------------------------------------------------------------

@@ -185,10 +185,8 @@ class PrepareUnit:
             order.append(out.listing_id)
             out.content_key = content_key(self.identities[out.vertical], out.image_digests)
             if before is not None:
-                previous = before.get(out.listing_id, (None,))[0]
-                out.status = status_of(previous, out.content_key)
-                if self.relabel_all and out.status == "carried_over":
-                    out.status = "relabeled"
+                out.status = status_of(before.get(out.listing_id, (None,))[0], out.content_key,
+                                       relabel_all=self.relabel_all)
             if out.unchanged:  # its rows come from the previous output, never from the engine
                 carried.append({"listing_id": out.listing_id, "vertical": out.vertical,
                                 "content_key": out.content_key, "previous_unit": before[out.listing_id][1],
