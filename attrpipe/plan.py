@@ -190,18 +190,27 @@ def format_plan(plan: dict) -> str:
 def add_plan_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``attrpipe plan CONFIG [overrides] --listings N --tokens-per-s X ...``; chains, the tokens cap, image
     size, DPO epochs, evaluation tokens and the GPU count default to the configuration's values."""
-    p = subparsers.add_parser("plan", help="estimate tokens, GPU-hours and wall time of a round")
+    p = subparsers.add_parser("plan", help="estimate tokens, GPU-hours and wall time of a round, or of a study "
+                              "(--study) on clusters of --gpus GPUs")
     p.add_argument("config", help="a YAML config (conf/paper.yaml, ...), merged over base.yaml")
     p.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. generation.num_chains=9")
-    p.add_argument("--listings", type=int, required=True, help="unlabeled listings pseudo-labeled per round")
+    p.add_argument("--listings", type=int, help="unlabeled listings pseudo-labeled per round (a threshold study: "
+                   "its pool; a pool-size study's pools are study.pool_sizes)")
+    p.add_argument("--study", choices=["threshold", "pool-size"],
+                   help="plan the whole study of the configuration (study.*): its shared seed SFT and chains, its arms "
+                   "side by side, GPU-hours per stage and the wall time on each --gpus cluster")
+    p.add_argument("--seed-listings", type=int, default=0,
+                   help="--study: labeled listings of the seed SFT (its training set, and the fit's)")
     p.add_argument("--attributes-per-listing", type=float,
                    help="asked attributes per listing (default: the mean over the configured verticals of the "
                    "attributes pseudo-labeling asks, from the taxonomy)")
     p.add_argument("--tokens-per-s", type=float, required=True,
                    help="generated tokens/s per GPU with vLLM batching (measured or declared)")
-    p.add_argument("--train-tokens-per-s", type=float, help="DPO tokens/s per GPU (policy + reference)")
+    p.add_argument("--train-tokens-per-s", type=float, help="DPO tokens/s per GPU (policy + reference); "
+                   "required with --study")
     p.add_argument("--prefill-tokens-per-s", type=float, help="prompt tokens/s per GPU (default: not counted)")
-    p.add_argument("--gpus", type=int, help="GPUs (default: ray.engine.num_actors x tensor_parallel_size)")
+    p.add_argument("--gpus", type=int, nargs="+", help="GPUs (default: ray.engine.num_actors x "
+                   "tensor_parallel_size); --study: the cluster's GPUs, one or more sizes to plan on")
     p.add_argument("--chains", type=int, help="chains per request (default: generation.num_chains)")
     p.add_argument("--tokens-per-chain", type=float,
                    help="mean generated tokens per chain (default: generation.max_new_tokens, an upper bound)")
@@ -238,14 +247,52 @@ def cmd_plan(args) -> int:
     if args.attributes_per_listing is None:
         args.attributes_per_listing = asked_per_listing(cfg)
     prompt = args.prompt_text_tokens + args.images_per_listing * image_tokens(cfg.images.size)
+    if args.study:
+        return _cmd_plan_study(args, cfg, prompt)
+    if args.listings is None:
+        raise SystemExit("attrpipe plan: error: --listings is required (or --study)")
+    if args.gpus is not None and len(args.gpus) != 1:
+        raise SystemExit("attrpipe plan: error: --gpus takes one number for a round (several with --study)")
     plan = plan_round(
         listings=args.listings, attributes_per_listing=args.attributes_per_listing,
         chains=args.chains or cfg.generation.num_chains,
         tokens_per_chain=args.tokens_per_chain or cfg.generation.max_new_tokens, prompt_tokens=prompt,
-        gpus=args.gpus or max(1, int(e.num_actors * e.tensor_parallel_size)), tokens_per_s=args.tokens_per_s,
+        gpus=args.gpus[0] if args.gpus else max(1, int(e.num_actors * e.tensor_parallel_size)),
+        tokens_per_s=args.tokens_per_s,
         prefill_tokens_per_s=args.prefill_tokens_per_s, keep_rate=args.keep_rate,
         pairs_per_kept=args.pairs_per_kept, dpo_epochs=cfg.dpo.epochs, train_tokens_per_s=args.train_tokens_per_s,
         eval_listings=args.eval_listings, eval_tokens=cfg.eval.max_new_tokens, efficiency=args.efficiency,
         startup_s=args.startup_s, rounds=args.rounds)
     print(format_plan(plan))
+    return 0
+
+
+def _cmd_plan_study(args, cfg, prompt: float) -> int:
+    """``attrpipe plan --study KIND``: the configuration's study (attrpipe.plan_study)."""
+    from attrpipe.plan_study import format_study_plan, plan_study
+
+    e, t, sc = cfg.ray.engine, cfg.ray.train, cfg.study
+    if args.train_tokens_per_s is None:
+        raise SystemExit("attrpipe plan: error: --study needs --train-tokens-per-s (every arm trains)")
+    if args.study == "threshold" and args.listings is None:
+        raise SystemExit("attrpipe plan: error: --study threshold needs --listings (its pool)")
+    engine_gpus = max(1, round(e.num_actors * e.num_gpus_per_actor * e.tensor_parallel_size))
+    train_gpus = int(t.num_workers) if t.use_gpu else 1
+    try:
+        plan = plan_study(
+            kind=args.study, values=list(sc.thresholds) if args.study == "threshold" else list(sc.pool_sizes),
+            methods=list(sc.methods), seeds=list(sc.seeds), rounds=int(sc.rounds), listings=args.listings,
+            seed_listings=args.seed_listings, attributes_per_listing=args.attributes_per_listing,
+            chains=args.chains or cfg.generation.num_chains,
+            tokens_per_chain=args.tokens_per_chain or cfg.generation.max_new_tokens, prompt_tokens=prompt,
+            tokens_per_s=args.tokens_per_s, train_tokens_per_s=args.train_tokens_per_s, engine_gpus=engine_gpus,
+            train_gpus=train_gpus, cluster_gpus=args.gpus or [max(engine_gpus, train_gpus)],
+            prefill_tokens_per_s=args.prefill_tokens_per_s, keep_rate=args.keep_rate,
+            pairs_per_kept=args.pairs_per_kept, train_epochs=cfg.dpo.epochs, sft_epochs=cfg.sft.epochs,
+            eval_listings=args.eval_listings, eval_tokens=cfg.eval.max_new_tokens, vote=bool(cfg.eval.vote),
+            fit=bool(cfg.eval.fit), max_concurrent_arms=sc.max_concurrent_arms, efficiency=args.efficiency,
+            startup_s=args.startup_s)
+    except ValueError as exc:
+        raise SystemExit(f"attrpipe plan: error: {exc}") from None
+    print(format_study_plan(plan))
     return 0

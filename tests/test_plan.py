@@ -107,3 +107,97 @@ def test_attributes_per_listing_default_comes_from_the_taxonomy():
     assert asked_per_listing(cfg) == sum(inferable) / 2
     cfg = load_config("conf/paper.yaml", ["taxonomy.verticals=[suitcase,watch]", "taxonomy.category_question=true"])
     assert asked_per_listing(cfg) == sum(inferable) / 2 + 1
+
+
+# --- a whole study (attrpipe.plan_study) -------------------------------------------------------------------------
+
+STUDY = dict(kind="pool-size", values=[1000, 4000], methods=["dpo", "sl"], seeds=[0], rounds=1, listings=None,
+             seed_listings=100, attributes_per_listing=5, chains=7, tokens_per_chain=100, prompt_tokens=300,
+             tokens_per_s=1000, train_tokens_per_s=4000, engine_gpus=1, train_gpus=1, cluster_gpus=[1, 2, 8],
+             keep_rate=0.5, pairs_per_kept=2, sft_epochs=2, eval_listings=200, eval_tokens=50)
+
+
+def test_schedule_replays_the_study_runner_by_hand():
+    from attrpipe.plan_study import StudyJob, schedule
+
+    jobs = [StudyJob("A", 2), StudyJob("B", 1, after="A"), StudyJob("C", 3), StudyJob("D", 1)]
+    assert schedule(jobs, 1) == 7  # one at a time: the sum
+    # 2 at once: A and C start; at 2 B (A done) takes A's slot; at 3 D takes the next free one: ends at 4
+    assert schedule(jobs, 2) == 4
+    assert schedule(jobs, 4) == 3  # B still waits for A
+    with pytest.raises(ValueError, match="not in the study"):
+        schedule([StudyJob("A", 1, after="Z")], 2)
+
+
+def test_study_arithmetic_by_hand():
+    from attrpipe.plan_study import plan_study
+
+    p = plan_study(**STUDY)
+    s = {name: round(st["gpu_hours"] * 3600, 6) for name, st in p["stages"].items()}
+    # seed SFT: 100 listings x 5 attributes x 2 epochs x (300 + 100) tokens / 4,000 tokens/s
+    assert s["seed SFT: training"] == 100
+    # its evaluation: greedy 200 x 5 x 50 / 1,000 = 50; the vote 200 x 5 x 7 x 100 / 1,000 = 700; the fit
+    # 100 x 5 x 50 / 1,000 = 25
+    assert s["seed SFT: evaluation"] == 775
+    # the chains over the largest pool, once per seed: 4,000 x 5 x 7 x 100 / 1,000
+    assert s["round-1 chains (4,000 listings, shared)"] == 14_000
+    # each arm: pool x 5 x 0.5 kept x 2 pairs x 2 x (300 + 100) tokens / 4,000 = the pool in seconds; 2 methods
+    assert s["arms: training (DPO, SL)"] == 2 * 1000 + 2 * 4000
+    assert s["arms: evaluation"] == 4 * 750  # greedy and vote, no fit
+    assert p["stages"]["arms: training (DPO, SL)"]["runs"] == 4
+    assert p["gpu_hours"] * 3600 == pytest.approx(27_875)
+    walls = {c["gpus"]: (c["concurrency"], round(c["wall_hours"] * 3600, 6)) for c in p["clusters"]}
+    assert walls[1] == (1, 27_875)  # one GPU: everything in turn
+    # 2 GPUs: the shared job (14,875 s) first, then the two 1,000-pools side by side (1,750), then the 4,000s (4,750)
+    assert walls[2] == (2, 14_875 + 1_750 + 4_750)
+    # 8 GPUs: 5 jobs fit; every arm at once after the shared job
+    assert walls[8] == (5, 14_875 + 4_750)
+    assert p["one_at_a_time_hours"] * 3600 == pytest.approx(27_875)
+
+
+def test_study_scaling_rules():
+    from attrpipe.plan_study import plan_study
+
+    one = plan_study(**STUDY)
+    # twice the rounds: every arm samples its pool again (pseudo-labeling) and trains and evaluates again
+    two = plan_study(**{**STUDY, "rounds": 2})
+    assert two["stages"]["arms: pseudo-labeling (rounds 2+)"]["runs"] == 4
+    assert two["stages"]["arms: training (DPO, SL)"]["gpu_hours"] == pytest.approx(
+        2 * one["stages"]["arms: training (DPO, SL)"]["gpu_hours"])
+    # 3 seeds: 3 times the GPU-hours; arms of 2 GPUs each halve the jobs at once
+    three = plan_study(**{**STUDY, "seeds": [0, 1, 2]})
+    assert three["gpu_hours"] == pytest.approx(3 * one["gpu_hours"])
+    wide = plan_study(**{**STUDY, "engine_gpus": 2, "train_gpus": 2, "cluster_gpus": [2, 4, 8]})
+    assert [c["concurrency"] for c in wide["clusters"]] == [1, 2, 4]
+    assert wide["gpu_hours"] == pytest.approx(one["gpu_hours"])  # the same work, on more GPUs per stage
+    # the cap
+    capped = plan_study(**{**STUDY, "max_concurrent_arms": 2})
+    assert capped["clusters"][-1]["concurrency"] == 2
+    # a threshold study: every arm on the one pool
+    thr = plan_study(**{**STUDY, "kind": "threshold", "values": [0.5, 0.8], "listings": 2000})
+    assert thr["stages"]["arms: training (DPO, SL)"]["gpu_hours"] * 3600 == pytest.approx(4 * 2000)
+
+
+@pytest.mark.parametrize("bad", [{"cluster_gpus": [0]}, {"train_tokens_per_s": 0}, {"rounds": 0},
+                                 {"kind": "threshold"}, {"max_concurrent_arms": 0}])
+def test_study_inputs_out_of_range_are_refused(bad):
+    from attrpipe.plan_study import plan_study
+
+    with pytest.raises(ValueError, match=next(iter(bad)) if "kind" not in bad else "listings"):
+        plan_study(**{**STUDY, **bad})
+    with pytest.raises(ValueError, match="cannot hold one arm"):
+        plan_study(**{**STUDY, "engine_gpus": 4, "cluster_gpus": [2]})
+
+
+def test_plan_study_command_reads_the_study_settings(capsys):
+    parser = argparse.ArgumentParser()
+    add_plan_parser(parser.add_subparsers())
+    args = parser.parse_args(["plan", "conf/paper.yaml", "study.pool_sizes=[1000,5000,20000,100000]",
+                              "study.seeds=[0,1,2]", "--study", "pool-size", "--gpus", "8", "64",
+                              "--tokens-per-s", "2500", "--train-tokens-per-s", "6000", "--tokens-per-chain", "120",
+                              "--attributes-per-listing", "5", "--seed-listings", "100", "--eval-listings", "500"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    # paper.yaml: 4 engine actors of 1 GPU, 4 training workers: an arm uses 4 GPUs; 8 GPUs run 2 jobs, 64 run 16
+    assert "an arm uses 4 GPU(s)" in out and "| 8 GPUs | 2 |" in out and "| 64 GPUs | 16 |" in out
+    assert "round-1 chains (100,000 listings, shared) | 3 |" in out and "4 value(s) x 2 method(s) x 3 seed(s)" in out
