@@ -1,6 +1,6 @@
 """Chaos: kill a 2-round `attrpipe loop` at moments drawn from a seed, many times, and check that nothing was lost.
 
-    python bench/chaos.py --trials 30 --seed 0 [--hog] [--out runs/chaos]
+    python bench/chaos.py --trials 30 --seed 0 [--hog] [--rounds 1] [--out runs/chaos]
 
 Each trial runs the same loop (conf/tiny_cpu.yaml: seed SFT, 2 rounds of pseudo-labeling, DPO and evaluation, on a
 small synthetic catalog) and kills one thing in it, drawn from the seed: the engine actor, a Ray Data worker, a Ray
@@ -9,7 +9,8 @@ rerun, as a user would), or the whole local Ray (rerun too). With ``--hog`` two 
 timings shift as on a busy node. A trial passes when the loop ends finished, ``attrpipe audit`` passes, and against a
 clean run of the same loop: every pseudo-labeling and evaluation output holds the same rows (none lost, none
 doubled), and the adapters and accuracies are equal. It prints a table by kind and by stage; every trial's record
-is in ``<out>/trials.jsonl`` (a rerun of the command continues from it). Exit 1 when a trial lost or doubled a row,
+is in ``<out>/trials.jsonl`` (a rerun of the command continues from it). ``--rounds 1`` runs and kills a 1-round
+loop instead (CI's 3-trial check, tests/test_chaos.py). Exit 1 when a trial lost or doubled a row,
 failed its audit, or did not finish.
 
 The loop generates with the benchmark's stand-in engine (bench/stand_in_engine.py: well-formed chains seeded per
@@ -71,16 +72,17 @@ class Trial:
     rank: int          # train-save: the rank that dies
 
 
-def stages_for(kind: str) -> tuple[str, ...]:
-    """The stages (of the rounds) where a process of ``kind`` exists."""
+def stages_for(kind: str, rounds: int = 2) -> tuple[str, ...]:
+    """The stages (of the first ``rounds`` rounds) where a process of ``kind`` exists."""
+    stages = tuple(s for s in KILL_STAGES if int(s.split("/")[0].split("-")[1]) <= rounds)
     if kind in ("engine", "data"):
-        return tuple(s for s in KILL_STAGES if s.endswith(("eval", "pseudolabel")))
+        return tuple(s for s in stages if s.endswith(("eval", "pseudolabel")))
     if kind in ("train", "train-save"):
-        return tuple(s for s in KILL_STAGES if s.endswith("/train"))
-    return KILL_STAGES
+        return tuple(s for s in stages if s.endswith("/train"))
+    return stages
 
 
-def draw_trials(n: int, seed: int, kinds: tuple[str, ...] = KINDS, max_step: int = 3) -> list[Trial]:
+def draw_trials(n: int, seed: int, kinds: tuple[str, ...] = KINDS, max_step: int = 3, rounds: int = 2) -> list[Trial]:
     """``n`` trials from ``seed``: the kinds in turn (a seeded shuffle of each round of kinds, so every kind gets its
     share), each with a stage where that kind lives, a delay and (for a cut checkpoint write) a step and a rank."""
     rng = random.Random(seed)
@@ -89,7 +91,7 @@ def draw_trials(n: int, seed: int, kinds: tuple[str, ...] = KINDS, max_step: int
         block = list(kinds)
         rng.shuffle(block)
         order += block
-    return [Trial(i, k, rng.choice(stages_for(k)), round(rng.random(), 3), rng.randint(1, max_step), rng.randint(0, 1))
+    return [Trial(i, k, rng.choice(stages_for(k, rounds)), round(rng.random(), 3), rng.randint(1, max_step), rng.randint(0, 1))
             for i, k in enumerate(order[:n])]
 
 
@@ -137,7 +139,7 @@ def failed(r: dict) -> bool:
 def loop_cmd(ctx: dict) -> list[str]:
     return [sys.executable, "-m", "attrpipe.cli", "loop", "conf/tiny_cpu.yaml", f"data.root={ctx['catalog']}",
             f"model.path={ctx['model']}", "model.build_tiny=false", "taxonomy.verticals=[suitcase,watch]",
-            "generation.engine=stand_in_engine:FixedLatencyEngine", "loop.rounds=2",
+            "generation.engine=stand_in_engine:FixedLatencyEngine", f"loop.rounds={ctx['rounds']}",
             "sft.max_steps=4", "sft.save_steps=1", "dpo.max_steps=4", "dpo.save_steps=1",
             "pseudolabel.listings_per_unit=2", f"run.output_dir={ctx['work']}", "run.name=loop"]
 
@@ -357,7 +359,7 @@ def compare(clean: Path, run: Path) -> dict:
 # --- the command ----------------------------------------------------------------------------------------------------
 
 
-def _prepare(out: Path) -> dict:
+def _prepare(out: Path, rounds: int) -> dict:
     from attrpipe.synth.catalog import write_synthetic_catalog
     from attrpipe.taxonomy import load_taxonomy
 
@@ -365,9 +367,10 @@ def _prepare(out: Path) -> dict:
     if not (cat / "catalog.json").is_file():
         write_synthetic_catalog(cat, taxonomy=load_taxonomy("conf/taxonomy", ["suitcase", "watch"]), listings=8,
                                 seed=0, seed_per_vertical=2, test_per_vertical=2)
-    ctx = {"catalog": str(cat), "model": benchlib.tiny_model(), "work": out / "work"}
+    ctx = {"catalog": str(cat), "model": benchlib.tiny_model(), "work": out / "work", "rounds": rounds}
     clean = out / "clean"
-    if not (clean / "timing.json").is_file():
+    timing_file = clean / "timing.json"
+    if not timing_file.is_file() or json.loads(timing_file.read_text()).get("rounds", 2) != rounds:
         import shutil
 
         shutil.rmtree(ctx["work"], ignore_errors=True)
@@ -383,7 +386,7 @@ def _prepare(out: Path) -> dict:
         # a trial runs the rounds only (the seed SFT is copied): its clean time is the rounds' share of the run
         rounds = sum(float(v.get("seconds", 0.0)) for k, v in finished.items() if k not in SEEDED)
         seeded = sum(float(v.get("seconds", 0.0)) for k, v in finished.items() if k in SEEDED)
-        (clean / "timing.json").write_text(json.dumps({"wall_s": round(wall, 1), "rounds_wall_s": round(
+        (clean / "timing.json").write_text(json.dumps({"rounds": rounds, "wall_s": round(wall, 1), "rounds_wall_s": round(
             wall - seeded, 1), "rounds_stage_s": round(rounds, 1), "stage_s": {
             s: float(v.get("seconds", 10.0)) for s, v in finished.items()}}))
     timing = json.loads((clean / "timing.json").read_text())
@@ -397,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(KINDS)}")
     ap.add_argument("--hog", action="store_true", help="two busy processes beside the trials (a loaded node)")
     ap.add_argument("--out", default="runs/chaos")
+    ap.add_argument("--rounds", type=int, choices=(1, 2), default=2, help="loop rounds of each run (CI's check: 1)")
     args = ap.parse_args(argv)
     benchlib.use_this_checkout()
     kinds = tuple(k for k in args.kinds.split(",") if k)
@@ -407,11 +411,11 @@ def main(argv: list[str] | None = None) -> int:
     before = benchlib.start("chaos")
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)] if args.hog else []
     try:
-        ctx = _prepare(out)
+        ctx = _prepare(out, args.rounds)
         journal = out / "trials.jsonl"
         done = {json.loads(line)["index"]: json.loads(line) for line in journal.read_text().splitlines()} \
             if journal.is_file() else {}
-        for trial in draw_trials(args.trials, args.seed, kinds):
+        for trial in draw_trials(args.trials, args.seed, kinds, rounds=args.rounds):
             if trial.index in done and done[trial.index]["kind"] == trial.kind:
                 continue
             rec = run_trial(trial, ctx, out / f"trial-{trial.index:03d}")
@@ -427,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for h in hogs:
             h.kill()
-    records = [done[t.index] for t in draw_trials(args.trials, args.seed, kinds) if t.index in done]
+    records = [done[t.index] for t in draw_trials(args.trials, args.seed, kinds, rounds=args.rounds) if t.index in done]
     notes = [f"clean rounds (a trial's work without a kill): {ctx['clean_s']:.0f} s; trials: {out}/trials.jsonl"
              + ("; with a CPU hog (2 busy processes)" if args.hog else "")]
     for by in ("kind", "stage"):

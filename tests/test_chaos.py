@@ -32,6 +32,10 @@ def test_the_draw_is_seeded_and_gives_every_kind_its_share():
     assert set(chaos.stages_for("train")) == {"round-1/train", "round-2/train"}
     assert "round-2/train" not in chaos.stages_for("engine") and "round-1/eval" in chaos.stages_for("data")
     assert chaos.stages_for("driver") == chaos.KILL_STAGES and "sft" not in chaos.KILL_STAGES
+    # a 1-round loop (CI's check): only round 1's stages are drawn
+    assert chaos.stages_for("train", rounds=1) == ("round-1/train",)
+    assert {t.stage for t in chaos.draw_trials(30, 0, rounds=1)} <= {"round-1/pseudolabel", "round-1/train",
+                                                                     "round-1/eval"}
     only = chaos.draw_trials(4, 0, ("engine", "driver"))
     assert {t.kind for t in only} == {"engine", "driver"}
 
@@ -76,7 +80,7 @@ def test_three_chaos_trials_lose_nothing(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PYTHONPATH")}
     out = tmp_path / "chaos"
     proc = subprocess.run([sys.executable, "bench/chaos.py", "--trials", "3", "--seed", "0",
-                           "--kinds", "engine,train-save,driver", "--out", str(out)],
+                           "--kinds", "engine,train-save,driver", "--rounds", "1", "--out", str(out)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=2400)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     recs = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
