@@ -42,6 +42,19 @@ def _png(color) -> bytes:
     return buf.getvalue()
 
 
+def _day(n: int, changed: float, churn: float) -> tuple[list[tuple[str, int]], int, dict]:
+    """Day 1 (``changed`` = ``churn`` = 0) or day 2 of a catalog of ``n`` listings: its (listing id, index) rows, the
+    period of the listings with new image bytes (0: none), and what differs from day 1 (changed, removed, added)."""
+    every_changed = round(1 / changed) if changed else 0
+    every_gone = round(1 / churn) if churn else 0
+    rows = [(f"p{i:09d}", i) for i in range(n) if not (every_gone and i % every_gone == every_gone // 2)]
+    added = n // every_gone if every_gone else 0
+    listings = [*rows, *((f"q{i:09d}", n + i) for i in range(added))]
+    n_changed = sum(1 for _, i in listings if every_changed and i < n and i % every_changed == 0)
+    return listings, every_changed, {"listings": len(listings), "changed": n_changed, "removed": n - len(rows),
+                                     "added": added}
+
+
 def write_day(path: Path, n: int, *, changed: float = 0.0, churn: float = 0.0) -> dict:
     """A catalog of ``n`` listings with one 8x8 inline PNG each, in files of 50,000. Day 2 (``changed`` > 0 or
     ``churn`` > 0): every 1/changed-th listing has other image bytes, every 1/churn-th is gone, and as many new
@@ -52,21 +65,12 @@ def write_day(path: Path, n: int, *, changed: float = 0.0, churn: float = 0.0) -
     from attrpipe.schemas import CATALOG_SCHEMA
 
     day1, other = _png((200, 30, 30)), _png((30, 30, 200))
-    every_changed = round(1 / changed) if changed else 0
-    every_gone = round(1 / churn) if churn else 0
-    rows = ((f"p{i:09d}", i) for i in range(n) if not (every_gone and i % every_gone == every_gone // 2))
-    added = n // every_gone if every_gone else 0
-    listings = [*rows, *((f"q{i:09d}", n + i) for i in range(added))]
+    listings, every_changed, counts = _day(n, changed, churn)
     path.mkdir(parents=True)
     per_file = 50_000
-    n_changed = 0
     for f, start in enumerate(range(0, len(listings), per_file)):
         part = listings[start:start + per_file]
-        images = []
-        for _, i in part:
-            hit = bool(every_changed) and i < n and i % every_changed == 0
-            n_changed += hit
-            images.append([other if hit else day1])
+        images = [[other if every_changed and i < n and i % every_changed == 0 else day1] for _, i in part]
         m = len(part)
         table = pa.table({
             "listing_id": [lid for lid, _ in part],
@@ -76,8 +80,7 @@ def write_day(path: Path, n: int, *, changed: float = 0.0, churn: float = 0.0) -
             "seller_attributes": pa.nulls(m, CATALOG_SCHEMA.field("seller_attributes").type),
         }, schema=CATALOG_SCHEMA)
         pq.write_table(table, path / f"part-{f:05d}.parquet", row_group_size=5_000)
-    return {"listings": len(listings), "changed": n_changed, "removed": n - (len(listings) - added),
-            "added": added}
+    return counts
 
 
 def _run(tmp: Path, catalog: Path, out: Path, unit: int, since: Path | None = None) -> tuple[dict, float, int, float]:
@@ -102,21 +105,39 @@ def main():
     p.add_argument("--churn", type=float, default=0.001, help="share removed, and as many added")
     p.add_argument("--unit", type=int, default=256, help="listings per unit")
     p.add_argument("--latency", type=float, default=0.0005, help="stand-in seconds per request")
+    p.add_argument("--workdir", type=Path, help="keep the catalogs and outputs here (one size only), and resume: a "
+                   "full pass that finished there (its full.json) is not run again")
     args = p.parse_args()
+    if args.workdir and len(args.sizes) != 1:
+        p.error("--workdir takes one size")
     before = benchlib.start("incremental")
     os.environ["ATTRPIPE_BENCH_LATENCY_S"] = str(args.latency)
     rows, notes = [], []
     for n in args.sizes:
-        tmp = Path(tempfile.mkdtemp(prefix=f"bench-inc-{n}-"))
+        tmp = args.workdir or Path(tempfile.mkdtemp(prefix=f"bench-inc-{n}-"))
         log = tmp / "engine-log"
-        log.mkdir()
+        log.mkdir(parents=True, exist_ok=True)
         os.environ["ATTRPIPE_BENCH_REQUEST_LOG"] = str(log)
         benchlib.init_ray(2, {"ATTRPIPE_BENCH_REQUEST_LOG": str(log)})
-        write_day(tmp / "day1", n)
-        day2 = write_day(tmp / "day2", n, changed=args.changed, churn=args.churn)
-        m1, t1, r1, mem1 = _run(tmp, tmp / "day1", tmp / "out1", args.unit)
-        print(f"  {n} listings, full pass: {t1:.0f}s, {r1} requests, peak {mem1:.0f} MiB, load average "
-              f"{os.getloadavg()[0]:.1f}", flush=True)
+        if not (tmp / "day2").is_dir():
+            shutil.rmtree(tmp / "day1", ignore_errors=True)
+            write_day(tmp / "day1", n)
+            write_day(tmp / "day2", n, changed=args.changed, churn=args.churn)
+        day2 = _day(n, args.changed, args.churn)[2]
+        full = tmp / "full.json"
+        if full.is_file():  # a full pass that finished in this workdir
+            t1, r1, mem1 = (json.loads(full.read_text())[k] for k in ("seconds", "requests", "peak_mib"))
+            print(f"  {n} listings, full pass (measured earlier, {full}): {t1:.0f}s, {r1} requests, peak "
+                  f"{mem1:.0f} MiB", flush=True)
+        else:
+            shutil.rmtree(tmp / "out1", ignore_errors=True)
+            requests_sent(str(log))  # what an interrupted pass left in the log is not this pass's
+            _, t1, r1, mem1 = _run(tmp, tmp / "day1", tmp / "out1", args.unit)
+            full.write_text(json.dumps({"seconds": t1, "requests": r1, "peak_mib": mem1}))
+            print(f"  {n} listings, full pass: {t1:.0f}s, {r1} requests, peak {mem1:.0f} MiB, load average "
+                  f"{os.getloadavg()[0]:.1f}", flush=True)
+        shutil.rmtree(tmp / "out2", ignore_errors=True)
+        requests_sent(str(log))
         m2, t2, r2, mem2 = _run(tmp, tmp / "day2", tmp / "out2", args.unit, since=tmp / "out1")
         index = json.loads((tmp / "out2" / "_since" / "_index.json").read_text())
         inc = m2["incremental"]
@@ -130,7 +151,8 @@ def main():
                      f"removed, {day2['added']:,} added; {inc['carried_over']:,} carried over; the index (the join "
                      f"with day 1's keys) took {index['seconds']:.0f} s of the incremental pass; incremental / full: "
                      f"wall time {t2 / t1:.2f}, peak memory {mem2 / mem1:.2f}x")
-        shutil.rmtree(tmp, ignore_errors=True)  # the 1M outputs are gigabytes
+        if not args.workdir:
+            shutil.rmtree(tmp, ignore_errors=True)  # the 1M outputs are gigabytes
     benchlib.print_table(
         f"incremental labeling: stand-in engine ({args.latency * 1000:.1f} ms per request), 8x8 inline images, "
         f"{args.unit} listings per unit, 7 chains, {os.cpu_count()} cores",

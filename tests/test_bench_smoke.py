@@ -162,9 +162,10 @@ def test_dataplane_mode():
 
 
 @pytest.mark.slow
-def test_incremental():
+def test_incremental(tmp_path):
     out = run_bench(["bench/bench_incremental.py", "--sizes", "200", "--unit", "50", "--changed", "0.05",
-                     "--churn", "0.01"])
+                     "--churn", "0.01", "--workdir", str(tmp_path / "w")])
+    assert json.loads((tmp_path / "w" / "full.json").read_text())["requests"] == 1000  # a rerun resumes from it
     rows = table(out, ["pass", "listings", "engine requests", "requests, % of full", "seconds",
                        "peak PSS, driver + its Ray (MiB)"], ["200 full", "200 incremental"])
     assert number(rows[1][2]) < number(rows[0][2])  # fewer requests: the rest was carried over
