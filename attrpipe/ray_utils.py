@@ -14,6 +14,12 @@ __all__ = ["init_ray"]
 # flight). Ray reads this when ray.data is first imported, so it is set when attrpipe is imported (attrpipe/__init__);
 # an explicit value in the environment wins.
 os.environ.setdefault("RAY_DATA_DOWNSTREAM_CAPACITY_OBJECT_STORE_BUDGET_UTIL_THRESHOLD", "0")
+# Ray Data (2.60) packs Parquet files into read tasks of up to this many uncompressed bytes (its default: 128 MiB) and
+# reads a task's files with one thread each. attrpipe's outputs are many small files, one per unit per kind (keys/,
+# pairs/, consensus/: tens of kilobytes each): at 1,000,000 listings the 3,920 files of keys/ landed in one read task
+# with 3,920 threads (load average 870 on 2 cores). 128 KiB tasks read a few dozen files each.
+BIN_PACKING_BYTES = "RAY_DATA_PARQUET_BIN_PACKING_BYTES"
+os.environ.setdefault(BIN_PACKING_BYTES, str(128 * 1024))
 
 
 def init_ray(cfg) -> None:
@@ -27,7 +33,8 @@ def init_ray(cfg) -> None:
         return
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS") or None
     # Every worker of this project runs single-threaded torch unless its resources say otherwise.
-    env_vars = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "TOKENIZERS_PARALLELISM": "false"}
+    env_vars = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "TOKENIZERS_PARALLELISM": "false",
+                BIN_PACKING_BYTES: os.environ[BIN_PACKING_BYTES]}
     # Inside `ray job submit`, Ray refuses a ray.init runtime env that sets a key the job's runtime env already sets
     # (ray_jobs/runtime_env.yaml sets these): the job's values win, ours fill in only what it leaves unset.
     job_env = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}").get("runtime_env") or {}
