@@ -204,8 +204,8 @@ def cmd_study(args) -> int:
     cfg = _load(args)
     check_study(cfg)
     with _quiet(args, _run_dir(cfg)):
-        run_study(cfg, args.kind, command=["attrpipe", *args.argv])
-    return 0
+        out = run_study(cfg, args.kind, command=["attrpipe", *args.argv])
+    return 1 if out["failed"] else 0  # every arm that finished is in the summary; a rerun redoes the failed ones
 
 
 def cmd_results_tables(args) -> int:

@@ -219,6 +219,7 @@ class StudyConf:
     objective: str = "dpo"
     name: Optional[str] = None
     summary: Optional[str] = None
+    max_concurrent_arms: Optional[int] = None
 
 
 @dataclass
@@ -262,6 +263,7 @@ class RayEngineConf:
 class RayPreprocessConf:
     num_cpus_per_task: float = MISSING
     max_actors: Optional[int] = MISSING
+    cpus_available: Optional[float] = MISSING
 
 
 @dataclass
@@ -427,6 +429,8 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
         ("study.seeds", len(c.study.seeds) >= 1 and len(set(c.study.seeds)) == len(c.study.seeds)
          and all(x >= 0 for x in c.study.seeds), "must be a non-empty list of distinct seeds >= 0"),
         ("study.rounds", c.study.rounds >= 1, "must be >= 1"),
+        ("study.max_concurrent_arms", c.study.max_concurrent_arms is None or c.study.max_concurrent_arms >= 1,
+         "must be null (as many arms at once as fit in the cluster) or >= 1"),
         ("study.objective", c.study.objective in METHODS and not is_oracle(c.study.objective)
          and training_kind(c.study.objective) != "sl", "must be a preference method (dpo or another objective of "
          "attrpipe.methods, not sl or an oracle)"),
@@ -448,6 +452,8 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
         ("ray.preprocess.num_cpus_per_task", c.ray.preprocess.num_cpus_per_task > 0, "must be > 0"),
         ("ray.preprocess.max_actors", c.ray.preprocess.max_actors is None or c.ray.preprocess.max_actors >= 1,
          "must be null (scale with the work) or >= 1"),
+        ("ray.preprocess.cpus_available", c.ray.preprocess.cpus_available is None
+         or c.ray.preprocess.cpus_available > 0, "must be null (the cluster's CPUs) or > 0"),
         ("ray.train.num_workers", c.ray.train.num_workers >= 1, "must be >= 1"),
         ("ray.train.num_cpus_per_worker", c.ray.train.num_cpus_per_worker > 0, "must be > 0"),
         ("ray.train.max_failures", c.ray.train.max_failures >= -1, "must be >= -1 (-1: retry forever)"),

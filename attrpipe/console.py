@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["session", "command_session", "echo", "Progress", "format_progress", "log_path"]
+__all__ = ["session", "command_session", "echo", "is_quiet", "Progress", "format_progress", "log_path"]
 
 
 class _State:
@@ -45,6 +45,11 @@ def echo(text: str = "") -> None:
         _state.term.flush()
         _state.log.write(text + "\n")
         _state.log.flush()
+
+
+def is_quiet() -> bool:
+    """Whether a quiet session is on: the libraries' output goes to the command's log, not the terminal."""
+    return _state.term is not None
 
 
 def _redraw(text: str) -> None:

@@ -303,10 +303,10 @@ def _finished_earlier(run: LoopRun, st: Stage) -> None:
 
 
 def _run_stage(run: LoopRun, st: Stage) -> None:
-    """Run one stage by the function of its kind; record its result and wall time in loop.json."""
+    """Run one stage by the function of its kind; record its result, wall time and when it ran in loop.json."""
     if run.verbose:
         echo(f"[loop] {st.name} ...")
-    t0 = time.perf_counter()
+    t0, started_at = time.perf_counter(), time.time()
     track.start_stage(run, st)
     try:
         result = STAGE_RUNNERS[st.kind](run, st)
@@ -314,6 +314,8 @@ def _run_stage(run: LoopRun, st: Stage) -> None:
         track.fail_loop(run, st)
         raise
     result["seconds"] = round(time.perf_counter() - t0, 1)
+    # when it ran (Unix time): a study's arms side by side show their stages overlapping
+    result["started_at"], result["ended_at"] = round(started_at, 2), round(time.time(), 2)
     run.manifest["finished"][st.name] = result
     run.save()
     track.finish_stage(run, st, result)

@@ -13,7 +13,8 @@ standard deviation over seeds)::
 
     {"format": 1, "units": ..., "model": {"path", "recipe_hash", "weights_sha256"},   # every result's model
      "studies": {"<run.name>/<study dir>": {"run", "dir", "kind", "name", "rounds", "reference", "threshold", "values",
-                   "commands": [{"argv", "seconds", "finished_at", "seeds", "arms"}],
+                   "commands": [{"argv", "seconds", "finished_at", "seeds", "arms", "failed"}],
+                   "failed": {"<arm>/seed-<s>": {"method", "value", "seed", "error", "run_dir"}},  # until rerun
                    "arms": {"<arm>": {"method", "value", "diagnostic", "seeds",
                                       "per_seed": {"<seed>": {accuracy, lift, sft_accuracy, parsed_accuracy,
                                                               kept, pairs, listings, threshold, rounds, premise,
@@ -187,10 +188,15 @@ def merge_study(summary: dict | None, study: dict, *, command: list[str] | None 
                   "objective": study.get("objective"),
                   "reference": study.get("reference"), "threshold": study.get("threshold"),
                   "pool": study.get("pool")})
+    failed = entry.setdefault("failed", {})
     for r in study["arms"]:
         arm = entry["arms"].setdefault(r["arm"], {"per_seed": {}})
         arm.update({"method": r["method"], "value": r["value"], "diagnostic": is_oracle(r["method"])})
         arm["per_seed"][str(r["seed"])] = seed_record(r)
+        failed.pop(f"{r['arm']}/seed-{r['seed']}", None)
+    for f in study.get("failed") or []:  # an arm that failed this time: its error line, until a rerun finishes it
+        failed[f"{f['arm']}/seed-{f['seed']}"] = {"method": f["method"], "value": f["value"], "seed": f["seed"],
+                                                 "error": f["error"], "run_dir": f.get("run_dir")}
     for arm in entry["arms"].values():
         _aggregate(arm)
     entry["values"] = sorted({a["value"] for a in entry["arms"].values()})
@@ -198,7 +204,8 @@ def merge_study(summary: dict | None, study: dict, *, command: list[str] | None 
     entry["commands"].append({"argv": None if command is None else " ".join(command), "seconds": seconds,
                               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp)),
                               "seeds": sorted({r["seed"] for r in study["arms"]}),
-                              "arms": sorted({r["arm"] for r in study["arms"]})})
+                              "arms": sorted({r["arm"] for r in study["arms"]}),
+                              "failed": sorted(f"{f['arm']}/seed-{f['seed']}" for f in study.get("failed") or [])})
     entry["updated"] = stamp
     out["headline"] = headline(out)
     return out

@@ -35,8 +35,10 @@ parsed chain's accuracy, the kept consensus's, the gain), and study.md a table o
 (the seed SFT's run goes on with any round settings, attrpipe.loop). A lever of what the chains depend on (sampling,
 images, the model) needs its own ``run.name``: the shared chains refuse to stand in for chains sampled differently.
 
-Rerunning the command resumes: finished arms are skipped stage by stage, as loops are. Study commands may run at once
-on one machine (each seed in its own, say): a loop run, a chain set and the summary are each worked on by one process
+The jobs (each seed's shared stages, then its arms) run as Ray tasks, as many at once as fit in the cluster
+(``study.max_concurrent_arms``; attrpipe.study_cluster). An arm that fails is recorded with its error line and the
+others finish. Rerunning the command resumes: finished arms are skipped stage by stage, as loops are. Study commands
+may run at once on one machine (each seed in its own, say): a loop run, a chain set and the summary are each worked on by one process
 at a time (attrpipe.storage.locked), so two commands of one seed take turns at its seed SFT and chains, and the
 second finds them done.
 """
@@ -214,21 +216,93 @@ def _arm_result(arm: Arm, manifest: dict, *, threshold: float, run_dir: str | No
             "seconds": round(sum(v.get("seconds", 0) for v in fin.values()), 1), "run_dir": run_dir}
 
 
+def _shared_job(cfg, kind: str, seed: int, chains_limit: int | None, tracking: dict | None,
+                verbose: bool, quiet: bool) -> dict:
+    """A seed's shared stages (a Ray task of the study's graph): the seed SFT and its evaluation, round 1's chains and,
+    with the pool's true labels, the pool's greedy answers. Returns what the seed's arms share and the chains'
+    counts."""
+    from attrpipe.loop import run_loop
+    from attrpipe.pseudolabel.pipeline import run_pseudolabel
+
+    _quiet_worker(quiet)
+    shared_dir = storage.join(cfg.run.output_dir, cfg.run.name, "shared", f"seed-{seed}")
+    base_cfg = OmegaConf.merge(cfg, {"run": {"output_dir": shared_dir, "name": "base", "seed": seed},
+                                     "loop": {"rounds": 0, "seed_sft": True}})
+    run_loop(base_cfg, verbose=verbose, tracking=tracking)
+    base_dir = storage.join(shared_dir, "base")
+    adapter = storage.join(base_dir, "sft", "adapter")
+    chains = storage.join(shared_dir, f"chains-{chains_limit if chains_limit is not None else 'all'}")
+    chains_cfg = OmegaConf.merge(base_cfg, {"pseudolabel": {"round": 1}})
+    manifest = run_pseudolabel(chains_cfg, catalog=cfg.data.unlabeled, out=chains, adapter=adapter,
+                               limit=chains_limit, verbose=verbose)
+    shared = {"sft": base_dir, "chains": chains}
+    if cfg.eval.pool_greedy and storage.exists(cfg.data.truth):  # the seed SFT's greedy answers on that pool
+        shared["pool_greedy"] = storage.join(shared_dir, f"pool-greedy-{chains_limit or 'all'}")
+        run_pseudolabel(base_cfg, catalog=cfg.data.unlabeled, out=shared["pool_greedy"], adapter=adapter,
+                        limit=chains_limit, greedy=True, verbose=verbose, label="pool greedy")
+    return {"shared": shared, "chains_manifest": {"counts": manifest.get("counts") or {},
+                                                  "generate_seconds": manifest.get("generate_seconds")}}
+
+
+def _arm_job(cfg, arm: dict, seed_dir: str, overrides: dict, tracking: dict | None, verbose: bool,
+             quiet: bool, shared: dict) -> dict:
+    """One arm (a Ray task of the study's graph): a loop run over its seed's shared stages; returns its row."""
+    from attrpipe.loop import run_loop
+
+    _quiet_worker(quiet)
+    a = Arm(**arm)
+    acfg = OmegaConf.merge(cfg, {"run": {"output_dir": seed_dir, "name": a.name}}, overrides)
+    manifest = run_loop(acfg, shared=shared["shared"], verbose=verbose, tracking=tracking)
+    return _arm_result(a, manifest, threshold=float(acfg.consensus.threshold), run_dir=storage.join(seed_dir, a.name))
+
+
+def _quiet_worker(quiet: bool) -> None:
+    """In a task of a quiet command, Ray Data's progress bars would only fill the command's log (attrpipe.console)."""
+    if quiet:
+        from ray.data import DataContext
+
+        DataContext.get_current().enable_progress_bars = False
+
+
+def arm_line(kind: str, name: str, state: str, *, running: int | None = None, waiting: int | None = None,
+             seconds: float | None = None, row: dict | None = None, error: str | None = None) -> str:
+    """The terminal's line for a job of a study as it starts or ends (pure)."""
+    head = f"[study {kind}] {name}: {state}"
+    if state == "running":
+        return head + f" ({running} running, {waiting} queued)"
+    took = "" if seconds is None else f" in {seconds:.0f}s"
+    if state == "failed":
+        return head + took + f": {error}"
+    if row is None:
+        return head + took
+    acc, sft = row.get("accuracy"), row.get("sft_accuracy")
+    if acc is None:
+        return head + took + ": no accuracy"
+    lift = "" if sft is None else f", seed SFT {100 * sft:.1f}%, lift {100 * (acc - sft):+.1f}"
+    return head + took + f": accuracy {100 * acc:.1f}%{lift}"
+
+
 def summary_path(cfg) -> str:
     """Where a study command merges its arms: ``study.summary``, else ``<run.output_dir>/<run.name>/summary.json``."""
     return cfg.study.summary or storage.join(cfg.run.output_dir, cfg.run.name, "summary.json")
 
 
 def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None = None) -> dict:
-    """Run (or resume) a study; write study.json, study.md and study.png, and merge its arms into the summary
-    (:func:`summary_path`, attrpipe.results) with ``command`` (the command line) and this invocation's wall time;
-    return the study manifest."""
+    """Run (or resume) a study on the cluster (attrpipe.study_cluster): per seed its shared stages, then its arms, as
+    many at once as fit (``study.max_concurrent_arms``); write study.json, study.md and study.png, and merge its arms
+    into the summary (:func:`summary_path`, attrpipe.results) with ``command`` (the command line) and this
+    invocation's wall time; return the study manifest. An arm that fails is recorded with its error line (``failed``)
+    and the others go on; a rerun redoes only what did not finish."""
+    import ray
+
+    from attrpipe import console
     from attrpipe.config import ConfigError
-    from attrpipe.loop import run_loop
-    from attrpipe.pseudolabel.pipeline import run_pseudolabel
-    from attrpipe.report import plot_study
     from attrpipe.models.loader import model_identity
+    from attrpipe.ray_utils import init_ray
+    from attrpipe.report import plot_study
     from attrpipe.results import check_summary_model, update_summary
+    from attrpipe.study_cluster import (Job, arm_need, arms_that_fit, concurrency, run_jobs, share_overrides,
+                                        stage_needs)
     from attrpipe.tracking import runs as track
 
     t0 = time.perf_counter()
@@ -243,41 +317,44 @@ def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None
     study_dir = storage.join(cfg.run.output_dir, cfg.run.name, f"study-{kind}" + (f"-{sc.name}" if sc.name else ""))
     # The pool the shared chains cover: the largest arm's (pool-size), else the configured pool.
     chains_limit = max(values) if kind == "pool-size" else cfg.data.unlabeled_limit
-    results = []
     tracker = track.open_study(cfg, study_dir, kind, verbose=verbose)  # the study's MLflow run; its arms are children
-    for seed in sc.seeds:
-        seed_dir = storage.join(study_dir, f"seed-{seed}")
-        shared_dir = storage.join(cfg.run.output_dir, cfg.run.name, "shared", f"seed-{seed}")
-        base_cfg = OmegaConf.merge(cfg, {"run": {"output_dir": shared_dir, "name": "base", "seed": seed},
-                                         "loop": {"rounds": 0, "seed_sft": True}})
-        if verbose:
-            echo(f"[study {kind}] seed {seed}: seed SFT (shared by every arm)")
-        run_loop(base_cfg, verbose=verbose, tracking=track.arm_link(tracker, arm=f"seed-{seed}/seed-sft"))
-        base_dir = storage.join(shared_dir, "base")
-        chains = storage.join(shared_dir, f"chains-{chains_limit if chains_limit is not None else 'all'}")
-        if verbose:
-            echo(f"[study {kind}] seed {seed}: round-1 chains over {chains_limit or 'all'} listings (shared)")
-        chains_cfg = OmegaConf.merge(base_cfg, {"pseudolabel": {"round": 1}})
-        chains_manifest = run_pseudolabel(chains_cfg, catalog=cfg.data.unlabeled, out=chains,
-                                          adapter=storage.join(base_dir, "sft", "adapter"), limit=chains_limit,
-                                          verbose=verbose)
-        track.log_shared_chains(tracker, chains, f"seed-{seed}/{chains.rstrip('/').rsplit('/', 1)[-1]}",
-                                chains_manifest)
-        shared = {"sft": base_dir, "chains": chains}
-        if cfg.eval.pool_greedy and storage.exists(cfg.data.truth):  # the seed SFT's greedy answers on that pool
-            shared["pool_greedy"] = storage.join(shared_dir, f"pool-greedy-{chains_limit or 'all'}")
-            run_pseudolabel(base_cfg, catalog=cfg.data.unlabeled, out=shared["pool_greedy"],
-                            adapter=storage.join(base_dir, "sft", "adapter"), limit=chains_limit, greedy=True,
-                            verbose=verbose, label="pool greedy")
-        for arm in (a for a in arms if a.seed == seed):
-            if verbose:
-                echo(f"[study {kind}] seed {seed}: arm {arm.name}")
-            acfg = OmegaConf.merge(cfg, {"run": {"output_dir": seed_dir, "name": arm.name}},
-                                   arm_overrides(arm, rounds=int(sc.rounds)))
-            manifest = run_loop(acfg, shared=shared, verbose=verbose,
-                                tracking=track.arm_link(tracker, arm=f"seed-{seed}/{arm.name}"))
-            results.append(_arm_result(arm, manifest, threshold=float(acfg.consensus.threshold),
-                                       run_dir=storage.join(seed_dir, arm.name)))
+
+    init_ray(cfg)
+    cluster = {r: float(v) for r, v in ray.cluster_resources().items() if r in ("CPU", "GPU")}
+    need = arm_need(stage_needs(cfg.ray))
+    k = concurrency(sc.max_concurrent_arms, arms_that_fit(cluster, need), len(arms) + len(sc.seeds))
+    quiet = console.is_quiet()
+    say = echo if verbose else (lambda _line: None)
+    share = share_overrides(cluster, k, cfg.ray.preprocess)
+    jobs = [Job(f"seed {s}: shared seed SFT and chains", _shared_job,
+                (cfg, kind, s, chains_limit, track.arm_link(tracker, arm=f"seed-{s}/seed-sft"), verbose, quiet))
+            for s in sc.seeds]
+    for arm in arms:
+        seed_dir = storage.join(study_dir, f"seed-{arm.seed}")
+        overrides = OmegaConf.merge(arm_overrides(arm, rounds=int(sc.rounds)), share)
+        jobs.append(Job(f"seed {arm.seed}: {arm.name}", _arm_job,
+                        (cfg, asdict(arm), seed_dir, OmegaConf.to_container(overrides),
+                         track.arm_link(tracker, arm=f"seed-{arm.seed}/{arm.name}"), verbose, quiet),
+                        after=jobs[list(sc.seeds).index(arm.seed)].name, extra={"arm": arm}))
+    say(f"[study {kind}] {len(arms)} arms over {len(sc.seeds)} seed(s); {k} job(s) at once (an arm needs "
+        + ", ".join(f"{v:g} {r}" for r, v in need.items() if v) + "; the cluster has "
+        + ", ".join(f"{v:g} {r}" for r, v in cluster.items()) + ")")
+
+    def on_end(job):
+        if job.error is None and "arm" not in job.extra:  # a seed's shared chains: logged once to the study's run
+            chains = job.result["shared"]["chains"]
+            track.log_shared_chains(tracker, chains, f"seed-{job.args[2]}/{chains.rstrip('/').rsplit('/', 1)[-1]}",
+                                    job.result["chains_manifest"])
+        say(arm_line(kind, job.name, "failed" if job.error else "done", seconds=job.ended - job.started,
+                     row=job.result if "arm" in job.extra else None, error=job.error))
+
+    run_jobs(jobs, k, on_start=lambda job, n, w: say(arm_line(kind, job.name, "running", running=n, waiting=w)),
+             on_end=on_end)
+    arm_jobs = [j for j in jobs if "arm" in j.extra]
+    results = [j.result for j in arm_jobs if j.error is None]
+    failed = [{**asdict(j.extra["arm"]), "arm": j.extra["arm"].name, "error": j.error,
+               "run_dir": storage.join(study_dir, f"seed-{j.extra['arm'].seed}", j.extra["arm"].name)}
+              for j in arm_jobs if j.error is not None]
     summary = summarize_arms(results)
     table = study_table(kind, summary)
     premise = premise_table(kind, summary)
@@ -286,11 +363,14 @@ def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None
            "seeds": list(sc.seeds), "rounds": int(sc.rounds), "reference": str(cfg.loop.reference),
            "objective": str(sc.objective),
            "threshold": float(cfg.consensus.threshold), "pool": cfg.data.unlabeled_limit,
-           "model": model_identity(cfg.model.path),
-           "arms": results, "summary": summary, "table": table, "premise_table": premise,
+           "model": model_identity(cfg.model.path), "concurrency": k,
+           "arms": results, "failed": failed, "summary": summary, "table": table, "premise_table": premise,
            "seconds_this_invocation": round(time.perf_counter() - t0, 1)}
     storage.write_json_atomic(storage.join(study_dir, "study.json"), out)
     md = f"# Study: {kind}\n\n{table}\n"
+    if failed:
+        md += "\n## Failed arms (rerun the command to redo them)\n\n" + "".join(
+            f"- seed {f['seed']}, {f['arm']}: {f['error']}\n" for f in failed)
     if premise:
         md += ("\n## The premise per attribute (round 1, on the pool's true labels)\n\n" + premise + "\n")
     storage.write_text_atomic(storage.join(study_dir, "study.md"), md)
@@ -298,7 +378,9 @@ def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None
     dest = summary_path(cfg)
     update_summary(dest, out, command=command, seconds=out["seconds_this_invocation"])
     track.finish_study(tracker, study_dir, dest)
-    if verbose:
-        echo(table)
-        echo(f"study results: {study_dir} (study.json, study.md, study.png); summary: {dest}")
+    say(table)
+    if failed:
+        say(f"[study {kind}] {len(failed)} of {len(arms)} arm(s) failed (listed above and in study.md); rerun the "
+            "same command to redo only them")
+    say(f"study results: {study_dir} (study.json, study.md, study.png); summary: {dest}")
     return out

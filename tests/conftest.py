@@ -28,17 +28,24 @@ def tiny_model_dir(tmp_path_factory) -> str:
     return str(build_tiny_model(tmp_path_factory.mktemp("models") / "tiny"))
 
 
+def init_test_ray(num_cpus: int = 2):
+    """A local Ray of ``num_cpus`` logical CPUs whose workers can import the tests' fakes."""
+    import ray
+
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(TESTS_DIR), "OMP_NUM_THREADS": "1",
+                                  "TOKENIZERS_PARALLELISM": "false"}},
+    )
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray for the whole session: 2 CPUs, workers can import the tests' fakes."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            runtime_env={"env_vars": {"PYTHONPATH": str(TESTS_DIR), "OMP_NUM_THREADS": "1",
-                                      "TOKENIZERS_PARALLELISM": "false"}},
-        )
+        init_test_ray(2)
     yield ray
     ray.shutdown()

@@ -52,7 +52,7 @@ def ran(monkeypatch):
         "train", {"global_step": 1, "records": 1, "wall_seconds": 0.0, "train_loss": 0.0, "adapter": "a",
                   "metrics": "m"}))
     monkeypatch.setattr(attrpipe.loop, "run_loop", recorder("loop"))
-    monkeypatch.setattr(attrpipe.study, "run_study", recorder("study"))
+    monkeypatch.setattr(attrpipe.study, "run_study", recorder("study", {"failed": []}))
     monkeypatch.setattr(attrpipe.demo, "run_demo", recorder("demo", 0))
     monkeypatch.setattr(attrpipe.synth.pretrain, "run_pretrain", recorder("pretrain"))
     monkeypatch.setattr(attrpipe.ray_utils, "init_ray", recorder("init_ray"))
@@ -349,3 +349,13 @@ def test_a_preset_may_set_a_key_a_command_does_not_use(env, ran, tmp_path):
     preset.write_text(json.dumps({"data": {"unlabeled_limit": 5}, "generation": {"engine": "hf"}}))
     assert main(["study", "pool-size", str(preset), *env["o"]]) == 0
     assert [name for name, _, _ in ran] == ["study"]
+
+
+def test_a_study_with_a_failed_arm_exits_1(env, ran, tmp_path, monkeypatch):
+    """Every arm that finished is in the summary; the command still says, by its exit status, that one failed."""
+    import attrpipe.study
+
+    monkeypatch.setattr(attrpipe.study, "run_study", lambda *a, **k: {"failed": [{"arm": "sl-pool-8"}]})
+    preset = tmp_path / "preset.yaml"
+    preset.write_text(json.dumps({"generation": {"engine": "hf"}}))
+    assert main(["study", "pool-size", str(preset), *env["o"]]) == 1

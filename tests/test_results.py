@@ -55,6 +55,23 @@ def _pool_study():
     return _study("pool-size", arms)
 
 
+def test_a_failed_arm_is_kept_with_its_error_until_a_rerun_finishes_it():
+    study = _pool_study()
+    done = [a for a in study["arms"] if not (a["arm"] == "sl-pool-8" and a["seed"] == 1)]
+    fail = {"kind": "pool-size", "value": 8, "method": "sl", "seed": 1, "arm": "sl-pool-8",
+            "error": "RuntimeError: boom", "run_dir": "/runs/m/study-pool-size/seed-1/sl-pool-8"}
+    s = merge_study(None, {**study, "arms": done, "failed": [fail]}, seconds=1.0, now=0)
+    entry = s["studies"]["m/study-pool-size"]
+    assert entry["failed"] == {"sl-pool-8/seed-1": {"method": "sl", "value": 8, "seed": 1,
+                                                    "error": "RuntimeError: boom", "run_dir": fail["run_dir"]}}
+    assert entry["arms"]["sl-pool-8"]["seeds"] == [0]  # its mean is seed 0's alone, until the rerun
+    assert entry["commands"][-1]["failed"] == ["sl-pool-8/seed-1"]
+    again = merge_study(s, {**study, "arms": [a for a in study["arms"] if a not in done]}, seconds=1.0, now=1)
+    entry = again["studies"]["m/study-pool-size"]
+    assert entry["failed"] == {} and entry["arms"]["sl-pool-8"]["seeds"] == [0, 1]
+    assert entry["commands"][-1]["failed"] == [] and len(entry["commands"]) == 2
+
+
 def test_merge_aggregates_per_seed_values_and_the_headline():
     s = merge_study(None, _pool_study(), command=["attrpipe", "study", "pool-size", "c.yaml"], seconds=12.5, now=0)
     arm = s["studies"]["m/study-pool-size"]["arms"]["dpo-pool-8"]
@@ -78,7 +95,7 @@ def test_merge_aggregates_per_seed_values_and_the_headline():
                                                          h["largest_pool"]["consensus_kept"])
     cmd = s["studies"]["m/study-pool-size"]["commands"]
     assert cmd == [{"argv": "attrpipe study pool-size c.yaml", "seconds": 12.5, "finished_at": "1970-01-01T00:00:00Z",
-                    "seeds": [0, 1], "arms": ["dpo-pool-4", "dpo-pool-8", "sl-pool-4", "sl-pool-8"]}]
+                    "seeds": [0, 1], "arms": ["dpo-pool-4", "dpo-pool-8", "sl-pool-4", "sl-pool-8"], "failed": []}]
 
 
 def test_fit_vote_and_the_greedy_answer_reach_the_tables_and_the_headline():

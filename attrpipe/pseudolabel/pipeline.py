@@ -419,7 +419,7 @@ def _run_pseudolabel(cfg, *, catalog: str | None, out: str, adapter: str | None,
         # Each CPU stage is an actor pool that Ray Data scales with its backlog, within the CPUs the engine actors
         # leave (cpu_stage_resources); every actor holds a taxonomy and its buffers (~150 MB), so
         # ray.preprocess.max_actors also caps a pool where memory matters more than speed.
-        cluster_cpus = ray.cluster_resources().get("CPU", 0.0)
+        cluster_cpus = cfg.ray.preprocess.cpus_available or ray.cluster_resources().get("CPU", 0.0)
         engine_cpus = e.num_actors * e.num_cpus_per_actor
         cpu_per_actor, cpu_pool_size, reserved = cpu_stage_resources(
             cluster_cpus, engine_cpus, cfg.ray.preprocess.num_cpus_per_task, cfg.ray.preprocess.max_actors,
