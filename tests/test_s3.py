@@ -183,46 +183,13 @@ def test_adapter_directories_on_s3_fingerprint_find_and_local_copy(s3_env, tmp_p
 
 
 @pytest.mark.slow
-def test_loop_with_its_run_directory_on_s3(s3_env, tmp_path, tiny_model_dir):
-    """`attrpipe loop` with run.output_dir on S3: training writes adapters and Ray Train checkpoints there, later
-    stages load the adapters back from there, and a rerun finds every stage done."""
-    from attrpipe.synth.catalog import write_synthetic_catalog
-    from attrpipe.taxonomy import load_taxonomy
-
-    write_synthetic_catalog(tmp_path / "cat", taxonomy=load_taxonomy("conf/taxonomy", ["suitcase", "watch"]),
-                            listings=4, seed=0, seed_per_vertical=2, test_per_vertical=1)
-    _upload(tmp_path / "cat", f"s3://{BUCKET}/loopcat")
-    runs = f"s3://{BUCKET}/runs"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env.update({**s3_env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests"), "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-                "ATTRPIPE_CACHE": str(tmp_path / "cache")})
-    cmd = [sys.executable, "-m", "attrpipe.cli", "loop", "conf/tiny_cpu.yaml", f"data.root=s3://{BUCKET}/loopcat",
-           f"model.path={tiny_model_dir}", "model.build_tiny=false", "taxonomy.verticals=[suitcase,watch]",
-           "generation.engine=fakes:ScriptedEngine", "loop.rounds=1", "sft.max_steps=2", "dpo.max_steps=2",
-           "sft.save_steps=1", "pseudolabel.listings_per_unit=2", f"run.output_dir={runs}", "run.name=s3loop",
-           "ray.address=local"]
-    run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-30000:]
-    d = f"{runs}/s3loop"
-    m = storage.read_json(f"{d}/loop.json")
-    assert set(m["finished"]) == set(m["stages"]) and "skipped" not in m["finished"]["round-1/train"]
-    for rel in ("sft/adapter/adapter_model.safetensors", "sft/metrics.jsonl", "sft/train_result.json",
-                "round-1/adapter/adapter_config.json", "round-1/eval/metrics.json", "config.yaml"):
-        assert storage.exists(f"{d}/{rel}"), rel
-    assert storage.find_files(f"{d}/sft/ray", "trainer_state.json")  # Ray Train's checkpoints, on S3 too
-    assert storage.fingerprint(f"{d}/round-1/adapter") != storage.fingerprint(f"{d}/sft/adapter")
-    assert list((tmp_path / "cache" / "remote").iterdir())  # the SFT adapter was fetched to start DPO from it
-    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and again.stdout.count("done earlier, skipped") == len(m["stages"])
-
-
-@pytest.mark.slow
 def test_a_loop_on_s3_whose_requests_fail_retries_and_ends_whole(s3_env, tmp_path, tiny_model_dir):
-    """The loop of the test above, its S3 traffic through a proxy that fails about one request in twelve, drawn from
-    a seed (tests/s3_fault_proxy.py): 500 InternalError, 503 SlowDown, or an upload's connection cut halfway. The
-    pseudo-labeling, the training (Ray Train's checkpoint uploads included) and the evaluations retry and finish;
-    the audit passes; every Ray Train checkpoint on S3 is complete; and no cut upload left an object behind that a
-    later upload did not replace whole."""
+    """`attrpipe loop` with its catalog and run.output_dir on S3, its S3 traffic through a proxy that fails about one
+    request in twelve, drawn from a seed (tests/s3_fault_proxy.py): 500 InternalError, 503 SlowDown, or an upload's
+    connection cut halfway. The pseudo-labeling, the training (adapters and Ray Train's checkpoint uploads on S3,
+    the SFT adapter loaded back from there to start DPO) and the evaluations retry and finish; the audit passes;
+    every Ray Train checkpoint on S3 is complete; no cut upload left an object behind that a later upload did not
+    replace whole; and a rerun finds every stage done."""
     from attrpipe.audit import audit, format_report
     from attrpipe.synth.catalog import write_synthetic_catalog
     from attrpipe.taxonomy import load_taxonomy
@@ -260,6 +227,11 @@ def test_a_loop_on_s3_whose_requests_fail_retries_and_ends_whole(s3_env, tmp_pat
     assert rep.ok, format_report(rep)
     m = storage.read_json(f"{d}/loop.json")
     assert set(m["finished"]) == set(m["stages"]) and "skipped" not in m["finished"]["round-1/train"]
+    for rel in ("sft/adapter/adapter_model.safetensors", "sft/metrics.jsonl", "sft/train_result.json",
+                "round-1/adapter/adapter_config.json", "round-1/eval/metrics.json", "config.yaml"):
+        assert storage.exists(f"{d}/{rel}"), rel
+    assert storage.fingerprint(f"{d}/round-1/adapter") != storage.fingerprint(f"{d}/sft/adapter")
+    assert list((tmp_path / "cache" / "remote").iterdir())  # the SFT adapter was fetched to start DPO from it
     states = storage.find_files(f"{d}/sft/ray", "trainer_state.json") + \
         storage.find_files(f"{d}/round-1/ray", "trainer_state.json")
     assert states
@@ -276,3 +248,7 @@ def test_a_loop_on_s3_whose_requests_fail_retries_and_ends_whole(s3_env, tmp_pat
         sizes = [r.object_bytes for r in proxy.log if r.fate == "ok" and (r.method, r.target) == (method, target)]
         if info.type != pafs.FileType.NotFound:
             assert info.size == sizes[-1], (key, info.size, sizes)
+    direct = {**env, "AWS_ENDPOINT_URL": s3_env["AWS_ENDPOINT_URL"]}  # the rerun, straight to the S3 server
+    again = subprocess.run(cmd, cwd=REPO, env=direct, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stdout.count("done earlier, skipped") == len(m["stages"]), (
+        again.stdout[-4000:] + again.stderr[-4000:])
