@@ -270,14 +270,16 @@ def cmd_plan(args) -> int:
 def _cmd_plan_study(args, cfg, prompt: float) -> int:
     """``attrpipe plan --study KIND``: the configuration's study (attrpipe.plan_study)."""
     from attrpipe.plan_study import format_study_plan, plan_study
+    from attrpipe.study_cluster import stage_needs
 
-    e, t, sc = cfg.ray.engine, cfg.ray.train, cfg.study
+    sc = cfg.study
     if args.train_tokens_per_s is None:
         raise SystemExit("attrpipe plan: error: --study needs --train-tokens-per-s (every arm trains)")
     if args.study == "threshold" and args.listings is None:
         raise SystemExit("attrpipe plan: error: --study threshold needs --listings (its pool)")
-    engine_gpus = max(1, round(e.num_actors * e.num_gpus_per_actor * e.tensor_parallel_size))
-    train_gpus = int(t.num_workers) if t.use_gpu else 1
+    needs = stage_needs(cfg.ray)  # the GPUs each kind of stage asks for, as the study runner counts them
+    engine_gpus = max(1, round(needs["generation"]["GPU"]))
+    train_gpus = max(1, round(needs["training"]["GPU"]))
     try:
         plan = plan_study(
             kind=args.study, values=list(sc.thresholds) if args.study == "threshold" else list(sc.pool_sizes),

@@ -327,7 +327,8 @@ def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None
     say = echo if verbose else (lambda _line: None)
     share = share_overrides(cluster, k, cfg.ray.preprocess)
     jobs = [Job(f"seed {s}: shared seed SFT and chains", _shared_job,
-                (cfg, kind, s, chains_limit, track.arm_link(tracker, arm=f"seed-{s}/seed-sft"), verbose, quiet))
+                (cfg, kind, s, chains_limit, track.arm_link(tracker, arm=f"seed-{s}/seed-sft"), verbose, quiet),
+                extra={"seed": s})
             for s in sc.seeds]
     for arm in arms:
         seed_dir = storage.join(study_dir, f"seed-{arm.seed}")
@@ -343,8 +344,8 @@ def run_study(cfg, kind: str, *, verbose: bool = True, command: list[str] | None
     def on_end(job):
         if job.error is None and "arm" not in job.extra:  # a seed's shared chains: logged once to the study's run
             chains = job.result["shared"]["chains"]
-            track.log_shared_chains(tracker, chains, f"seed-{job.args[2]}/{chains.rstrip('/').rsplit('/', 1)[-1]}",
-                                    job.result["chains_manifest"])
+            name = f"seed-{job.extra['seed']}/{chains.rstrip('/').rsplit('/', 1)[-1]}"
+            track.log_shared_chains(tracker, chains, name, job.result["chains_manifest"])
         say(arm_line(kind, job.name, "failed" if job.error else "done", seconds=job.ended - job.started,
                      row=job.result if "arm" in job.extra else None, error=job.error))
 
