@@ -103,6 +103,8 @@ def cmd_synth_catalog(args) -> int:
         difficulty=args.difficulty,
         label_noise=args.label_noise,
         teacher=args.teacher,
+        min_views=args.min_views,
+        view_noise=args.view_noise,
     )
     print(json.dumps(summary.get("counts", summary), indent=2, sort_keys=True))
     print(f"wrote synthetic catalog to {args.out} in {time.perf_counter() - t0:.1f}s")
@@ -467,9 +469,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-views", type=int, default=syn.max_views, help="at most this many images per listing")
     p.add_argument("--difficulty", type=float, default=syn.difficulty, help="0 = clean centred product, 1 = heavy nuisances")
     p.add_argument("--label-noise", type=float, default=syn.label_noise, help="fraction of seed labels made wrong")
-    p.add_argument("--teacher", choices=("explained", "evidence"), default=syn.teacher,
+    p.add_argument("--min-views", type=int, default=syn.min_views, help="at least this many images per listing")
+    p.add_argument("--view-noise", type=float, default=syn.view_noise,
+                   help="chance that a view shows an attribute otherwise (another of its values)")
+    p.add_argument("--teacher", choices=("explained", "evidence", "views"), default=syn.teacher,
                    help="the seed reasoning: explained (the visual evidence, then the answer in one of the teacher's "
-                        "phrasings) or evidence (the evidence alone: a diagnostic, docs/results.md)")
+                        "phrasings), evidence (the evidence alone: a diagnostic, docs/results.md) or views (the "
+                        "evidence of one view that shows the label, named: 'In the second photo ...')")
     p.add_argument("--taxonomy", default="conf/taxonomy", help="taxonomy directory")
     p.add_argument("--verticals", nargs="*", help="only these verticals")
     p.set_defaults(func=cmd_synth_catalog)

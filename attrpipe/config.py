@@ -112,6 +112,8 @@ class SyntheticConf:
     difficulty: float = MISSING
     label_noise: float = MISSING
     teacher: str = "explained"
+    min_views: int = 1
+    view_noise: float = 0.0
 
 
 @dataclass
@@ -198,6 +200,7 @@ class PretrainConf(SftConf):  # the training knobs of SFT, plus what to build an
     options: PretrainOptionsConf = field(default_factory=PretrainOptionsConf)
     reasoning: str = "evidence"
     vision_tower: str = "train"
+    start_from: Optional[str] = None
     vision_stage: VisionStageConf = field(default_factory=VisionStageConf)
 
 
@@ -369,7 +372,10 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
         ("synthetic.max_views", 1 <= c.synthetic.max_views <= 20, "must be in [1, 20]"),
         ("synthetic.difficulty", 0.0 <= c.synthetic.difficulty <= 1.0, "must be in [0, 1]"),
         ("synthetic.label_noise", 0.0 <= c.synthetic.label_noise <= 1.0, "must be in [0, 1]"),
-        ("synthetic.teacher", c.synthetic.teacher in ("explained", "evidence"), "must be explained or evidence"),
+        ("synthetic.teacher", c.synthetic.teacher in ("explained", "evidence", "views"),
+         "must be explained, evidence or views"),
+        ("synthetic.min_views", 1 <= c.synthetic.min_views <= c.synthetic.max_views, "must be in [1, max_views]"),
+        ("synthetic.view_noise", 0.0 <= c.synthetic.view_noise < 1.0, "must be in [0, 1)"),
         ("generation.num_chains", c.generation.num_chains >= 2, "must be >= 2 (consensus needs several chains)"),
         ("generation.temperature", c.generation.temperature > 0.0, "must be > 0 (sampling; eval is greedy)"),
         ("generation.top_p", 0.0 < c.generation.top_p <= 1.0, "must be in (0, 1]"),

@@ -21,6 +21,11 @@ non-inferable values, as a seller would declare them (fabric, warranty...); it i
 With ``label_noise`` p, round(p * number of seed labels) seed labels, chosen at random, are replaced by a different
 allowed value (and their reasoning argues for the wrong value); ``catalog.json`` lists each one.
 
+With ``view_noise`` q, each view of a listing shows each visible attribute otherwise with probability q (another of
+its values: the light, the angle, a different item in the photo); the labels stay the truth, and the value most views
+show is more often the truth than any one view's. The ``views`` teacher names the one view its evidence comes from
+("In the second photo ..."), always a view that shows the label.
+
 Everything is a pure function of the arguments: each listing draws from its own ``random.Random`` derived from
 (seed, split, vertical, index), so listings do not depend on the order they are made in or on the other splits,
 and two runs with the same arguments write byte-identical Parquet, JPEG and JSON files (the same pyarrow and
@@ -46,7 +51,7 @@ from attrpipe.synth.render.registry import check_renderable, sample_labels
 from attrpipe.taxonomy import Attribute, Taxonomy, Vertical
 
 __all__ = ["FORMAT_VERSION", "TRUTH_SCHEMA", "write_synthetic_catalog", "reasoning_text", "evidence_text",
-           "sentence", "TEACHERS", "part_described", "listing_rng"]
+           "sentence", "TEACHERS", "part_described", "listing_rng", "view_labels", "view_phrase", "ORDINALS"]
 
 FORMAT_VERSION = 1
 JPEG_QUALITY = 90
@@ -289,14 +294,32 @@ def explained(vertical: Vertical, attr: Attribute, value: str, evidence: str, rn
                                         label=attr.name.replace("_", " "), value=value, vd=vertical.display_name)
 
 
-TEACHERS = ("explained", "evidence")
+TEACHERS = ("explained", "evidence", "views")
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
+
+
+def view_phrase(k: int) -> str:
+    """How reasoning names view ``k`` (0-based) of a listing: "the second photo"."""
+    if not 0 <= k < len(ORDINALS):
+        raise ValueError(f"a view is named for the first {len(ORDINALS)} photos, not photo {k + 1}")
+    return f"the {ORDINALS[k]} photo"
 
 
 def reasoning_text(vertical: Vertical, attr: Attribute, value: str, rng: random.Random,
-                   teacher: str = "explained") -> str:
+                   teacher: str = "explained", shown: list[str] | None = None) -> str:
     """A short teacher-style rationale for ``value``. ``teacher`` "explained" (the catalog's teacher): the visual
     evidence, then the answer in one of the teacher's phrasings; "evidence": the evidence alone, as a sentence (a
-    diagnostic: the same draws, so a catalog differs from the explained one in its seed reasoning only)."""
+    diagnostic: the same draws, so a catalog differs from the explained one in its seed reasoning only); "views": the
+    evidence of one view that shows ``value`` ("In the third photo the strap is mostly red, so the strap color is
+    Red."), as a teacher that looks at one photo at a time names it. ``shown``: the value each view shows (the
+    views teacher needs it); when no view shows ``value``, the evidence is read across the views."""
+    if teacher == "views":
+        if shown is None:
+            raise ValueError("the views teacher needs the value each view shows")
+        e = evidence_text(vertical, attr, value, rng)
+        agreeing = [k for k, v in enumerate(shown) if v == value]
+        where = f"In {view_phrase(rng.choice(agreeing))}" if agreeing else "Across the views"
+        return f"{where} {e}, so the {attr.name.replace('_', ' ')} is {value}."
     e = evidence_text(vertical, attr, value, rng)
     text = explained(vertical, attr, value, e, rng)
     if teacher == "explained":
@@ -304,6 +327,21 @@ def reasoning_text(vertical: Vertical, attr: Attribute, value: str, rng: random.
     if teacher == "evidence":
         return sentence(e)
     raise ValueError(f"teacher: {teacher!r} is not one of {TEACHERS}")
+
+
+def view_labels(vertical: Vertical, labels: dict[str, str], n_views: int, noise: float,
+                rng: random.Random) -> list[dict[str, str]]:
+    """What each of ``n_views`` views shows: ``labels``, except that each visible attribute of each view shows, with
+    probability ``noise``, another of its values drawn at random (that view misleads on it). Views mislead
+    independently, so the value most views show is more often the true one than any one view's."""
+    views = []
+    for _ in range(n_views):
+        shown = dict(labels)
+        for a in vertical.inferable_attributes():
+            if a.name in shown and len(a.values) > 1 and rng.random() < noise:
+                shown[a.name] = rng.choice([v for v in a.values if v != labels[a.name]])
+        views.append(shown)
+    return views
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -333,18 +371,24 @@ def _pairs(d: dict[str, str] | None):
 
 
 def _make_listing(out: Path, vertical: Vertical, split: str, index: int, listing_id: str, *, seed: int,
-                  max_views: int, difficulty: float, image_size: int) -> tuple[dict[str, str], list[str]]:
-    """Sample the listing's labels, render and save its views; return (all labels, image URIs)."""
+                  max_views: int, difficulty: float, image_size: int, min_views: int = 1,
+                  view_noise: float = 0.0) -> tuple[dict[str, str], list[str], list[dict[str, str]]]:
+    """Sample the listing's labels, render and save its views; return (all labels, image URIs, what each view
+    shows)."""
     labels = sample_labels(vertical, listing_rng(seed, split, vertical.name, index, "labels"))
     rng = listing_rng(seed, split, vertical.name, index, "images")
-    n_views = rng.randint(1, max_views)
-    views = render_listing(vertical, labels, rng, n_views=n_views, difficulty=difficulty, size=image_size)
+    n_views = rng.randint(min_views, max_views)
+    shown = None
+    if view_noise > 0:
+        shown = view_labels(vertical, labels, n_views, view_noise, listing_rng(seed, split, vertical.name, index, "views"))
+    views = render_listing(vertical, labels, rng, n_views=n_views, difficulty=difficulty, size=image_size,
+                           view_labels=shown)
     uris = []
     for k, img in enumerate(views):
         rel = f"images/{listing_id}_{k}.jpg"
         img.save(out / rel, format="JPEG", quality=JPEG_QUALITY, optimize=False, progressive=False, subsampling=0)
         uris.append(rel)
-    return labels, uris
+    return labels, uris, shown or [labels] * n_views
 
 
 def write_synthetic_catalog(
@@ -360,14 +404,19 @@ def write_synthetic_catalog(
     label_noise: float = 0.0,
     image_size: int = 256,
     teacher: str = "explained",
+    min_views: int = 1,
+    view_noise: float = 0.0,
 ) -> dict:
     """Render a synthetic catalog into ``out_dir`` (see the module docstring); return what ``catalog.json`` holds.
-    ``teacher``: how the seed split's reasoning reads (:func:`reasoning_text`)."""
+    ``teacher``: how the seed split's reasoning reads (:func:`reasoning_text`). A listing has ``min_views`` to
+    ``max_views`` views; ``view_noise``: the chance that a view shows one attribute otherwise (:func:`view_labels`)."""
     for name, val, ok in (
         ("listings", listings, listings >= 0),
         ("seed_per_vertical", seed_per_vertical, seed_per_vertical >= 0),
         ("test_per_vertical", test_per_vertical, test_per_vertical >= 0),
         ("max_views", max_views, max_views >= 1),
+        ("min_views", min_views, 1 <= min_views <= max_views),
+        ("view_noise", view_noise, 0.0 <= view_noise < 1.0),
         ("difficulty", difficulty, 0.0 <= difficulty <= 1.0),
         ("label_noise", label_noise, 0.0 <= label_noise <= 1.0),
         ("image_size", image_size, image_size >= 32),
@@ -385,6 +434,8 @@ def write_synthetic_catalog(
         meta.unlink()  # incomplete until rewritten at the end
     written: set[str] = set()
     counts: dict[str, dict] = {}
+    views = {"min_views": min_views, "view_noise": view_noise}
+    shown_on: dict[str, list[dict[str, str]]] = {}  # seed listing -> what each of its views shows
 
     def non_inferable(v: Vertical, labels: dict[str, str]) -> list[tuple[str, str]] | None:
         pairs = [(a.name, labels[a.name]) for a in v.attributes.values() if not a.inferable]
@@ -407,14 +458,16 @@ def write_synthetic_catalog(
         for v in verticals:
             for j in range(per):
                 lid = f"{split}-{v.name}-{j:06d}"
-                labels, uris = _make_listing(out, v, split, j, lid, seed=seed, max_views=max_views,
-                                             difficulty=difficulty, image_size=image_size)
+                labels, uris, shown = _make_listing(out, v, split, j, lid, seed=seed, max_views=max_views,
+                                                    difficulty=difficulty, image_size=image_size, **views)
                 written.update(Path(u).name for u in uris)
                 vis = visible(v, labels)
                 reasoning = None
                 if split == "seed":
                     rrng = listing_rng(seed, split, v.name, j, "reasoning")
-                    reasoning = {a: reasoning_text(v, v.attributes[a], val, rrng, teacher) for a, val in vis.items()}
+                    shown_on[lid] = shown
+                    reasoning = {a: reasoning_text(v, v.attributes[a], val, rrng, teacher, [s[a] for s in shown])
+                                 for a, val in vis.items()}
                 rows.append({"listing_id": lid, "vertical": v.name, "image_uris": uris, "image_bytes": None,
                              "seller_attributes": non_inferable(v, labels), "labels": vis, "reasoning": reasoning})
         labeled[split] = rows
@@ -432,7 +485,7 @@ def write_synthetic_catalog(
         wrong = noise_rng.choice([x for x in attr.values if x != true])
         row["labels"][a] = wrong
         row["reasoning"][a] = reasoning_text(v, attr, wrong, listing_rng(seed, "label_noise", row["listing_id"], a),
-                                             teacher)
+                                             teacher, [s[a] for s in shown_on[row["listing_id"]]])
         noisy.append({"listing_id": row["listing_id"], "attribute": a, "true": true, "given": wrong})
 
     for split in ("seed", "test"):
@@ -448,8 +501,8 @@ def write_synthetic_catalog(
     for i in range(listings):
         v = verticals[i % len(verticals)]
         lid = f"unlabeled-{v.name}-{i:06d}"
-        labels, uris = _make_listing(out, v, "unlabeled", i, lid, seed=seed, max_views=max_views,
-                                     difficulty=difficulty, image_size=image_size)
+        labels, uris, _ = _make_listing(out, v, "unlabeled", i, lid, seed=seed, max_views=max_views,
+                                        difficulty=difficulty, image_size=image_size, **views)
         written.update(Path(u).name for u in uris)
         rows.append({"listing_id": lid, "vertical": v.name, "image_uris": uris, "image_bytes": None,
                      "seller_attributes": non_inferable(v, labels)})
@@ -470,6 +523,7 @@ def write_synthetic_catalog(
             "listings": listings, "seed": seed, "seed_per_vertical": seed_per_vertical,
             "test_per_vertical": test_per_vertical, "max_views": max_views, "difficulty": float(difficulty),
             "label_noise": float(label_noise), "image_size": image_size, "teacher": teacher,
+            "min_views": min_views, "view_noise": float(view_noise),
         },
         "verticals": [v.name for v in verticals],
         "image_uris": "relative to the catalog root: the directory holding this catalog.json",

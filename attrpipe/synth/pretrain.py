@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import time
 from attrpipe.console import echo
@@ -41,7 +42,7 @@ _ROWS_PER_FILE = 2000
 
 # pretrain.* knobs added after recipes were first hashed, with the value every earlier recipe had.
 _LATER_KNOBS: dict[str, Any] = {"schedule": None, "options": {"attribute_values": 5, "distractors": 0.0},
-                                "reasoning": "evidence", "vision_tower": "train"}
+                                "reasoning": "evidence", "vision_tower": "train", "start_from": None}
 
 
 def pretrain_recipe(cfg) -> dict[str, Any]:
@@ -59,6 +60,11 @@ def pretrain_recipe(cfg) -> dict[str, Any]:
               "workers": int(cfg.ray.train.num_workers), "transformers": transformers.__version__}
     if p["products"]:  # products drawn, described and asked about: the taxonomy's content, wherever it lives
         recipe["taxonomy"] = {"verticals": sorted(cfg.taxonomy.verticals), "files": _taxonomy_digest(cfg.taxonomy.path)}
+    if p.get("start_from"):  # the weights it continues from, by content, wherever they live
+        weights = Path(str(p["start_from"])) / "model.safetensors"
+        if not weights.is_file():
+            raise FileNotFoundError(f"pretrain.start_from: no model.safetensors in {p['start_from']}")
+        recipe["start_weights"] = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
     return recipe
 
 
@@ -69,6 +75,13 @@ def _taxonomy_digest(path) -> str:
     for f in files:
         h.update(str(f.relative_to(root) if root.is_dir() else f.name).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
+
+
+def _num_parameters(model_dir: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(model_dir / "model.safetensors"), "pt") as f:
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
 
 
 def recipe_hash(recipe: dict) -> str:
@@ -127,7 +140,7 @@ def evaluate_vqa(model_dir: str, n: int, *, seed: int, size: int, max_new_tokens
     right, parsed, seen, chance = Counter(), Counter(), Counter(), Counter()
     for start in range(0, len(examples), batch_size):
         chunk = examples[start:start + batch_size]
-        requests = [GenerationRequest(f"q{start + i}", messages_for(ex.user_text, 1), [ex.image])
+        requests = [GenerationRequest(f"q{start + i}", messages_for(ex.user_text, len(ex.images)), ex.images)
                     for i, ex in enumerate(chunk)]
         texts = engine.generate(requests, SamplingSpec.greedy_decoding(max_new_tokens))
         for ex, (text,) in zip(chunk, texts):
@@ -152,7 +165,7 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
     """Build, train and evaluate the pretrained model of ``cfg.pretrain`` (or return the cached one)."""
     from attrpipe import storage
     from attrpipe.models.tiny import build_tiny_model
-    from attrpipe.synth.vqa import vqa_corpus
+    from attrpipe.synth.vqa import VIEW_PHOTOS, vqa_corpus
     from attrpipe.taxonomy import load_taxonomy
     from attrpipe.train import run_training
 
@@ -173,15 +186,18 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    sizes = {k: OmegaConf.to_container(p[k], resolve=True) for k in ("text", "vision")}
     taxonomy = load_taxonomy(cfg.taxonomy.path, list(cfg.taxonomy.verticals) or None) if p.products else None
-    base = build_tiny_model(out / "base", seed=seed, corpus_extra=vqa_corpus(taxonomy), sizes=sizes)
+    if p.get("start_from"):  # continued pretraining: more questions for a model already built (its own sizes)
+        base = start = Path(str(p.start_from)).resolve()
+        params = _num_parameters(start)
+    else:
+        sizes = {k: OmegaConf.to_container(p[k], resolve=True) for k in ("text", "vision")}
+        base = start = build_tiny_model(out / "base", seed=seed, corpus_extra=vqa_corpus(taxonomy), sizes=sizes)
+        params = json.loads((base / "attrpipe_tiny.json").read_text())["num_parameters"]
     timings["build_base_s"] = round(time.perf_counter() - t, 1)
-    params = json.loads((base / "attrpipe_tiny.json").read_text())["num_parameters"]
 
-    start = base
     vs = p.vision_stage
-    if int(vs.examples) > 0 and int(vs.steps) > 0:
+    if int(vs.examples) > 0 and int(vs.steps) > 0 and not p.get("start_from"):
         from attrpipe.synth.vision import run_vision_stage
 
         if taxonomy is None:
@@ -215,8 +231,9 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
               f"{timings['render_s']}s; training ...")
 
     t = time.perf_counter()
+    photos = VIEW_PHOTOS[1] if "view" in (questions["schedule"] or ()) else 1
     train_cfg = OmegaConf.merge(cfg, {"model": {"path": str(start), "dtype": "float32"},
-                                      "images": {"size": size, "max_images": 1}})
+                                      "images": {"size": size, "max_images": photos}})
     result = run_training("pretrain", train_cfg, out_dir=str(out / "train"), data=str(data / "train"))
     timings["train_s"] = round(time.perf_counter() - t, 1)
 
@@ -232,7 +249,8 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
         t = time.perf_counter()
         evaluation = {name: evaluate_vqa(str(path), int(p.eval_examples), seed=eval_seed, size=size,
                                          taxonomy=taxonomy, **questions)
-                      for name, path in (("random_base", base), ("pretrained", model))}
+                      for name, path in (("start" if p.get("start_from") else "random_base", base),
+                                         ("pretrained", model))}
         timings["evaluate_s"] = round(time.perf_counter() - t, 1)
     losses = [json.loads(line)["loss"] for line in Path(result["metrics"]).read_text().splitlines()]
     record = {

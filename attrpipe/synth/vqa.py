@@ -16,8 +16,12 @@ task's question (its wording, the attribute's description, its full option list 
 - ``caption``: one photo of a product, "Describe this product and say what it is." The reasoning describes what a few
   of its attributes look like, in the words a describer would use ("the heel is a thick rectangular block"); the
   answer is the kind of product, one of five: the web-caption side of a real VLM's pretraining.
+- ``view``: two to five photos of products of one kind, and a part or feature question about the one named by its
+  place ("Which colour is the strap in the third photo?"); the other photos show other values of that attribute, so
+  the answer is read off the photo named. The reasoning names the photo first ("In the third photo the strap is
+  mostly red."): the "looks at one photo at a time" side of a real VLM, which the catalog's views teacher relies on.
 
-Each example is one image, a question with its options (the user text) and the answer in the method's format
+Each example is one image (a view question: several), a question with its options (the user text) and the answer in the method's format
 (``<reasoning> ... </reasoning><answer> ... </answer>``, after the same system prompt), so the pretrained model also
 follows the format instruction as an instruct model does. Everything is a pure function of the ``random.Random``
 passed in. :func:`vqa_records` turns examples into training records (:data:`attrpipe.train.examples.RECORD_SCHEMA`).
@@ -44,7 +48,7 @@ from attrpipe.taxonomy import Taxonomy
 __all__ = ["KINDS", "SHAPES", "SCHEDULE", "REASONING", "Offer", "check_schedule", "check_reasoning", "VQAExample",
            "render_vqa", "vqa_examples", "vqa_records", "vqa_corpus"]
 
-KINDS = ("colour", "shape", "count", "pattern", "swatch_colour", "caption", "part", "feature")
+KINDS = ("colour", "shape", "count", "pattern", "swatch_colour", "caption", "part", "feature", "view")
 # The order examples cycle through: products (captions, parts, features) are nine in fourteen.
 SCHEDULE = ("colour", "caption", "part", "feature", "shape", "feature", "part", "count", "caption", "feature",
             "pattern", "part", "feature", "swatch_colour")
@@ -52,6 +56,7 @@ _CAPTION_ATTRIBUTES = 3  # a caption describes at most this many attributes of t
 _CAPTION_RENDER_SIZE = 256  # products are drawn at the catalog's size, then resized as the pipeline resizes them
 SHAPES = ("Circle", "Square", "Triangle", "Star", "Hexagon", "Diamond")
 MAX_COUNT = 6
+VIEW_PHOTOS = (2, 5)  # a view question shows this many photos, at least and at most
 _N_OPTIONS = 5
 # How a part or feature question's reasoning reads (``pretrain.reasoning``): "evidence", the visual evidence alone
 # ("The heel is a thick block."); "explained", the evidence and the answer it points to, in one of the teacher's
@@ -95,6 +100,12 @@ _QUESTIONS = {
                      "Name the print of {part}."),
     "feature": ("What {label} does the {vd} in this photo have?", "Look at the {vd} in the photo: which {label} is it?",
                 "Name the {label} you can see on this {vd}."),
+    "view_colour": ("Which colour is {part} in {photo}?", "Look at {photo}: what colour has {part} got?",
+                    "Name the colour of {part} in {photo}."),
+    "view_pattern": ("Which print is on {part} in {photo}?", "Look at {photo}: what kind of print does {part} show?",
+                     "Name the print of {part} in {photo}."),
+    "view_feature": ("What {label} does the {vd} in {photo} have?", "Look at {photo}: which {label} is it?",
+                     "Name the {label} of the {vd} in {photo}."),
     "caption": ("Describe this product and say what it is.", "What does the photo show? Describe the item.",
                 "Write a short description of the item in the photo and name it."),
 }
@@ -115,6 +126,11 @@ class VQAExample:
     options: tuple[str, ...]
     answer: str
     reasoning: str
+    more_images: tuple[Image.Image, ...] = ()  # a view question's other photos, after ``image``
+
+    @property
+    def images(self) -> list[Image.Image]:
+        return [self.image, *self.more_images]
 
     @property
     def user_text(self) -> str:
@@ -244,7 +260,49 @@ def render_attribute(rng: random.Random, size: int, taxonomy: Taxonomy, kind: st
     return VQAExample(image, kind, question, options, answer, why)
 
 
-_PRODUCT_KINDS = ("caption", "part", "feature")
+def render_view(rng: random.Random, size: int, taxonomy: Taxonomy, offer: Offer = Offer(),
+                reasoning: str = "evidence") -> VQAExample:
+    """Two to five photos of products of one random vertical, and a question about one visible attribute of the photo
+    named by its place (:func:`attrpipe.synth.catalog.view_phrase`); every other photo shows another value of that
+    attribute. ``offer`` and ``reasoning`` as for :func:`render_attribute` ("explained" adds the answer in the
+    teacher's first phrasing: "..., so the strap color is Red.")."""
+    from attrpipe.synth.catalog import evidence_text, part_described, view_phrase
+
+    check_reasoning(reasoning)
+    names = sorted(n for n, v in taxonomy.verticals.items() if any(len(a.values) > 1 for a in v.inferable_attributes()))
+    if not names:
+        raise ValueError("no vertical of the taxonomy has a visible attribute with two values or more")
+    vertical = taxonomy.verticals[rng.choice(names)]
+    attribute = rng.choice([a for a in vertical.inferable_attributes() if len(a.values) > 1])
+    n = rng.randint(*VIEW_PHOTOS)
+    target = rng.randrange(n)
+    photos, answer = [], None
+    for k in range(n):
+        labels = sample_labels(vertical, rng)
+        if k == target:
+            answer = labels[attribute.name]
+        photos.append(labels)
+    for k, labels in enumerate(photos):
+        if k != target and labels[attribute.name] == answer:
+            labels[attribute.name] = rng.choice([v for v in attribute.values if v != answer])
+    images = [render_listing(vertical, labels, rng, n_views=1, size=_CAPTION_RENDER_SIZE)[0].convert("RGB")
+              .resize((size, size), Image.Resampling.BICUBIC) for labels in photos]
+    photo = view_phrase(target)
+    described = part_described(vertical, attribute)
+    key = f"view_{described[0]}" if described else "view_feature"
+    question = rng.choice(_QUESTIONS[key]).format(part=described[1] if described else "", photo=photo,
+                                                  label=attribute.name.replace("_", " "), vd=vertical.display_name)
+    question = question[0].upper() + question[1:]
+    clause = evidence_text(vertical, attribute, answer, rng)
+    why = f"In {photo} {clause}"
+    why += f", so the {attribute.name.replace('_', ' ')} is {answer}." if reasoning == "explained" else "."
+    distractors = [vertical.display_name] + [v for a in vertical.inferable_attributes() if a is not attribute
+                                             for v in a.values]
+    options = _offered(rng, answer, attribute.values, offer, distractors)
+    return VQAExample(images[0], "view", question, options, answer, why, tuple(images[1:]))
+
+
+_PRODUCT_KINDS = ("caption", "part", "feature", "view")
 
 
 def render_vqa(rng: random.Random, size: int, kind: str | None = None, *,
@@ -259,6 +317,8 @@ def render_vqa(rng: random.Random, size: int, kind: str | None = None, *,
             raise ValueError(f"{kind} questions need a taxonomy (the products to draw)")
         if kind == "caption":
             return render_caption(rng, size, taxonomy)
+        if kind == "view":
+            return render_view(rng, size, taxonomy, offer, reasoning)
         return render_attribute(rng, size, taxonomy, kind, offer, reasoning)
     bg = backdrop(rng, 0.15, size).convert("RGB")
     bg_colour = bg.resize((1, 1)).getpixel((0, 0))
@@ -328,12 +388,15 @@ def vqa_examples(n: int, *, seed: int, size: int, taxonomy: Taxonomy | None = No
 
 
 def vqa_records(examples: Iterator[VQAExample], *, prefix: str = "vqa") -> Iterator[dict]:
-    """Training records (``RECORD_SCHEMA``) with the image inline as PNG."""
+    """Training records (``RECORD_SCHEMA``) with the images inline as PNG."""
     for i, ex in enumerate(examples):
-        buf = io.BytesIO()
-        ex.image.save(buf, "PNG")
+        encoded = []
+        for image in ex.images:
+            buf = io.BytesIO()
+            image.save(buf, "PNG")
+            encoded.append(buf.getvalue())
         yield {"example_id": f"{prefix}-{i:07d}", "prompt": ex.user_text, "completion": ex.target, "chosen": None,
-               "rejected": None, "image_uris": [], "image_bytes": [buf.getvalue()]}
+               "rejected": None, "image_uris": [], "image_bytes": encoded}
 
 
 def vqa_corpus(taxonomy: Taxonomy | None = None) -> list[str]:
@@ -350,7 +413,9 @@ def vqa_corpus(taxonomy: Taxonomy | None = None) -> list[str]:
                 lines.append(user_text(attribute, vertical.display_name))
                 for value in attribute.values:
                     lines.append(format_target(reasoning_text(vertical, attribute, value, random.Random(value)), value))
-    for questions in _QUESTIONS.values():
+    for key, questions in _QUESTIONS.items():
+        if key.startswith("view_"):  # added later: tokenizers built before them keep their merges
+            continue
         for q in questions:
             for shape in SHAPES:
                 lines.append(q.format(shape=shape.lower(), shapes=shape.lower() + "s", part="the " + shape.lower(),

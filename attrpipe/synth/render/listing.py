@@ -1,10 +1,11 @@
-"""A listing's views: the product drawn once, then composed ``n_views`` times on backgrounds with distractors,
-lighting and noise (:func:`render_listing`)."""
+"""A listing's views: the product drawn once (or once per view, when views show it differently), then composed
+``n_views`` times on backgrounds with distractors, lighting and noise (:func:`render_listing`)."""
 
 from __future__ import annotations
 
 import colorsys
 import random
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -139,14 +140,22 @@ def _compose_view(product: Image.Image, rng: random.Random, d: float, size: int,
 
 
 def render_listing(vertical: Vertical, labels: dict[str, str], rng: random.Random, *, n_views: int,
-                   difficulty: float = 0.3, size: int = 256) -> list[Image.Image]:
-    """``n_views`` RGB ``size x size`` views of one product whose visible attributes are drawn per ``labels``."""
+                   difficulty: float = 0.3, size: int = 256,
+                   view_labels: Sequence[dict[str, str]] | None = None) -> list[Image.Image]:
+    """``n_views`` RGB ``size x size`` views of one product whose visible attributes are drawn per ``labels``.
+    ``view_labels``: one label set per view instead (a view that shows an attribute otherwise: another light, a
+    part hidden, a different item in the photo); each view's product is then drawn from its own labels."""
     if n_views < 1:
         raise ValueError(f"n_views must be >= 1, got {n_views}")
     if not 0.0 <= difficulty <= 1.0:
         raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
+    if view_labels is not None and len(view_labels) != n_views:
+        raise ValueError(f"view_labels: {len(view_labels)} label sets for {n_views} views")
     spec = product_spec(vertical.name)
-    values = canonical_values(vertical, spec, labels)
-    product = _product_layer(spec, values, rng, size)
-    return [_compose_view(product, rng, difficulty * (0.5 if k == 0 else 1.0), size, spec.mirror)
+    if view_labels is None:
+        product = _product_layer(spec, canonical_values(vertical, spec, labels), rng, size)
+        products = [product] * n_views
+    else:
+        products = [_product_layer(spec, canonical_values(vertical, spec, shown), rng, size) for shown in view_labels]
+    return [_compose_view(products[k], rng, difficulty * (0.5 if k == 0 else 1.0), size, spec.mirror)
             for k in range(n_views)]
