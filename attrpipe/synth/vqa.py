@@ -260,6 +260,19 @@ def render_attribute(rng: random.Random, size: int, taxonomy: Taxonomy, kind: st
     return VQAExample(image, kind, question, options, answer, why)
 
 
+def view_photos(rng: random.Random, vertical, attribute) -> tuple[list[dict[str, str]], int]:
+    """The labels of a view question's photos (:data:`VIEW_PHOTOS`) and the place of the one asked about; every other
+    photo shows another value of ``attribute`` than that one."""
+    n = rng.randint(*VIEW_PHOTOS)
+    target = rng.randrange(n)
+    photos = [sample_labels(vertical, rng) for _ in range(n)]
+    answer = photos[target][attribute.name]
+    for k, labels in enumerate(photos):
+        if k != target and labels[attribute.name] == answer:
+            labels[attribute.name] = rng.choice([v for v in attribute.values if v != answer])
+    return photos, target
+
+
 def render_view(rng: random.Random, size: int, taxonomy: Taxonomy, offer: Offer = Offer(),
                 reasoning: str = "evidence") -> VQAExample:
     """Two to five photos of products of one random vertical, and a question about one visible attribute of the photo
@@ -274,17 +287,8 @@ def render_view(rng: random.Random, size: int, taxonomy: Taxonomy, offer: Offer 
         raise ValueError("no vertical of the taxonomy has a visible attribute with two values or more")
     vertical = taxonomy.verticals[rng.choice(names)]
     attribute = rng.choice([a for a in vertical.inferable_attributes() if len(a.values) > 1])
-    n = rng.randint(*VIEW_PHOTOS)
-    target = rng.randrange(n)
-    photos, answer = [], None
-    for k in range(n):
-        labels = sample_labels(vertical, rng)
-        if k == target:
-            answer = labels[attribute.name]
-        photos.append(labels)
-    for k, labels in enumerate(photos):
-        if k != target and labels[attribute.name] == answer:
-            labels[attribute.name] = rng.choice([v for v in attribute.values if v != answer])
+    photos, target = view_photos(rng, vertical, attribute)
+    answer = photos[target][attribute.name]
     images = [render_listing(vertical, labels, rng, n_views=1, size=_CAPTION_RENDER_SIZE)[0].convert("RGB")
               .resize((size, size), Image.Resampling.BICUBIC) for labels in photos]
     photo = view_phrase(target)
