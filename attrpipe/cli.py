@@ -475,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", choices=("explained", "evidence", "views"), default=syn.teacher,
                    help="the seed reasoning: explained (the visual evidence, then the answer in one of the teacher's "
                         "phrasings), evidence (the evidence alone: a diagnostic, docs/results.md) or views (the "
-                        "evidence of one view that shows the label, named: 'In the second photo ...')")
+                        "evidence of one view that shows the label, named: 'In picture 2 ...')")
     p.add_argument("--taxonomy", default="conf/taxonomy", help="taxonomy directory")
     p.add_argument("--verticals", nargs="*", help="only these verticals")
     p.set_defaults(func=cmd_synth_catalog)

@@ -201,6 +201,7 @@ class PretrainConf(SftConf):  # the training knobs of SFT, plus what to build an
     reasoning: str = "evidence"
     vision_tower: str = "train"
     start_from: Optional[str] = None
+    picture_labels: bool = False
     vision_stage: VisionStageConf = field(default_factory=VisionStageConf)
 
 

@@ -287,7 +287,7 @@ def test_pretrain_recipe_end_to_end_then_cached(tmp_path, ray_local):
     assert next(model.glob("*.safetensors")).read_bytes() != base_w  # every weight trained, not an adapter
     ev = rec["evaluation"]
     assert set(ev) == {"random_base", "pretrained"} and ev["pretrained"]["questions"] == len(SCHEDULE)
-    assert set(ev["pretrained"]["by_kind"]) == set(KINDS)  # the taxonomy's products among them (captions, parts)
+    assert set(ev["pretrained"]["by_kind"]) == set(SCHEDULE)  # the taxonomy's products among them (captions, parts)
     pre = ev["pretrained"]  # chance: one over each question's options, averaged (a kind's and over all)
     assert all(0 < m["chance"] <= 0.5 for m in pre["by_kind"].values())
     assert pre["chance"] == pytest.approx(sum(m["chance"] * m["questions"] for m in pre["by_kind"].values())
@@ -319,6 +319,17 @@ def test_pretrain_recipe_end_to_end_then_cached(tmp_path, ray_local):
     fewer = load_config("conf/tiny_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}", "taxonomy.verticals=[watch]"])
     assert recipe_hash(pretrain_recipe(fewer)) != recipe_hash(pretrain_recipe(load_config(
         "conf/tiny_cpu.yaml", [f"pretrain.output={tmp_path / 'pt'}"])))  # products draw the taxonomy's products
+    # continued pretraining: view questions (several photos each) for the model just built, from its own weights
+    more = load_config("conf/tiny_cpu.yaml", [f"pretrain.output={tmp_path / 'more'}", f"pretrain.start_from={model}",
+                                              "pretrain.examples=8", "pretrain.eval_examples=2", "pretrain.max_steps=2",
+                                              "pretrain.batch_size=4", "pretrain.image_size=56",
+                                              "pretrain.schedule=[view]", "ray.train.num_workers=1"])
+    cont = run_pretrain(more, verbose=False)
+    assert cont["steps"] == 2 and cont["num_parameters"] == rec["num_parameters"] and cont["vision_stage"] is None
+    assert set(cont["evaluation"]) == {"start", "pretrained"}
+    assert set(cont["evaluation"]["pretrained"]["by_kind"]) == {"view"} and not (tmp_path / "more" / "base").exists()
+    continued = next((tmp_path / "more" / "model").glob("*.safetensors")).read_bytes()
+    assert continued != next(model.glob("*.safetensors")).read_bytes()
 
 
 def test_format_pretrain_prints_chance_per_kind_and_reads_older_records():

@@ -11,8 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from attrpipe.config import load_config
-from attrpipe.synth.catalog import (ORDINALS, listing_rng, reasoning_text, view_labels, view_phrase,
-                                    write_synthetic_catalog)
+from attrpipe.synth.catalog import listing_rng, reasoning_text, view_labels, view_phrase, write_synthetic_catalog
 from attrpipe.synth.vqa import VIEW_PHOTOS, Offer, render_vqa, vqa_examples, vqa_records
 from attrpipe.taxonomy import load_taxonomy
 
@@ -44,9 +43,9 @@ def test_the_views_teacher_names_a_view_that_shows_the_label():
     assert reasoning_text(v, attr, "Silver", random.Random(0), "views", shown).startswith("Across the views ")
     with pytest.raises(ValueError, match="needs the value each view shows"):
         reasoning_text(v, attr, "Brown", random.Random(0), "views")
-    assert view_phrase(0) == "the first photo" and view_phrase(4) == "the fifth photo"
+    assert view_phrase(0) == "picture 1" and view_phrase(4) == "picture 5"  # as the chat template labels them
     with pytest.raises(ValueError):
-        view_phrase(len(ORDINALS))
+        view_phrase(-1)
 
 
 def test_a_catalog_with_views_that_disagree(tmp_path):
@@ -90,7 +89,8 @@ def test_a_view_question_asks_about_the_photo_it_names(seed):
     ex = render_vqa(random.Random(seed), 48, "view", taxonomy=TAX, offer=Offer(values=0, distractors=0.5))
     n = len(ex.images)
     assert VIEW_PHOTOS[0] <= n <= VIEW_PHOTOS[1] and all(im.size == (48, 48) for im in ex.images)
-    place = next(k for k in range(n) if view_phrase(k) in ex.question)
+    place = next(k for k in range(n) if f"{view_phrase(k)}?" in ex.question or f"{view_phrase(k)}:" in ex.question
+                 or f"{view_phrase(k)}." in ex.question)
     assert ex.reasoning.startswith(f"In {view_phrase(place)} ") and ex.answer in ex.options
     assert "most suitable value" not in ex.user_text
     record = next(vqa_records(iter([ex])))

@@ -24,7 +24,7 @@ allowed value (and their reasoning argues for the wrong value); ``catalog.json``
 With ``view_noise`` q, each view of a listing shows each visible attribute otherwise with probability q (another of
 its values: the light, the angle, a different item in the photo); the labels stay the truth, and the value most views
 show is more often the truth than any one view's. The ``views`` teacher names the one view its evidence comes from
-("In the second photo ..."), always a view that shows the label.
+("In picture 2 ..."), always a view that shows the label.
 
 Everything is a pure function of the arguments: each listing draws from its own ``random.Random`` derived from
 (seed, split, vertical, index), so listings do not depend on the order they are made in or on the other splits,
@@ -51,7 +51,7 @@ from attrpipe.synth.render.registry import check_renderable, sample_labels
 from attrpipe.taxonomy import Attribute, Taxonomy, Vertical
 
 __all__ = ["FORMAT_VERSION", "TRUTH_SCHEMA", "write_synthetic_catalog", "reasoning_text", "evidence_text",
-           "sentence", "TEACHERS", "part_described", "listing_rng", "view_labels", "view_phrase", "ORDINALS"]
+           "sentence", "TEACHERS", "part_described", "listing_rng", "view_labels", "view_phrase"]
 
 FORMAT_VERSION = 1
 JPEG_QUALITY = 90
@@ -295,14 +295,14 @@ def explained(vertical: Vertical, attr: Attribute, value: str, evidence: str, rn
 
 
 TEACHERS = ("explained", "evidence", "views")
-ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 
 
 def view_phrase(k: int) -> str:
-    """How reasoning names view ``k`` (0-based) of a listing: "the second photo"."""
-    if not 0 <= k < len(ORDINALS):
-        raise ValueError(f"a view is named for the first {len(ORDINALS)} photos, not photo {k + 1}")
-    return f"the {ORDINALS[k]} photo"
+    """How reasoning names view ``k`` (0-based) of a listing: "picture 2", as Qwen2.5-VL's chat template labels the
+    images when asked to (``add_vision_id``: "Picture 2: <image>")."""
+    if k < 0:
+        raise ValueError(f"a view's place is 0 or more, not {k}")
+    return f"picture {k + 1}"
 
 
 def reasoning_text(vertical: Vertical, attr: Attribute, value: str, rng: random.Random,
@@ -310,8 +310,8 @@ def reasoning_text(vertical: Vertical, attr: Attribute, value: str, rng: random.
     """A short teacher-style rationale for ``value``. ``teacher`` "explained" (the catalog's teacher): the visual
     evidence, then the answer in one of the teacher's phrasings; "evidence": the evidence alone, as a sentence (a
     diagnostic: the same draws, so a catalog differs from the explained one in its seed reasoning only); "views": the
-    evidence of one view that shows ``value`` ("In the third photo the strap is mostly red, so the strap color is
-    Red."), as a teacher that looks at one photo at a time names it. ``shown``: the value each view shows (the
+    evidence of one view that shows ``value`` ("In picture 3 the strap is mostly red, so the strap color is Red."), as
+    a teacher that looks at one photo at a time names it. ``shown``: the value each view shows (the
     views teacher needs it); when no view shows ``value``, the evidence is read across the views."""
     if teacher == "views":
         if shown is None:

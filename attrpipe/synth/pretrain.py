@@ -32,6 +32,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from attrpipe.models.loader import MODEL_CARD_FILE
+
 __all__ = ["pretrain_recipe", "recipe_hash", "question_plan", "write_vqa_split", "evaluate_vqa", "run_pretrain",
            "export_model", "PRETRAIN_FILE"]
 
@@ -42,7 +44,8 @@ _ROWS_PER_FILE = 2000
 
 # pretrain.* knobs added after recipes were first hashed, with the value every earlier recipe had.
 _LATER_KNOBS: dict[str, Any] = {"schedule": None, "options": {"attribute_values": 5, "distractors": 0.0},
-                                "reasoning": "evidence", "vision_tower": "train", "start_from": None}
+                                "reasoning": "evidence", "vision_tower": "train", "start_from": None,
+                                "picture_labels": False}
 
 
 def pretrain_recipe(cfg) -> dict[str, Any]:
@@ -75,6 +78,21 @@ def _taxonomy_digest(path) -> str:
     for f in files:
         h.update(str(f.relative_to(root) if root.is_dir() else f.name).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
+
+
+_PICTURE_LABELS = "{% if add_vision_id is not defined %}{% set add_vision_id = true %}{% endif %}"
+
+
+def label_pictures(model_dir: str | Path) -> None:
+    """Make the model's chat template label its images by default ("Picture 1: <image> Picture 2: <image> ..."):
+    Qwen2.5-VL's own ``add_vision_id``, on unless a caller passes it. Every path that builds a prompt (the trainers'
+    collators, the hf and vLLM engines) applies the model's template, so the model carries the convention with it."""
+    path = Path(model_dir) / "chat_template.jinja"
+    template = path.read_text()
+    if "add_vision_id" not in template:
+        raise ValueError(f"{path}: the chat template has no add_vision_id to turn on")
+    if not template.startswith(_PICTURE_LABELS):
+        path.write_text(_PICTURE_LABELS + template)
 
 
 def _num_parameters(model_dir: Path) -> int:
@@ -190,10 +208,16 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
     if p.get("start_from"):  # continued pretraining: more questions for a model already built (its own sizes)
         base = start = Path(str(p.start_from)).resolve()
         params = _num_parameters(start)
+        if p.picture_labels:  # a copy whose chat template labels the pictures; the copy is no shipped model
+            base = start = out / "start"
+            shutil.rmtree(start, ignore_errors=True)
+            shutil.copytree(p.start_from, start, ignore=shutil.ignore_patterns(MODEL_CARD_FILE))
     else:
         sizes = {k: OmegaConf.to_container(p[k], resolve=True) for k in ("text", "vision")}
         base = start = build_tiny_model(out / "base", seed=seed, corpus_extra=vqa_corpus(taxonomy), sizes=sizes)
         params = json.loads((base / "attrpipe_tiny.json").read_text())["num_parameters"]
+    if p.picture_labels:
+        label_pictures(base)
     timings["build_base_s"] = round(time.perf_counter() - t, 1)
 
     vs = p.vision_stage
@@ -241,6 +265,8 @@ def run_pretrain(cfg, *, force: bool = False, verbose: bool = True) -> dict[str,
     staging = out / ".model-staging"
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(result["model"], staging)
+    if p.picture_labels:
+        label_pictures(staging)
     shutil.rmtree(model, ignore_errors=True)
     staging.rename(model)
 

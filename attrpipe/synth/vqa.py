@@ -17,9 +17,10 @@ task's question (its wording, the attribute's description, its full option list 
   of its attributes look like, in the words a describer would use ("the heel is a thick rectangular block"); the
   answer is the kind of product, one of five: the web-caption side of a real VLM's pretraining.
 - ``view``: two to five photos of products of one kind, and a part or feature question about the one named by its
-  place ("Which colour is the strap in the third photo?"); the other photos show other values of that attribute, so
-  the answer is read off the photo named. The reasoning names the photo first ("In the third photo the strap is
-  mostly red."): the "looks at one photo at a time" side of a real VLM, which the catalog's views teacher relies on.
+  place ("Which colour is the strap in picture 3?", the images labelled "Picture 1:", "Picture 2:" ... as
+  ``pretrain.picture_labels`` makes the chat template do); the other photos show other values of that attribute, so
+  the answer is read off the photo named. The reasoning names the photo first ("In picture 3 the strap is mostly
+  red."): the "looks at one photo at a time" side of a real VLM, which the catalog's views teacher relies on.
 
 Each example is one image (a view question: several), a question with its options (the user text) and the answer in the method's format
 (``<reasoning> ... </reasoning><answer> ... </answer>``, after the same system prompt), so the pretrained model also
