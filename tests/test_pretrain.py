@@ -323,11 +323,22 @@ def test_pretrain_recipe_end_to_end_then_cached(tmp_path, ray_local):
     more = load_config("conf/tiny_cpu.yaml", [f"pretrain.output={tmp_path / 'more'}", f"pretrain.start_from={model}",
                                               "pretrain.examples=8", "pretrain.eval_examples=2", "pretrain.max_steps=2",
                                               "pretrain.batch_size=4", "pretrain.image_size=56",
-                                              "pretrain.schedule=[view]", "ray.train.num_workers=1"])
+                                              "pretrain.schedule=[view]", "pretrain.picture_labels=true",
+                                              "ray.train.num_workers=1"])
     cont = run_pretrain(more, verbose=False)
     assert cont["steps"] == 2 and cont["num_parameters"] == rec["num_parameters"] and cont["vision_stage"] is None
     assert set(cont["evaluation"]) == {"start", "pretrained"}
     assert set(cont["evaluation"]["pretrained"]["by_kind"]) == {"view"} and not (tmp_path / "more" / "base").exists()
+    from transformers import AutoProcessor
+
+    from attrpipe.prompts import messages_for
+
+    for d in ("start", "model"):  # the copy it trained from and the result label their pictures
+        text = AutoProcessor.from_pretrained(tmp_path / "more" / d).apply_chat_template(messages_for("Q", 2),
+                                                                                      tokenize=False)
+        assert "Picture 1: <|vision_start|>" in text and "Picture 2: <|vision_start|>" in text, d
+    assert "Picture 1:" not in AutoProcessor.from_pretrained(model).apply_chat_template(messages_for("Q", 2),
+                                                                                       tokenize=False)
     continued = next((tmp_path / "more" / "model").glob("*.safetensors")).read_bytes()
     assert continued != next(model.glob("*.safetensors")).read_bytes()
 

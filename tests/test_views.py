@@ -134,3 +134,17 @@ def test_continued_pretraining_is_keyed_on_the_weights_it_starts_from(tmp_path):
     assert "start_from" not in plain["pretrain"] and "start_weights" not in plain  # older hashes kept
     with pytest.raises(FileNotFoundError, match="start_from"):
         pretrain_recipe(load_config("conf/tiny_cpu.yaml", [f"pretrain.start_from={tmp_path / 'none'}"]))
+
+
+def test_picture_labels_turn_on_the_templates_own_vision_ids(tmp_path):
+    from attrpipe.synth.pretrain import label_pictures
+
+    template = (ROOT / "models" / "miniature" / "chat_template.jinja").read_text()
+    (tmp_path / "chat_template.jinja").write_text(template)
+    label_pictures(tmp_path)
+    label_pictures(tmp_path)  # once only
+    patched = (tmp_path / "chat_template.jinja").read_text()
+    assert patched.endswith(template) and patched.count("is not defined") == 1
+    (tmp_path / "chat_template.jinja").write_text("{{ messages }}")
+    with pytest.raises(ValueError, match="add_vision_id"):
+        label_pictures(tmp_path)
