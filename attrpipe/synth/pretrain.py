@@ -96,10 +96,13 @@ def label_pictures(model_dir: str | Path) -> None:
 
 
 def _num_parameters(model_dir: Path) -> int:
+    """Parameters of a saved model, a tied output head counted once (as ``model.num_parameters()`` counts them)."""
     from safetensors import safe_open
 
+    config = json.loads((model_dir / "config.json").read_text())
+    tied = config.get("tie_word_embeddings", config.get("text_config", {}).get("tie_word_embeddings", False))
     with safe_open(str(model_dir / "model.safetensors"), "pt") as f:
-        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys() if not (tied and k == "lm_head.weight"))
 
 
 def recipe_hash(recipe: dict) -> str:
