@@ -51,7 +51,8 @@ from attrpipe.synth.render.registry import check_renderable, sample_labels
 from attrpipe.taxonomy import Attribute, Taxonomy, Vertical
 
 __all__ = ["FORMAT_VERSION", "TRUTH_SCHEMA", "write_synthetic_catalog", "reasoning_text", "evidence_text",
-           "sentence", "TEACHERS", "part_described", "listing_rng", "view_labels", "view_phrase"]
+           "sentence", "TEACHERS", "part_described", "listing_rng", "view_labels", "view_phrase",
+           "view_reasoning"]
 
 FORMAT_VERSION = 1
 JPEG_QUALITY = 90
@@ -305,6 +306,14 @@ def view_phrase(k: int) -> str:
     return f"picture {k + 1}"
 
 
+def view_reasoning(k: int | None, evidence: str, attr: Attribute, value: str | None) -> str:
+    """Evidence read in view ``k`` ("In picture 2 the strap is mostly red"; None: "Across the views ..."), then, given
+    ``value``, the answer it points to (", so the strap color is Red."): the views teacher's reasoning, and a view
+    question's in pretraining."""
+    where = f"In {view_phrase(k)}" if k is not None else "Across the views"
+    return f"{where} {evidence}" + (f", so the {attr.name.replace('_', ' ')} is {value}." if value else ".")
+
+
 def reasoning_text(vertical: Vertical, attr: Attribute, value: str, rng: random.Random,
                    teacher: str = "explained", shown: list[str] | None = None) -> str:
     """A short teacher-style rationale for ``value``. ``teacher`` "explained" (the catalog's teacher): the visual
@@ -318,8 +327,7 @@ def reasoning_text(vertical: Vertical, attr: Attribute, value: str, rng: random.
             raise ValueError("the views teacher needs the value each view shows")
         e = evidence_text(vertical, attr, value, rng)
         agreeing = [k for k, v in enumerate(shown) if v == value]
-        where = f"In {view_phrase(rng.choice(agreeing))}" if agreeing else "Across the views"
-        return f"{where} {e}, so the {attr.name.replace('_', ' ')} is {value}."
+        return view_reasoning(rng.choice(agreeing) if agreeing else None, e, attr, value)
     e = evidence_text(vertical, attr, value, rng)
     text = explained(vertical, attr, value, e, rng)
     if teacher == "explained":
@@ -380,7 +388,8 @@ def _make_listing(out: Path, vertical: Vertical, split: str, index: int, listing
     n_views = rng.randint(min_views, max_views)
     shown = None
     if view_noise > 0:
-        shown = view_labels(vertical, labels, n_views, view_noise, listing_rng(seed, split, vertical.name, index, "views"))
+        views_rng = listing_rng(seed, split, vertical.name, index, "views")
+        shown = view_labels(vertical, labels, n_views, view_noise, views_rng)
     views = render_listing(vertical, labels, rng, n_views=n_views, difficulty=difficulty, size=image_size,
                            view_labels=shown)
     uris = []

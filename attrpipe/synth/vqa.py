@@ -22,10 +22,11 @@ task's question (its wording, the attribute's description, its full option list 
   the answer is read off the photo named. The reasoning names the photo first ("In picture 3 the strap is mostly
   red."): the "looks at one photo at a time" side of a real VLM, which the catalog's views teacher relies on.
 
-Each example is one image (a view question: several), a question with its options (the user text) and the answer in the method's format
-(``<reasoning> ... </reasoning><answer> ... </answer>``, after the same system prompt), so the pretrained model also
-follows the format instruction as an instruct model does. Everything is a pure function of the ``random.Random``
-passed in. :func:`vqa_records` turns examples into training records (:data:`attrpipe.train.examples.RECORD_SCHEMA`).
+Each example is one image (a view question: several), a question with its options (the user text) and the answer in
+the method's format (``<reasoning> ... </reasoning><answer> ... </answer>``, after the same system prompt), so the
+pretrained model also follows the format instruction as an instruct model does. Everything is a pure function of the
+``random.Random`` passed in. :func:`vqa_records` turns examples into training records
+(:data:`attrpipe.train.examples.RECORD_SCHEMA`).
 """
 
 from __future__ import annotations
@@ -193,11 +194,22 @@ def _contrasting_colour(rng: random.Random, background) -> str:
     return rng.choice(names)
 
 
-def _product_photo(rng: random.Random, vertical, size: int) -> tuple[dict[str, str], Image.Image]:
-    """A product of ``vertical`` with sampled labels, drawn at the catalog's size and resized as the pipeline does."""
-    labels = sample_labels(vertical, rng)
+def _draw(rng: random.Random, vertical, labels: dict[str, str], size: int) -> Image.Image:
+    """A product of ``vertical`` with ``labels``, drawn at the catalog's size and resized as the pipeline does."""
     image = render_listing(vertical, labels, rng, n_views=1, size=_CAPTION_RENDER_SIZE)[0]
-    return labels, image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+    return image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+
+
+def _product_photo(rng: random.Random, vertical, size: int) -> tuple[dict[str, str], Image.Image]:
+    """A product of ``vertical`` with sampled labels, drawn (:func:`_draw`)."""
+    labels = sample_labels(vertical, rng)
+    return labels, _draw(rng, vertical, labels, size)
+
+
+def _other_values(vertical, attribute) -> list[str]:
+    """What a question about ``attribute`` may offer as a distractor: the product's kind, another attribute's values."""
+    return [vertical.display_name] + [v for a in vertical.inferable_attributes() if a is not attribute
+                                      for v in a.values]
 
 
 def render_caption(rng: random.Random, size: int, taxonomy: Taxonomy) -> VQAExample:
@@ -251,9 +263,7 @@ def render_attribute(rng: random.Random, size: int, taxonomy: Taxonomy, kind: st
     else:
         question = rng.choice(_QUESTIONS["feature"]).format(label=attribute.name.replace("_", " "),
                                                             vd=vertical.display_name)
-    distractors = [vertical.display_name] + [v for a in vertical.inferable_attributes() if a is not attribute
-                                             for v in a.values]
-    options = _offered(rng, answer, attribute.values, offer, distractors)
+    options = _offered(rng, answer, attribute.values, offer, _other_values(vertical, attribute))
     if reasoning == "explained":
         why = explained(vertical, attribute, answer, clause, rng, GENERIC_TEMPLATES)
     else:
@@ -280,7 +290,7 @@ def render_view(rng: random.Random, size: int, taxonomy: Taxonomy, offer: Offer 
     named by its place (:func:`attrpipe.synth.catalog.view_phrase`); every other photo shows another value of that
     attribute. ``offer`` and ``reasoning`` as for :func:`render_attribute` ("explained" adds the answer in the
     teacher's first phrasing: "..., so the strap color is Red.")."""
-    from attrpipe.synth.catalog import evidence_text, part_described, view_phrase
+    from attrpipe.synth.catalog import evidence_text, part_described, view_phrase, view_reasoning
 
     check_reasoning(reasoning)
     names = sorted(n for n, v in taxonomy.verticals.items() if any(len(a.values) > 1 for a in v.inferable_attributes()))
@@ -290,8 +300,7 @@ def render_view(rng: random.Random, size: int, taxonomy: Taxonomy, offer: Offer 
     attribute = rng.choice([a for a in vertical.inferable_attributes() if len(a.values) > 1])
     photos, target = view_photos(rng, vertical, attribute)
     answer = photos[target][attribute.name]
-    images = [render_listing(vertical, labels, rng, n_views=1, size=_CAPTION_RENDER_SIZE)[0].convert("RGB")
-              .resize((size, size), Image.Resampling.BICUBIC) for labels in photos]
+    images = [_draw(rng, vertical, labels, size) for labels in photos]
     photo = view_phrase(target)
     described = part_described(vertical, attribute)
     key = f"view_{described[0]}" if described else "view_feature"
@@ -299,11 +308,8 @@ def render_view(rng: random.Random, size: int, taxonomy: Taxonomy, offer: Offer 
                                                   label=attribute.name.replace("_", " "), vd=vertical.display_name)
     question = question[0].upper() + question[1:]
     clause = evidence_text(vertical, attribute, answer, rng)
-    why = f"In {photo} {clause}"
-    why += f", so the {attribute.name.replace('_', ' ')} is {answer}." if reasoning == "explained" else "."
-    distractors = [vertical.display_name] + [v for a in vertical.inferable_attributes() if a is not attribute
-                                             for v in a.values]
-    options = _offered(rng, answer, attribute.values, offer, distractors)
+    why = view_reasoning(target, clause, attribute, answer if reasoning == "explained" else None)
+    options = _offered(rng, answer, attribute.values, offer, _other_values(vertical, attribute))
     return VQAExample(images[0], "view", question, options, answer, why, tuple(images[1:]))
 
 
