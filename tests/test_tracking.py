@@ -357,14 +357,17 @@ def _finished(loop_json: Path) -> set:
 
 @pytest.mark.slow
 def test_a_loop_on_a_tracking_server_killed_resumed_and_the_server_stopped_mid_run(tmp_path, tiny_model_dir):
-    """One loop on conf/tiny_cpu.yaml logging to `mlflow server`: killed in round 2's training, rerun; during the
-    rerun the server is stopped (the run finishes with one warning line and its audit passes); with the server back a
+    """One loop on conf/tiny_cpu.yaml logging to `mlflow server`: killed in round 2's training (the audit names the
+    unfinished stages), rerun from where it stopped; during the rerun the server is stopped (the run finishes with one
+    warning line, every stage done, the adapters trained, and its audit passes); with the server back a
     third run logs what was missed. Then MLflow holds one loop run with one nested run per stage, the same ids
     throughout, the configuration, a DPO metric at every step, the round's accuracy, the artifacts, and no metric
     twice at a step; MLflow's UI, rendered in headless Chromium, shows the loop run's accuracy."""
     from mlflow import MlflowClient
 
     from attrpipe.audit import audit, format_report
+    from attrpipe.cli import main
+    from attrpipe.loop import plan_stages
     from attrpipe.synth.catalog import write_synthetic_catalog
     from attrpipe.taxonomy import load_taxonomy
 
@@ -390,6 +393,9 @@ def test_a_loop_on_a_tracking_server_killed_resumed_and_the_server_stopped_mid_r
         proc.wait()
         before = json.loads((run / "tracking.json").read_text())
         assert "round-2/train" in before["stages"] and "round-2/train" not in _finished(loop_json)
+        cut = audit(str(run))  # the audit names what the kill left unfinished
+        unfinished = cut.checks["every planned stage finished"]
+        assert not cut.ok and any("round-2/eval did not finish" in p for p in unfinished), unfinished
 
         # 2. rerun; the server stops once round 2's training is recorded
         proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE,
@@ -400,9 +406,22 @@ def test_a_loop_on_a_tracking_server_killed_resumed_and_the_server_stopped_mid_r
         assert proc.returncode == 0, stderr[-3000:]
         warnings = [ln for ln in stdout.splitlines() if "warning" in ln.lower()]
         assert len(warnings) == 1 and f"MLflow tracking at {server.uri}" in warnings[0], stdout
-        assert _finished(loop_json) == set(json.loads(loop_json.read_text())["stages"])
-        rep = audit(str(run))
-        assert rep.ok, format_report(rep)
+        assert "round-1/pseudolabel: done earlier, skipped" in stdout
+        assert "accuracy" in stdout and "round-2" in stdout  # the per-round table
+        manifest = json.loads(loop_json.read_text())
+        assert manifest["stages"] == [s.name for s in plan_stages(rounds=2, method="dpo", seed_sft=True)]
+        assert set(manifest["finished"]) == set(manifest["stages"])
+        assert manifest["finished"]["round-1/pseudolabel"]["counts"]["pairs"] > 0
+        assert "skipped" not in manifest["finished"]["round-1/train"]
+        for rel in ("sft/adapter/adapter_model.safetensors", "round-1/adapter/adapter_config.json",
+                    "round-2/adapter/adapter_model.safetensors", "round-2/pseudolabels/pairs", "config.yaml"):
+            assert (run / rel).exists(), rel
+        # the adapters really were trained: DPO moved the SFT adapter
+        assert (run / "round-1/adapter/adapter_model.safetensors").read_bytes() != \
+            (run / "sft/adapter/adapter_model.safetensors").read_bytes()
+        rep = audit(str(run))  # every catalog row of every pseudo-labeling and evaluation, every adapter
+        assert rep.ok and rep.facts["input_rows"] > 0, format_report(rep)
+        assert main(["audit", str(run)]) == 0
         mid = json.loads((run / "tracking.json").read_text())
         assert mid["run_id"] == before["run_id"] and not mid["finished"]
 
