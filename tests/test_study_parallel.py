@@ -1,7 +1,7 @@
-"""A study's arms side by side on a local Ray (attrpipe.study_cluster): a pool-size study of 2 pools x 2 methods x 1
-seed, run once on a cluster that fits one arm at a time (with study.max_concurrent_arms=2) and once with two at once,
-one arm made to fail. The two runs share their seed SFT and chains (one run.name, two study.name), and their arms'
-numbers and adapters are compared.
+"""A study's arms side by side on a local Ray (attrpipe.study_cluster): a pool-size study of 2 pools x 1 seed, its DPO
+arms run on a cluster that fits one arm at a time (with study.max_concurrent_arms=2), then its DPO and SL arms two at
+once, one arm made to fail. The two runs share their seed SFT and chains (one run.name, two study.name), and the DPO
+arms' numbers and adapters are compared.
 
 The local Ray has 4 logical CPUs on this 2-core machine: Ray schedules by logical resources, so two arms' stages do
 run at the same time, but share 2 cores; timings here show concurrency, not speed. The engine is the scripted one
@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 VERTICALS = ["suitcase", "watch"]
 ARMS = ["dpo-pool-4", "sl-pool-4", "dpo-pool-8", "sl-pool-8"]
 FAILING = "sl-pool-4"
+IN_TURN = ["dpo-pool-4", "dpo-pool-8"]  # the one-at-a-time run: DPO only (the SL arms run the same code)
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +62,15 @@ def _cfg(d: Path, model: str, *extra: str):
         "study.pool_sizes=[4,8]", "study.methods=[dpo,sl]", "study.max_concurrent_arms=2", *extra])
 
 
-def _study(setup, tiny_model_dir, name: str, cpus_per_task: float) -> tuple[dict, list[str]]:
+def _study(setup, tiny_model_dir, name: str, cpus_per_task: float, *extra: str) -> tuple[dict, list[str]]:
     """The study's manifest and the lines it said (attrpipe.console.echo)."""
     from unittest import mock
 
     from attrpipe.study import run_study
 
     # an arm's largest stage: generation, 1 engine CPU + 2 CPU stages x cpus_per_task; 4 CPUs fit 1 (at 1.0) or 2
-    cfg = _cfg(setup, tiny_model_dir, f"study.name={name}", f"ray.preprocess.num_cpus_per_task={cpus_per_task}")
+    cfg = _cfg(setup, tiny_model_dir, f"study.name={name}", f"ray.preprocess.num_cpus_per_task={cpus_per_task}",
+               *extra)
     lines: list[str] = []
     with mock.patch("attrpipe.study.echo", lines.append):
         out = run_study(cfg, "pool-size", verbose=True)
@@ -96,7 +98,7 @@ def _adapter_sha(setup, name: str, arm: str) -> str:
 
 @pytest.fixture(scope="module")
 def in_turn(setup, tiny_model_dir, ray4):
-    return _study(setup, tiny_model_dir, "turns", 1.0)
+    return _study(setup, tiny_model_dir, "turns", 1.0, "study.methods=[dpo]")
 
 
 @pytest.fixture(scope="module")
@@ -120,17 +122,25 @@ def side_by_side(setup, tiny_model_dir, in_turn):
 def test_a_cluster_that_fits_one_arm_runs_them_in_turn(setup, in_turn):
     out, lines = in_turn
     assert out["concurrency"] == 1 and not out["failed"]
-    assert lines[0] == ("[study pool-size] 4 arms over 1 seed(s); 1 job(s) at once (an arm needs 3 CPU; the cluster "
+    assert lines[0] == ("[study pool-size] 2 arms over 1 seed(s); 1 job(s) at once (an arm needs 3 CPU; the cluster "
                         "has 4 CPU)")
     # one line as each job starts and one as it ends, the shared job first; then the table
-    assert lines[1] == "[study pool-size] seed 0: shared seed SFT and chains: running (1 running, 4 queued)"
+    assert lines[1] == "[study pool-size] seed 0: shared seed SFT and chains: running (1 running, 2 queued)"
     assert lines[2].startswith("[study pool-size] seed 0: shared seed SFT and chains: done in ")
-    assert lines[3] == "[study pool-size] seed 0: dpo-pool-4: running (1 running, 3 queued)"
+    assert lines[3] == "[study pool-size] seed 0: dpo-pool-4: running (1 running, 1 queued)"
     assert lines[4].startswith("[study pool-size] seed 0: dpo-pool-4: done in ") and ": accuracy " in lines[4]
-    assert sum(": running (" in ln for ln in lines) == 5 and sum(": done in " in ln for ln in lines) == 5
-    assert lines[11].startswith("| unlabeled listings | method |")
-    assert sorted(a["arm"] for a in out["arms"]) == sorted(ARMS)
-    spans = sorted(_spans(setup, "turns").values())
+    assert sum(": running (" in ln for ln in lines) == 3 and sum(": done in " in ln for ln in lines) == 3
+    assert lines[7].startswith("| unlabeled listings | method |")
+    assert sorted(a["arm"] for a in out["arms"]) == IN_TURN and out["values"] == [4, 8]
+    # the pools are prefixes of one generation: the 8 listings' chains, sampled once, and each arm reads its first N
+    small, large = (json.loads((_arm_dir(setup, "turns", a) / "loop.json").read_text())["finished"]
+                    ["round-1/pseudolabel"]["counts"] for a in IN_TURN)
+    assert small["listings_in"] == 4 and large["listings_in"] == 8
+    assert small["chains_reused"] == small["chains"] and large["chains_reused"] == large["chains"]
+    assert small["listing_attributes"] < large["listing_attributes"]
+    chains = json.loads((setup / "runs" / "p" / "shared" / "seed-0" / "chains-8" / "manifest.json").read_text())
+    assert chains["limit"] == 8 and chains["counts"]["listings_in"] == 8
+    spans = sorted(_spans(setup, "turns", IN_TURN).values())
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans  # no two arms' stages overlap
 
 
@@ -143,13 +153,13 @@ def test_arms_side_by_side_overlap_and_give_the_same_numbers_and_adapters(setup,
     assert overlapping, spans  # two arms were running at the same time
     rerun, _ = side_by_side["rerun"]
     turns = {a["arm"]: a for a in in_turn[0]["arms"]}
-    for arm in rerun["arms"]:
+    for arm in (a for a in rerun["arms"] if a["arm"] in IN_TURN):
         other = turns[arm["arm"]]
         for key in ("accuracy", "sft_accuracy", "per_round", "kept", "pairs", "listings", "listing_attributes",
                     "scored", "premise", "parse_failure_rate"):
             assert arm[key] == other[key], (arm["arm"], key)
         assert _adapter_sha(setup, "sbs", arm["arm"]) == _adapter_sha(setup, "turns", arm["arm"]), arm["arm"]
-    assert rerun["summary"] == in_turn[0]["summary"]
+    assert [r for r in rerun["summary"] if r["method"] == "dpo"] == in_turn[0]["summary"]
 
 
 def test_a_failed_arm_is_recorded_and_the_others_finish(setup, side_by_side):

@@ -1,5 +1,6 @@
 """Studies and the report, end to end on a small synthetic catalog on a local Ray: the threshold study (DPO and SL
-side by side), the pool-size study, then the HTML report, rendered by headless Chromium and checked on screen.
+side by side), a named lever and the oracle arms beside it, then the HTML report, rendered by headless Chromium and
+checked on screen. The pool-size study runs in tests/test_study_parallel.py.
 
 The generation engine is the scripted one (tests/fakes.py) so that consensus, kept examples and pairs vary as they do
 with a trained model; training (SFT, DPO, SL) is real, on the tiny Qwen2.5-VL.
@@ -122,25 +123,6 @@ def test_the_audit_proves_every_arm_of_a_study(setup, threshold_study):
     rep = audit(str(setup / "runs" / "s" / "study-threshold"))
     assert rep.kind == "study" and rep.ok, format_report(rep)
     assert rep.facts["input_rows"] > 0 and rep.facts["units"] > 0
-
-
-def test_pool_size_study_pools_are_prefixes_of_one_generation(setup, tiny_model_dir, threshold_study):
-    from attrpipe.study import run_study
-
-    cfg = _cfg(setup, tiny_model_dir, "study.pool_sizes=[8,4]", "study.methods=[dpo]")
-    st = run_study(cfg, "pool-size", verbose=False)
-    assert st["values"] == [4, 8] and [a["arm"] for a in st["arms"]] == ["dpo-pool-4", "dpo-pool-8"]
-    small, large = (_loop(setup, "pool-size", a)["finished"]["round-1/pseudolabel"]["counts"]
-                    for a in ("dpo-pool-4", "dpo-pool-8"))
-    assert small["listings_in"] == 4 and large["listings_in"] == 8
-    assert small["chains_reused"] == small["chains"] and large["chains_reused"] == large["chains"]
-    assert small["listing_attributes"] < large["listing_attributes"]
-    shared = setup / "runs" / "s" / "shared" / "seed-0"
-    chains = json.loads((shared / "chains-8" / "manifest.json").read_text())
-    assert chains["limit"] == 8 and chains["counts"]["listings_in"] == 8
-    # the seed SFT is the threshold study's: made once per seed for both kinds of study
-    assert sorted(p.name for p in shared.iterdir()) == ["base", "chains-8", "chains-all"]
-    assert {a["sft_accuracy"] for a in st["arms"]} == {a["sft_accuracy"] for a in threshold_study["arms"]}
 
 
 def test_a_named_lever_study_shares_the_seed_sft_and_the_chains(setup, tiny_model_dir, threshold_study):
