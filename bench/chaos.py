@@ -10,7 +10,7 @@ timings shift as on a busy node. A trial passes when the loop ends finished, ``a
 clean run of the same loop: every pseudo-labeling and evaluation output holds the same rows (none lost, none
 doubled), and the adapters and accuracies are equal. It prints a table by kind and by stage; every trial's record
 is in ``<out>/trials.jsonl`` (a rerun of the command continues from it). ``--rounds 1`` runs and kills a 1-round
-loop instead (CI's 3-trial check, tests/test_chaos.py). Exit 1 when a trial lost or doubled a row,
+loop instead (CI's 2-trial check, tests/test_chaos.py). Exit 1 when a trial lost or doubled a row,
 failed its audit, or did not finish.
 
 The loop generates with the benchmark's stand-in engine (bench/stand_in_engine.py: well-formed chains seeded per

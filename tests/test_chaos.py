@@ -74,22 +74,22 @@ def test_the_table_sums_by_kind_and_by_stage():
 
 
 @pytest.mark.slow
-def test_three_chaos_trials_lose_nothing(tmp_path):
-    """`python bench/chaos.py --trials 3` with the engine, a checkpoint write and the driver killed: exit 0 (no row
+def test_two_chaos_trials_lose_nothing(tmp_path):
+    """`python bench/chaos.py --trials 2` with the engine and the driver killed: exit 0 (no row
     lost or doubled, every audit passed, every loop finished) and the table says so."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PYTHONPATH")}
     out = tmp_path / "chaos"
-    proc = subprocess.run([sys.executable, "bench/chaos.py", "--trials", "3", "--seed", "0",
-                           "--kinds", "engine,train-save,driver", "--rounds", "1", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "bench/chaos.py", "--trials", "2", "--seed", "0",
+                           "--kinds", "engine,driver", "--rounds", "1", "--out", str(out)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=2400)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     recs = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
-    assert sorted(r["kind"] for r in recs) == ["driver", "engine", "train-save"]
+    assert sorted(r["kind"] for r in recs) == ["driver", "engine"]
     for r in recs:
         assert r["finished"] and r["audit_ok"] and r["lost"] == 0 and r["doubled"] == 0, r
         assert r["rows_equal"] and r["eval_equal"], r
-    assert all(r["killed"] for r in recs if r["kind"] in ("train-save", "driver")), recs
+    assert next(r for r in recs if r["kind"] == "driver")["killed"], recs
     assert next(r for r in recs if r["kind"] == "driver")["attempts"] == 2
     total = next(line for line in proc.stdout.splitlines() if line.startswith("| all |"))
     cells = [c.strip() for c in total.strip("|").split("|")]
-    assert cells[1] == "3" and cells[8:10] == ["0", "0"] and cells[10] == "3"
+    assert cells[1] == "2" and cells[8:10] == ["0", "0"] and cells[10] == "2"

@@ -255,8 +255,7 @@ def test_two_dpo_runs_of_one_configuration_train_the_same_adapter(env):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
-@pytest.mark.parametrize("stage,rank,at", [(2, 0, "save"), (2, 1, "save"), (3, 0, "save"), (3, 1, "save"),
-                                           (2, 0, "report")])
+@pytest.mark.parametrize("stage,rank,at", [(2, 1, "save"), (3, 0, "save"), (2, 0, "report")])
 def test_a_worker_killed_while_it_writes_a_checkpoint_resumes_from_the_last_complete_one(env, stage, rank, at):
     """DPO saving every 2 steps; at step 4 one rank SIGKILLs itself in the middle of writing its checkpoint (after the
     weights and the optimizer, before the RNG and trainer state: ``save``), or with the checkpoint written but not yet
