@@ -418,11 +418,11 @@ def audit_adapter(path: str) -> list[str]:
     if problems:
         return problems
     try:
-        json.loads(_read_bytes(cfg_path))
+        json.loads(storage.read_bytes(cfg_path))
     except ValueError as e:
         problems.append(f"{cfg_path}: not valid JSON ({e})")
     try:
-        tensors = load_safetensors(_read_bytes(weights))
+        tensors = load_safetensors(storage.read_bytes(weights))
     except Exception as e:  # noqa: BLE001 - a truncated or corrupt file is the finding
         return problems + [f"{weights}: not a whole safetensors file ({type(e).__name__}: {str(e)[:200]})"]
     if not tensors:
@@ -431,12 +431,6 @@ def audit_adapter(path: str) -> list[str]:
     if bad:
         problems.append(f"{weights}: non-finite values in {', '.join(bad[:5])}")
     return problems
-
-
-def _read_bytes(path: str) -> bytes:
-    fs, p = storage.filesystem_for(path)
-    with fs.open_input_file(p) as f:
-        return f.read()
 
 
 def audit_loop(run_dir: str) -> AuditReport:

@@ -218,9 +218,7 @@ def _run_config(run_dir: str):
     conf = storage.join(run_dir, "config.yaml")
     if not storage.exists(conf):
         return None
-    fs, p = storage.filesystem_for(conf)
-    with fs.open_input_stream(p) as f:
-        return OmegaConf.create(f.read().decode("utf-8"))
+    return OmegaConf.create(storage.read_bytes(conf).decode("utf-8"))
 
 
 def _truth(run_dir: str) -> dict[str, dict[str, str]] | None:

@@ -16,6 +16,7 @@ import json
 import os
 import posixpath
 import sys
+import time
 import uuid
 from typing import Any, Iterator
 
@@ -30,6 +31,7 @@ __all__ = [
     "makedirs",
     "list_files",
     "find_files",
+    "read_bytes",
     "read_json",
     "write_json_atomic",
     "write_text_atomic",
@@ -157,10 +159,33 @@ def locked(path: str, *, what: str | None = None) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def read_json(path: str) -> Any:
+# What pyarrow raises when an object store answers a read of a small object with an error (500 InternalError,
+# 503 SlowDown): the AWS SDK writes the error's XML body into the read buffer, which is sized to the object; a body
+# larger than the object overflows it, and the SDK reports INTERNAL_FAILURE, which it does not retry (the status is
+# lost). Objects smaller than an error body (a few hundred bytes: markers, progress files) hit it; see
+# https://github.com/apache/doris/pull/66557 for the SDK's side. read_bytes retries it.
+_SMALL_READ_ERROR = "Failed to flush response stream"
+_READ_ATTEMPTS = 5
+
+
+def read_bytes(path: str) -> bytes:
+    """A whole file (local or URI). A read that the object store answered with an error the S3 client did not retry
+    (see _SMALL_READ_ERROR) is tried again, up to 5 times with a growing pause; anything else raises at once."""
     fs, p = filesystem_for(path)
-    with fs.open_input_stream(p) as f:
-        return json.loads(f.read().decode("utf-8"))
+    attempt = 1
+    while True:
+        try:
+            with fs.open_input_stream(p) as f:
+                return f.read()
+        except OSError as e:
+            if _SMALL_READ_ERROR not in str(e) or attempt >= _READ_ATTEMPTS:
+                raise
+        time.sleep(0.05 * 2**attempt)
+        attempt += 1
+
+
+def read_json(path: str) -> Any:
+    return json.loads(read_bytes(path).decode("utf-8"))
 
 
 def write_parquet_atomic(dest: str, table: pa.Table) -> None:

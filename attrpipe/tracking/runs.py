@@ -127,9 +127,7 @@ def _read_jsonl(path: str) -> list[dict]:
 
     if not storage.exists(path):
         return []
-    fs, p = storage.filesystem_for(path)
-    with fs.open_input_stream(p) as f:
-        text = f.read().decode("utf-8")
+    text = storage.read_bytes(path).decode("utf-8")
     return [json.loads(ln) for ln in text.splitlines() if ln.strip()]
 
 
