@@ -472,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-views", type=int, default=syn.min_views, help="at least this many images per listing")
     p.add_argument("--view-noise", type=float, default=syn.view_noise,
                    help="chance that a view shows an attribute otherwise (another of its values)")
-    p.add_argument("--teacher", choices=("explained", "evidence", "views"), default=syn.teacher,
+    p.add_argument("--teacher", choices=("explained", "evidence", "views", "descriptors"), default=syn.teacher,
                    help="the seed reasoning: explained (the visual evidence, then the answer in one of the teacher's "
                         "phrasings), evidence (the evidence alone: a diagnostic, docs/results.md) or views (the "
                         "evidence of one view that shows the label, named: 'In picture 2 ...')")

@@ -299,6 +299,35 @@ def test_an_evidence_teacher_changes_the_seed_reasoning_only(tax, tmp_path):
         write_synthetic_catalog(tmp_path / "x", taxonomy=tax, **args, teacher="oracle")
 
 
+def test_the_descriptors_teacher_names_a_shade_of_each_colour(tax, tmp_path):
+    """``teacher="descriptors"``: a colour attribute's seed reasoning names one of the value's shades (several per
+    colour, as many as SHADES lists), then the value; every other attribute's reasoning gives the explained teacher's
+    evidence; nothing but the seed split differs from the explained catalog."""
+    from attrpipe.synth.catalog import SHADES, evidence_text
+    from attrpipe.synth.render.colours import COLOURS
+
+    assert set(SHADES) == set(COLOURS) and len({len(s) for s in SHADES.values()}) >= 3  # colours differ in shades
+    owner = {s: c for c, shades in SHADES.items() for s in shades}
+    assert len(owner) == sum(len(s) for s in SHADES.values())  # a shade names one colour only
+    args = dict(listings=4, seed=5, seed_per_vertical=6, test_per_vertical=1, max_views=1, image_size=48)
+    write_synthetic_catalog(tmp_path / "explained", taxonomy=tax, **args)
+    write_synthetic_catalog(tmp_path / "desc", taxonomy=tax, **args, teacher="descriptors")
+    a, b = _files(tmp_path / "explained"), _files(tmp_path / "desc")
+    assert {f for f in a if a[f] != b[f]} == {"seed/part-00000.parquet", "catalog.json"}
+    named = {}
+    for row in pq.read_table(tmp_path / "desc" / "seed").to_pylist():
+        labels, v = dict(row["labels"]), tax.vertical(row["vertical"])
+        for attr, why in row["reasoning"]:
+            assert why.rstrip(".").endswith(labels[attr])
+            if attr.endswith("color"):
+                shade = next(s for s in sorted(owner, key=len, reverse=True) if f" is {s}" in why)
+                assert owner[shade] == labels[attr], why
+                named.setdefault(labels[attr], set()).add(shade)
+            else:  # no colour: the explained teacher's evidence (which draws nothing for these attributes)
+                assert evidence_text(v, v.attributes[attr], labels[attr], random.Random(0)).lower() in why.lower()
+    assert any(len(s) > 1 for s in named.values())  # one colour, several shades named
+
+
 def test_label_noise_is_an_exact_fraction(tax, tmp_path):
     summary = write_synthetic_catalog(tmp_path, taxonomy=tax, listings=0, seed=3, seed_per_vertical=1,
                                       test_per_vertical=0, max_views=1, image_size=48, label_noise=0.25)

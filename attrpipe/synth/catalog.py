@@ -51,7 +51,7 @@ from attrpipe.synth.render.registry import check_renderable, sample_labels
 from attrpipe.taxonomy import Attribute, Taxonomy, Vertical
 
 __all__ = ["FORMAT_VERSION", "TRUTH_SCHEMA", "write_synthetic_catalog", "reasoning_text", "evidence_text",
-           "sentence", "TEACHERS", "part_described", "listing_rng", "view_labels", "view_phrase",
+           "sentence", "TEACHERS", "SHADES", "part_described", "listing_rng", "view_labels", "view_phrase",
            "view_reasoning"]
 
 FORMAT_VERSION = 1
@@ -88,6 +88,31 @@ _PART = {  # what a colour / pattern attribute describes, by (vertical, attribut
 _COLOUR_ATTRS = {"color", "top_color", "bottom_color", "strap_color", "dial_color", "border_color", "sole_color"}
 _PATTERN_ATTRS = {"pattern", "top_pattern", "footbed_pattern"}
 _COLOUR_PHRASES = ("{part} is mostly {c}", "{part} shows a clear {c} colour", "the dominant colour of {part} is {c}")
+# The descriptors teacher names the shade it sees, a finer word than the options: several shades lead to one colour
+# value, and values have different numbers of them, as colour names do (Blue: six here, Silver: one). Greedy decoding
+# follows the single most likely shade; a vote of sampled chains adds the shades up by the value they name.
+SHADES: dict[str, tuple[str, ...]] = {
+    "Black": ("jet black", "ink black"),
+    "White": ("bright white", "pure white"),
+    "Grey": ("slate grey", "ash grey", "smoke grey", "charcoal grey"),
+    "Silver": ("silver",),
+    "Gold": ("gold",),
+    "Navy Blue": ("navy", "midnight blue"),
+    "Blue": ("cobalt", "royal blue", "azure", "sky blue", "denim blue", "cerulean"),
+    "Teal": ("teal", "peacock blue-green"),
+    "Green": ("emerald", "forest green", "bottle green", "mint green", "sage", "lime green"),
+    "Olive": ("olive", "khaki green"),
+    "Yellow": ("lemon yellow", "mustard", "sunflower yellow"),
+    "Orange": ("tangerine", "rust orange"),
+    "Red": ("scarlet", "crimson", "cherry red", "tomato red", "brick red"),
+    "Maroon": ("maroon", "burgundy", "wine"),
+    "Pink": ("rose", "blush", "fuchsia", "baby pink", "coral pink"),
+    "Purple": ("violet", "plum", "lavender", "mauve"),
+    "Brown": ("chocolate", "coffee brown", "chestnut"),
+    "Tan": ("camel", "light tan"),
+    "Beige": ("sand", "fawn"),
+    "Cream": ("cream",),
+}
 _PATTERN_PHRASES = {
     "Solid": "{part} is one plain colour without any print",
     "Striped": "parallel stripes run across {part}",
@@ -295,7 +320,7 @@ def explained(vertical: Vertical, attr: Attribute, value: str, evidence: str, rn
                                         label=attr.name.replace("_", " "), value=value, vd=vertical.display_name)
 
 
-TEACHERS = ("explained", "evidence", "views")
+TEACHERS = ("explained", "evidence", "views", "descriptors")
 
 
 def view_phrase(k: int) -> str:
@@ -320,7 +345,8 @@ def reasoning_text(vertical: Vertical, attr: Attribute, value: str, rng: random.
     evidence, then the answer in one of the teacher's phrasings; "evidence": the evidence alone, as a sentence (a
     diagnostic: the same draws, so a catalog differs from the explained one in its seed reasoning only); "views": the
     evidence of one view that shows ``value`` ("In picture 3 the strap is mostly red, so the strap color is Red."), as
-    a teacher that looks at one photo at a time names it. ``shown``: the value each view shows (the
+    a teacher that looks at one photo at a time names it; "descriptors": as "explained", but a colour's evidence names
+    one of its shades (:data:`SHADES`: "the strap is cobalt", then Blue). ``shown``: the value each view shows (the
     views teacher needs it); when no view shows ``value``, the evidence is read across the views."""
     if teacher == "views":
         if shown is None:
@@ -328,9 +354,11 @@ def reasoning_text(vertical: Vertical, attr: Attribute, value: str, rng: random.
         e = evidence_text(vertical, attr, value, rng)
         agreeing = [k for k, v in enumerate(shown) if v == value]
         return view_reasoning(rng.choice(agreeing) if agreeing else None, e, attr, value)
+    if teacher == "descriptors" and attr.name in _COLOUR_ATTRS and value in SHADES:
+        return explained(vertical, attr, value, f"{_part_name(vertical, attr)} is {rng.choice(SHADES[value])}", rng)
     e = evidence_text(vertical, attr, value, rng)
     text = explained(vertical, attr, value, e, rng)
-    if teacher == "explained":
+    if teacher in ("explained", "descriptors"):
         return text
     if teacher == "evidence":
         return sentence(e)
