@@ -197,8 +197,8 @@ def test_loop_job_runs_the_demo_loop_to_success(ray_head, tmp_path, tiny_model_d
                             seed_per_vertical=2, test_per_vertical=1)
     entry = ["python", "ray_jobs/loop.py", "conf/tiny_cpu.yaml", f"data.root={cat}", f"model.path={tiny_model_dir}",
              "model.build_tiny=false", "taxonomy.verticals=[suitcase,watch]", "loop.rounds=0",
-             "generation.engine=tests.fakes:ScriptedEngine", "sft.max_steps=2", "dpo.max_steps=2",
-             "pseudolabel.listings_per_unit=2", f"run.output_dir={tmp_path / 'runs'}", "run.name=job"]
+             "generation.engine=tests.fakes:ScriptedEngine", "sft.max_steps=2", f"run.output_dir={tmp_path / 'runs'}",
+             "run.name=job"]
     r = _submit(address, env, "attrpipe-loop", entry, wait=True)
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-5000:]
     assert _status(address, env, "attrpipe-loop") == "SUCCEEDED"
