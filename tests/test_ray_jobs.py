@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -93,6 +94,7 @@ def ray_head():
             if head.poll() is not None or time.time() > deadline:
                 raise RuntimeError(f"ray head did not start:\n{(Path(tmp) / 'head.log').read_text()[-3000:]}")
             time.sleep(0.5)
+        _wait_for_the_job_agent(address, env, head, time.time() + 90)
         yield address, env
     finally:
         # What `ray stop` does, limited to our head's own process group (ray start, GCS, raylet, dashboard, workers
@@ -108,6 +110,27 @@ def ray_head():
         head.wait(timeout=30)
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _wait_for_the_job_agent(address: str, env: dict, head: subprocess.Popen, deadline: float) -> None:
+    """The dashboard answers before the head's job agent is up, and a submission then fails ("No available agent to
+    submit job, please try again later": the job server waits 10 s for one). Submit a job that does nothing until one
+    is accepted, and let it end."""
+    body = json.dumps({"entrypoint": "true", "submission_id": "agent-probe"}).encode()
+    while True:
+        req = urllib.request.Request(f"{address}/api/jobs/", data=body, method="POST",
+                                     headers={"Authorization": f"Bearer {env['RAY_AUTH_TOKEN']}",
+                                              "Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(req, timeout=30).close()
+            break
+        except urllib.error.HTTPError as e:
+            if e.code != 500 or b"No available agent" not in e.read():
+                raise
+        if head.poll() is not None or time.time() > deadline:
+            raise RuntimeError("the ray head's job agent did not start")
+        time.sleep(1)
+    _wait_terminal(address, env, "agent-probe")
 
 
 def _api(address: str, env: dict, path: str) -> dict:
