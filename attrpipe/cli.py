@@ -474,8 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="chance that a view shows an attribute otherwise (another of its values)")
     p.add_argument("--teacher", choices=("explained", "evidence", "views", "descriptors"), default=syn.teacher,
                    help="the seed reasoning: explained (the visual evidence, then the answer in one of the teacher's "
-                        "phrasings), evidence (the evidence alone: a diagnostic, docs/results.md) or views (the "
-                        "evidence of one view that shows the label, named: 'In picture 2 ...')")
+                        "phrasings), evidence (the evidence alone: a diagnostic, docs/results.md), views (the "
+                        "evidence of one view that shows the label, named: 'In picture 2 ...') or descriptors (as "
+                        "explained, but a colour is named by one of its shades: 'the strap is cobalt', then Blue)")
     p.add_argument("--taxonomy", default="conf/taxonomy", help="taxonomy directory")
     p.add_argument("--verticals", nargs="*", help="only these verticals")
     p.set_defaults(func=cmd_synth_catalog)
