@@ -476,7 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the seed reasoning: explained (the visual evidence, then the answer in one of the teacher's "
                         "phrasings), evidence (the evidence alone: a diagnostic, docs/results.md), views (the "
                         "evidence of one view that shows the label, named: 'In picture 2 ...') or descriptors (as "
-                        "explained, but a colour is named by one of its shades: 'the strap is cobalt', then Blue)")
+                        "explained, but a colour is named by one of its shades, 'the strap is cobalt', then Blue, and a "
+                        "print by one of its motifs)")
     p.add_argument("--taxonomy", default="conf/taxonomy", help="taxonomy directory")
     p.add_argument("--verticals", nargs="*", help="only these verticals")
     p.set_defaults(func=cmd_synth_catalog)

@@ -299,16 +299,21 @@ def test_an_evidence_teacher_changes_the_seed_reasoning_only(tax, tmp_path):
         write_synthetic_catalog(tmp_path / "x", taxonomy=tax, **args, teacher="oracle")
 
 
-def test_the_descriptors_teacher_names_a_shade_of_each_colour(tax, tmp_path):
-    """``teacher="descriptors"``: a colour attribute's seed reasoning names one of the value's shades (several per
-    colour, as many as SHADES lists), then the value; every other attribute's reasoning gives the explained teacher's
-    evidence; nothing but the seed split differs from the explained catalog."""
-    from attrpipe.synth.catalog import SHADES, evidence_text
-    from attrpipe.synth.render.colours import COLOURS
+def test_the_descriptors_teacher_names_a_shade_of_each_colour_and_a_motif_of_each_print(tax, tmp_path):
+    """``teacher="descriptors"``: a colour attribute's seed reasoning names one of the value's shades, a pattern
+    attribute's one of its motifs (several per value, as many as SHADES and PRINTS list), then the value; every other
+    attribute's reasoning gives the explained teacher's evidence; nothing but the seed split differs from the explained
+    catalog."""
+    from attrpipe.synth.catalog import PRINTS, SHADES, evidence_text
+    from attrpipe.synth.render.colours import COLOURS, PATTERNS
 
-    assert set(SHADES) == set(COLOURS) and len({len(s) for s in SHADES.values()}) >= 3  # colours differ in shades
-    owner = {s: c for c, shades in SHADES.items() for s in shades}
-    assert len(owner) == sum(len(s) for s in SHADES.values())  # a shade names one colour only
+    assert set(SHADES) == set(COLOURS) and set(PRINTS) == set(PATTERNS)
+    owners = {}
+    for table, tag in ((SHADES, " is "), (PRINTS, " shows ")):
+        assert len({len(d) for d in table.values()}) >= 3  # values differ in how many descriptors lead to them
+        owner = {d: value for value, ds in table.items() for d in ds}
+        assert len(owner) == sum(len(d) for d in table.values())  # a descriptor names one value only
+        owners[tag] = owner
     args = dict(listings=4, seed=5, seed_per_vertical=6, test_per_vertical=1, max_views=1, image_size=48)
     write_synthetic_catalog(tmp_path / "explained", taxonomy=tax, **args)
     write_synthetic_catalog(tmp_path / "desc", taxonomy=tax, **args, teacher="descriptors")
@@ -319,13 +324,16 @@ def test_the_descriptors_teacher_names_a_shade_of_each_colour(tax, tmp_path):
         labels, v = dict(row["labels"]), tax.vertical(row["vertical"])
         for attr, why in row["reasoning"]:
             assert why.rstrip(".").endswith(labels[attr])
-            if attr.endswith("color"):
-                shade = next(s for s in sorted(owner, key=len, reverse=True) if f" is {s}" in why)
-                assert owner[shade] == labels[attr], why
-                named.setdefault(labels[attr], set()).add(shade)
-            else:  # no colour: the explained teacher's evidence (which draws nothing for these attributes)
+            tag = " is " if attr.endswith("color") else " shows " if attr.endswith("pattern") else None
+            if tag:
+                owner = owners[tag]
+                d = next(d for d in sorted(owner, key=len, reverse=True) if f"{tag}{d}" in why)
+                assert owner[d] == labels[attr], why
+                named.setdefault(labels[attr], set()).add(d)
+            else:  # the explained teacher's evidence (which draws nothing for these attributes)
                 assert evidence_text(v, v.attributes[attr], labels[attr], random.Random(0)).lower() in why.lower()
-    assert any(len(s) > 1 for s in named.values())  # one colour, several shades named
+    assert any(len(d) > 1 for d in named.values())  # one value, several descriptors named
+    assert named.keys() & set(PRINTS) and named.keys() & set(SHADES)
 
 
 def test_label_noise_is_an_exact_fraction(tax, tmp_path):

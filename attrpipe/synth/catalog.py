@@ -51,7 +51,7 @@ from attrpipe.synth.render.registry import check_renderable, sample_labels
 from attrpipe.taxonomy import Attribute, Taxonomy, Vertical
 
 __all__ = ["FORMAT_VERSION", "TRUTH_SCHEMA", "write_synthetic_catalog", "reasoning_text", "evidence_text",
-           "sentence", "TEACHERS", "SHADES", "part_described", "listing_rng", "view_labels", "view_phrase",
+           "sentence", "TEACHERS", "SHADES", "PRINTS", "part_described", "listing_rng", "view_labels", "view_phrase",
            "view_reasoning"]
 
 FORMAT_VERSION = 1
@@ -112,6 +112,23 @@ SHADES: dict[str, tuple[str, ...]] = {
     "Tan": ("camel", "light tan"),
     "Beige": ("sand", "fawn"),
     "Cream": ("cream",),
+}
+# ... and a print by the motif it sees, in the same way (Floral: five motifs, Polka Dot: one).
+PRINTS: dict[str, tuple[str, ...]] = {
+    "Solid": ("no print at all",),
+    "Striped": ("pinstripes", "broad stripes", "candy stripes", "pencil stripes"),
+    "Checkered": ("gingham checks", "tartan checks", "windowpane checks"),
+    "Polka Dot": ("polka dots",),
+    "Floral": ("roses", "daisies", "hibiscus flowers", "tulips", "small blossoms"),
+    "Geometric": ("triangles and diamonds", "hexagons", "interlocking squares"),
+    "Abstract": ("free-form swirls", "brushstroke blobs"),
+    "Animal Print": ("leopard spots", "cheetah spots", "snakeskin scales"),
+    "Camouflage": ("camouflage blotches",),
+    "Graphic Print": ("one large graphic motif", "a printed slogan graphic"),
+    "Colorblock": ("large blocks of colour",),
+    "Textured": ("a fine hatched texture",),
+    "Chevron": ("zigzag chevrons", "V-shaped bands"),
+    "Paisley": ("paisley teardrops", "mango-shaped motifs"),
 }
 _PATTERN_PHRASES = {
     "Solid": "{part} is one plain colour without any print",
@@ -346,7 +363,8 @@ def reasoning_text(vertical: Vertical, attr: Attribute, value: str, rng: random.
     diagnostic: the same draws, so a catalog differs from the explained one in its seed reasoning only); "views": the
     evidence of one view that shows ``value`` ("In picture 3 the strap is mostly red, so the strap color is Red."), as
     a teacher that looks at one photo at a time names it; "descriptors": as "explained", but a colour's evidence names
-    one of its shades (:data:`SHADES`: "the strap is cobalt", then Blue). ``shown``: the value each view shows (the
+    one of its shades (:data:`SHADES`: "the strap is cobalt", then Blue), a print one of its motifs (:data:`PRINTS`:
+    "the top shows daisies", then Floral). ``shown``: the value each view shows (the
     views teacher needs it); when no view shows ``value``, the evidence is read across the views."""
     if teacher == "views":
         if shown is None:
@@ -356,6 +374,9 @@ def reasoning_text(vertical: Vertical, attr: Attribute, value: str, rng: random.
         return view_reasoning(rng.choice(agreeing) if agreeing else None, e, attr, value)
     if teacher == "descriptors" and attr.name in _COLOUR_ATTRS and value in SHADES:
         return explained(vertical, attr, value, f"{_part_name(vertical, attr)} is {rng.choice(SHADES[value])}", rng)
+    if teacher == "descriptors" and attr.name in _PATTERN_ATTRS and value in PRINTS:
+        return explained(vertical, attr, value, f"{_part_name(vertical, attr)} shows {rng.choice(PRINTS[value])}",
+                         rng)
     e = evidence_text(vertical, attr, value, rng)
     text = explained(vertical, attr, value, e, rng)
     if teacher in ("explained", "descriptors"):
