@@ -194,6 +194,28 @@ def test_explained_reasoning_names_the_answer_in_the_teachers_generic_phrasings(
         render_vqa(random.Random(0), 64, kind, taxonomy=TAXONOMY, reasoning="why")
 
 
+def test_descriptors_reasoning_names_a_shade_or_a_motif_of_the_answer():
+    """``reasoning="descriptors"``: the same image, question and options as the evidence alone; a part question's
+    reasoning names one of the answer's shades or motifs (the catalog's descriptors teacher), then the answer."""
+    from attrpipe.parsing import parse_generation
+    from attrpipe.synth.catalog import PRINTS, SHADES
+    from attrpipe.synth.vqa import Offer
+
+    offer = Offer(values=0, distractors=0.5)
+    named = set()
+    for seed in range(40):
+        a = render_vqa(random.Random(seed), 64, "part", taxonomy=TAXONOMY, offer=offer)
+        b = render_vqa(random.Random(seed), 64, "part", taxonomy=TAXONOMY, offer=offer, reasoning="descriptors")
+        assert (a.question, a.options, a.answer, a.image.tobytes()) == (b.question, b.options, b.answer,
+                                                                       b.image.tobytes())
+        ds = SHADES.get(b.answer) or PRINTS[b.answer]
+        hit = [d for d in ds if f" is {d}" in b.reasoning or f" shows {d}" in b.reasoning]
+        assert hit and b.reasoning.rstrip(".").endswith(b.answer), b.reasoning
+        assert parse_generation(b.target, b.options).value == b.answer
+        named.update(hit)
+    assert len(named) >= 10
+
+
 def test_a_schedule_sets_the_order_of_the_kinds_and_the_recipe_keeps_old_hashes(tmp_path):
     from attrpipe.synth.pretrain import pretrain_recipe, question_plan, recipe_hash
 

@@ -51,7 +51,7 @@ from attrpipe.synth.render.registry import check_renderable, sample_labels
 from attrpipe.taxonomy import Attribute, Taxonomy, Vertical
 
 __all__ = ["FORMAT_VERSION", "TRUTH_SCHEMA", "write_synthetic_catalog", "reasoning_text", "evidence_text",
-           "sentence", "TEACHERS", "SHADES", "PRINTS", "part_described", "listing_rng", "view_labels", "view_phrase",
+           "sentence", "TEACHERS", "SHADES", "PRINTS", "descriptor_evidence", "part_described", "listing_rng", "view_labels", "view_phrase",
            "view_reasoning"]
 
 FORMAT_VERSION = 1
@@ -340,6 +340,16 @@ def explained(vertical: Vertical, attr: Attribute, value: str, evidence: str, rn
 TEACHERS = ("explained", "evidence", "views", "descriptors")
 
 
+def descriptor_evidence(vertical: Vertical, attr: Attribute, value: str, rng: random.Random) -> str | None:
+    """What the descriptors teacher sees, as a clause: one of a colour's shades ("the strap is cobalt") or of a print's
+    motifs ("the top shows daisies"), drawn with ``rng``; None for any other attribute or value."""
+    if attr.name in _COLOUR_ATTRS and value in SHADES:
+        return f"{_part_name(vertical, attr)} is {rng.choice(SHADES[value])}"
+    if attr.name in _PATTERN_ATTRS and value in PRINTS:
+        return f"{_part_name(vertical, attr)} shows {rng.choice(PRINTS[value])}"
+    return None
+
+
 def view_phrase(k: int) -> str:
     """How reasoning names view ``k`` (0-based) of a listing: "picture 2", as Qwen2.5-VL's chat template labels the
     images when asked to (``add_vision_id``: "Picture 2: <image>")."""
@@ -372,11 +382,8 @@ def reasoning_text(vertical: Vertical, attr: Attribute, value: str, rng: random.
         e = evidence_text(vertical, attr, value, rng)
         agreeing = [k for k, v in enumerate(shown) if v == value]
         return view_reasoning(rng.choice(agreeing) if agreeing else None, e, attr, value)
-    if teacher == "descriptors" and attr.name in _COLOUR_ATTRS and value in SHADES:
-        return explained(vertical, attr, value, f"{_part_name(vertical, attr)} is {rng.choice(SHADES[value])}", rng)
-    if teacher == "descriptors" and attr.name in _PATTERN_ATTRS and value in PRINTS:
-        return explained(vertical, attr, value, f"{_part_name(vertical, attr)} shows {rng.choice(PRINTS[value])}",
-                         rng)
+    if teacher == "descriptors" and (d := descriptor_evidence(vertical, attr, value, rng)) is not None:
+        return explained(vertical, attr, value, d, rng)
     e = evidence_text(vertical, attr, value, rng)
     text = explained(vertical, attr, value, e, rng)
     if teacher in ("explained", "descriptors"):

@@ -63,8 +63,10 @@ _N_OPTIONS = 5
 # How a part or feature question's reasoning reads (``pretrain.reasoning``): "evidence", the visual evidence alone
 # ("The heel is a thick block."); "explained", the evidence and the answer it points to, in one of the teacher's
 # phrasings that do not echo the task's question (attrpipe.synth.catalog.GENERIC_TEMPLATES: "The heel is a thick
-# block, so the heel type is Block."), as a real instruct model has read reasoning of that kind before any task.
-REASONING = ("evidence", "explained")
+# block, so the heel type is Block."), as a real instruct model has read reasoning of that kind before any task;
+# "descriptors", explained, with a colour named by one of its shades and a print by one of its motifs, as the
+# catalog's descriptors teacher names them ("The strap is cobalt, so the strap color is Blue.").
+REASONING = ("evidence", "explained", "descriptors")
 
 
 @dataclass(frozen=True)
@@ -238,7 +240,8 @@ def render_attribute(rng: random.Random, size: int, taxonomy: Taxonomy, kind: st
     ``offer``: how many values are offered, and whether a distractor joins them: the product's kind or a value of
     another of its attributes (:class:`Offer`). ``reasoning``: one of :data:`REASONING`; the image, question and options
     do not depend on it."""
-    from attrpipe.synth.catalog import GENERIC_TEMPLATES, evidence_text, explained, part_described, sentence
+    from attrpipe.synth.catalog import (GENERIC_TEMPLATES, descriptor_evidence, evidence_text, explained,
+                                        part_described, sentence)
 
     if kind not in ("part", "feature"):
         raise ValueError(f"an attribute question is a part or a feature, not {kind!r}")
@@ -264,7 +267,9 @@ def render_attribute(rng: random.Random, size: int, taxonomy: Taxonomy, kind: st
         question = rng.choice(_QUESTIONS["feature"]).format(label=attribute.name.replace("_", " "),
                                                             vd=vertical.display_name)
     options = _offered(rng, answer, attribute.values, offer, _other_values(vertical, attribute))
-    if reasoning == "explained":
+    if reasoning == "descriptors":  # drawn last: the image, question and options are those of the other reasonings
+        clause = descriptor_evidence(vertical, attribute, answer, rng) or clause
+    if reasoning in ("explained", "descriptors"):
         why = explained(vertical, attribute, answer, clause, rng, GENERIC_TEMPLATES)
     else:
         why = sentence(clause)
@@ -308,7 +313,7 @@ def render_view(rng: random.Random, size: int, taxonomy: Taxonomy, offer: Offer 
                                                   label=attribute.name.replace("_", " "), vd=vertical.display_name)
     question = question[0].upper() + question[1:]
     clause = evidence_text(vertical, attribute, answer, rng)
-    why = view_reasoning(target, clause, attribute, answer if reasoning == "explained" else None)
+    why = view_reasoning(target, clause, attribute, None if reasoning == "evidence" else answer)
     options = _offered(rng, answer, attribute.values, offer, _other_values(vertical, attribute))
     return VQAExample(images[0], "view", question, options, answer, why, tuple(images[1:]))
 
