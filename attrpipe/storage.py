@@ -234,13 +234,13 @@ def fingerprint(path: str | None) -> str | None:
     h = hashlib.sha256()
     for info in sorted(infos, key=lambda i: i.base_name):
         h.update(info.base_name.encode() + b"\0" + str(info.size).encode() + b"\0")
+        if info.size <= _WHOLE_FILE_LIMIT:
+            h.update(read_bytes(join(path, info.base_name)))
+            continue
         with fs.open_input_file(info.path) as f:
-            if info.size <= _WHOLE_FILE_LIMIT:
-                h.update(f.read())
-            else:
-                h.update(f.read(_EDGE))
-                f.seek(info.size - _EDGE)
-                h.update(f.read(_EDGE))
+            h.update(f.read(_EDGE))
+            f.seek(info.size - _EDGE)
+            h.update(f.read(_EDGE))
     return h.hexdigest()[:16]
 
 
