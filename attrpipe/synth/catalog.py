@@ -24,7 +24,8 @@ allowed value (and their reasoning argues for the wrong value); ``catalog.json``
 With ``view_noise`` q, each view of a listing shows each visible attribute otherwise with probability q (another of
 its values: the light, the angle, a different item in the photo); the labels stay the truth, and the value most views
 show is more often the truth than any one view's. The ``views`` teacher names the one view its evidence comes from
-("In picture 2 ..."), always a view that shows the label.
+("In picture 2 ..."), always a view that shows the label. The ``descriptors`` teacher names a colour by one of its
+shades and a print by one of its motifs (:data:`SHADES`, :data:`PRINTS`): several reasoning paths to one value.
 
 Everything is a pure function of the arguments: each listing draws from its own ``random.Random`` derived from
 (seed, split, vertical, index), so listings do not depend on the order they are made in or on the other splits,
@@ -51,8 +52,8 @@ from attrpipe.synth.render.registry import check_renderable, sample_labels
 from attrpipe.taxonomy import Attribute, Taxonomy, Vertical
 
 __all__ = ["FORMAT_VERSION", "TRUTH_SCHEMA", "write_synthetic_catalog", "reasoning_text", "evidence_text",
-           "sentence", "TEACHERS", "SHADES", "PRINTS", "descriptor_evidence", "part_described", "listing_rng", "view_labels", "view_phrase",
-           "view_reasoning"]
+           "sentence", "TEACHERS", "SHADES", "PRINTS", "descriptor_evidence", "part_described", "listing_rng",
+           "view_labels", "view_phrase", "view_reasoning"]
 
 FORMAT_VERSION = 1
 JPEG_QUALITY = 90
@@ -88,9 +89,10 @@ _PART = {  # what a colour / pattern attribute describes, by (vertical, attribut
 _COLOUR_ATTRS = {"color", "top_color", "bottom_color", "strap_color", "dial_color", "border_color", "sole_color"}
 _PATTERN_ATTRS = {"pattern", "top_pattern", "footbed_pattern"}
 _COLOUR_PHRASES = ("{part} is mostly {c}", "{part} shows a clear {c} colour", "the dominant colour of {part} is {c}")
-# The descriptors teacher names the shade it sees, a finer word than the options: several shades lead to one colour
-# value, and values have different numbers of them, as colour names do (Blue: six here, Silver: one). Greedy decoding
-# follows the single most likely shade; a vote of sampled chains adds the shades up by the value they name.
+# The descriptors teacher names a shade, a finer word than the options: several shades lead to one colour value, and
+# values have different numbers of them, as colour names do (Blue: six here, Silver: one). The shade is drawn at random
+# among the value's (the image shows the value's colour): a teacher's choice of words, not something the pixels tell
+# apart. Greedy decoding follows the single most likely shade; a vote of sampled chains adds them up by their value.
 SHADES: dict[str, tuple[str, ...]] = {
     "Black": ("jet black", "ink black"),
     "White": ("bright white", "pure white"),
