@@ -341,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_demo)
 
-    from attrpipe.config import load_config
+    from attrpipe.config import SYNTHETIC_TEACHERS, load_config
 
     syn = load_config().synthetic  # one place for the defaults: conf/base.yaml
     p = sub.add_parser("pseudolabel", help="7-chain consensus pseudo-labels and DPO pairs (Ray Data)")
@@ -472,12 +472,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-views", type=int, default=syn.min_views, help="at least this many images per listing")
     p.add_argument("--view-noise", type=float, default=syn.view_noise,
                    help="chance that a view shows an attribute otherwise (another of its values)")
-    p.add_argument("--teacher", choices=("explained", "evidence", "views", "descriptors"), default=syn.teacher,
+    p.add_argument("--teacher", choices=SYNTHETIC_TEACHERS, default=syn.teacher,
                    help="the seed reasoning: explained (the visual evidence, then the answer in one of the teacher's "
                         "phrasings), evidence (the evidence alone: a diagnostic, docs/results.md), views (the "
                         "evidence of one view that shows the label, named: 'In picture 2 ...') or descriptors (as "
-                        "explained, but a colour is named by one of its shades, 'the strap is cobalt', then Blue, and a "
-                        "print by one of its motifs)")
+                        "explained, but a colour is named by one of its shades, 'the strap is cobalt', then Blue, "
+                        "and a print by one of its motifs)")
     p.add_argument("--taxonomy", default="conf/taxonomy", help="taxonomy directory")
     p.add_argument("--verticals", nargs="*", help="only these verticals")
     p.set_defaults(func=cmd_synth_catalog)

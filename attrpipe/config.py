@@ -25,12 +25,13 @@ from omegaconf.errors import OmegaConfBaseException
 
 from attrpipe.methods import METHODS, is_oracle, training_kind
 
-# attrpipe.synth.catalog.TEACHERS and attrpipe.synth.vqa.REASONING, named here so that loading a configuration does not
-# import the renderer (tests/test_pretrain.py checks that they agree)
-_TEACHERS = ("explained", "evidence", "views", "descriptors")
-_PRETRAIN_REASONING = ("evidence", "explained", "descriptors")
+# attrpipe.synth.catalog.TEACHERS and attrpipe.synth.vqa.REASONING, named here so that loading a configuration (and
+# building the CLI) does not import the renderer (tests/test_pretrain.py checks that they agree)
+SYNTHETIC_TEACHERS = ("explained", "evidence", "views", "descriptors")
+PRETRAIN_REASONING = ("evidence", "explained", "descriptors")
 
-__all__ = ["ConfigError", "load_config", "config_hash", "drop_inert_defaults", "to_yaml", "PROJECT_CONF_DIR"]
+__all__ = ["ConfigError", "load_config", "config_hash", "SYNTHETIC_TEACHERS", "PRETRAIN_REASONING",
+           "drop_inert_defaults", "to_yaml", "PROJECT_CONF_DIR"]
 
 PROJECT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -378,7 +379,8 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
         ("synthetic.max_views", 1 <= c.synthetic.max_views <= 20, "must be in [1, 20]"),
         ("synthetic.difficulty", 0.0 <= c.synthetic.difficulty <= 1.0, "must be in [0, 1]"),
         ("synthetic.label_noise", 0.0 <= c.synthetic.label_noise <= 1.0, "must be in [0, 1]"),
-        ("synthetic.teacher", c.synthetic.teacher in _TEACHERS, f"must be one of {', '.join(_TEACHERS)}"),
+        ("synthetic.teacher", c.synthetic.teacher in SYNTHETIC_TEACHERS,
+         f"must be one of {', '.join(SYNTHETIC_TEACHERS)}"),
         ("synthetic.min_views", 1 <= c.synthetic.min_views <= c.synthetic.max_views, "must be in [1, max_views]"),
         ("synthetic.view_noise", 0.0 <= c.synthetic.view_noise < 1.0, "must be in [0, 1)"),
         ("generation.num_chains", c.generation.num_chains >= 2, "must be >= 2 (consensus needs several chains)"),
@@ -399,8 +401,8 @@ def _ranges(c: DictConfig) -> list[tuple[str, bool, str]]:
          c.pretrain.options.attribute_values == 0 or c.pretrain.options.attribute_values >= 2,
          "must be 0 (every value of the attribute) or >= 2"),
         ("pretrain.options.distractors", 0.0 <= c.pretrain.options.distractors <= 1.0, "must be in [0, 1]"),
-        ("pretrain.reasoning", c.pretrain.reasoning in _PRETRAIN_REASONING,
-         f"must be one of {', '.join(_PRETRAIN_REASONING)}"),
+        ("pretrain.reasoning", c.pretrain.reasoning in PRETRAIN_REASONING,
+         f"must be one of {', '.join(PRETRAIN_REASONING)}"),
         ("pretrain.vision_tower", c.pretrain.vision_tower in ("train", "freeze"), "must be train or freeze"),
         ("pretrain.vision_tower", c.pretrain.vision_tower != "freeze"
          or (c.pretrain.vision_stage.examples > 0 and c.pretrain.vision_stage.steps > 0),

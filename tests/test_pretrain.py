@@ -244,11 +244,11 @@ def test_a_schedule_sets_the_order_of_the_kinds_and_the_recipe_keeps_old_hashes(
         load_config("conf/tiny_cpu.yaml", out + ["pretrain.reasoning=why"])
     assert question_plan(load_config("conf/tiny_cpu.yaml", out + ["pretrain.reasoning=descriptors"]))["reasoning"] \
         == "descriptors"
-    from attrpipe.config import _PRETRAIN_REASONING, _TEACHERS
+    from attrpipe.config import PRETRAIN_REASONING, SYNTHETIC_TEACHERS
     from attrpipe.synth.catalog import TEACHERS
     from attrpipe.synth.vqa import REASONING
 
-    assert set(_TEACHERS) == set(TEACHERS) and set(_PRETRAIN_REASONING) == set(REASONING)
+    assert set(SYNTHETIC_TEACHERS) == set(TEACHERS) and set(PRETRAIN_REASONING) == set(REASONING)
     with pytest.raises(ValueError, match="unknown question kinds"):
         question_plan(load_config("conf/tiny_cpu.yaml", out + ["pretrain.schedule=[hue]"]))
     # pretrain.vision_tower: train (the default, out of the recipe) | freeze (after a vision stage only)

@@ -119,8 +119,7 @@ def _wait_for_the_job_agent(address: str, env: dict, head: subprocess.Popen, dea
     body = json.dumps({"entrypoint": "true", "submission_id": "agent-probe"}).encode()
     while True:
         req = urllib.request.Request(f"{address}/api/jobs/", data=body, method="POST",
-                                     headers={"Authorization": f"Bearer {env['RAY_AUTH_TOKEN']}",
-                                              "Content-Type": "application/json"})
+                                     headers={**_auth(env), "Content-Type": "application/json"})
         try:
             urllib.request.urlopen(req, timeout=30).close()
             break
@@ -133,9 +132,14 @@ def _wait_for_the_job_agent(address: str, env: dict, head: subprocess.Popen, dea
     _wait_terminal(address, env, "agent-probe")
 
 
+def _auth(env: dict) -> dict:
+    """The head's token, as the Ray Jobs REST API takes it."""
+    return {"Authorization": f"Bearer {env['RAY_AUTH_TOKEN']}"}
+
+
 def _api(address: str, env: dict, path: str) -> dict:
     """The Ray Jobs REST API (what the CLI and JobSubmissionClient call), with the head's token."""
-    req = urllib.request.Request(f"{address}{path}", headers={"Authorization": f"Bearer {env['RAY_AUTH_TOKEN']}"})
+    req = urllib.request.Request(f"{address}{path}", headers=_auth(env))
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read())
 
